@@ -1,0 +1,203 @@
+"""The ``keyturn`` command: serve, migrate, and operate users, keys, sessions and tokens."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import secrets
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from .config import Settings, load_settings, parse_duration
+from .errors import ConfigurationError, KeyturnError
+from .service import Client, Service
+
+T = TypeVar("T")
+app = typer.Typer(help="keyturn: token authentication service.", no_args_is_help=True, add_completion=False)
+users = typer.Typer(help="Manage accounts.", no_args_is_help=True)
+keys = typer.Typer(help="Manage signing keys.", no_args_is_help=True)
+sessions = typer.Typer(help="Inspect and end sessions.", no_args_is_help=True)
+token = typer.Typer(help="Look at tokens.", no_args_is_help=True)
+for sub, name in ((users, "users"), (keys, "keys"), (sessions, "sessions"), (token, "token")):
+    app.add_typer(sub, name=name)
+
+
+@dataclass
+class _State:
+    dev: bool = False
+
+
+_state = _State()
+
+
+@app.callback()
+def main(
+    dev: Annotated[bool, typer.Option("--dev", help="Development mode: generated secret, relaxed checks.")] = False,
+) -> None:
+    """Settings come from KEYTURN_* environment variables (see docs/configuration.md)."""
+    _state.dev = dev
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings(dev=_state.dev)
+    except ConfigurationError as exc:
+        typer.echo(f"keyturn: invalid setting {exc.description}", err=True)
+        raise typer.Exit(2) from None
+
+
+def _run(work: Callable[[Service], Awaitable[T]]) -> T:
+    """Run one operation against the configured store, turning keyturn errors into one line."""
+
+    async def go() -> T:
+        svc = Service(_settings())
+        try:
+            await svc.start()
+            return await work(svc)
+        finally:
+            await svc.close()
+
+    try:
+        return asyncio.run(go())
+    except KeyturnError as exc:
+        typer.echo(f"keyturn: {exc.description}", err=True)
+        raise typer.Exit(1) from None
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to bind.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Worker processes.")] = 1,
+) -> None:
+    """Apply migrations and serve the HTTP API."""
+    import uvicorn
+
+    from .http import create_app
+
+    settings = _settings()
+    _configure_logging(settings.log_level)
+    common: dict[str, Any] = {
+        "host": host,
+        "port": port,
+        "proxy_headers": False,
+        "server_header": False,
+        "log_level": settings.log_level,
+    }
+    if workers == 1:
+        uvicorn.run(create_app(settings), **common)
+        return
+    _run(lambda svc: svc.start())  # migrate and make the first key once, before the workers race
+    assert settings.secret is not None
+    os.environ.update(KEYTURN_ENV=settings.env, KEYTURN_SECRET=settings.secret.get_secret_value())
+    uvicorn.run("keyturn.http:create_app_from_env", factory=True, workers=workers, **common)
+
+
+@app.command()
+def migrate() -> None:
+    """Apply database migrations up to the newest."""
+    settings = _settings()
+
+    async def go() -> None:
+        svc = Service(settings)
+        try:
+            await svc.store.db.migrate()
+        finally:
+            await svc.close()
+
+    asyncio.run(go())
+    typer.echo("migrations applied")
+
+
+@app.command()
+def secret() -> None:
+    """Print a new random master secret for KEYTURN_SECRET."""
+    typer.echo(secrets.token_urlsafe(48))
+
+
+@users.command("add")
+def users_add(
+    username: str,
+    password_stdin: Annotated[bool, typer.Option("--password-stdin", help="Read the password from stdin.")] = False,
+) -> None:
+    """Create an account (works whatever KEYTURN_ALLOW_REGISTRATION says)."""
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    user = _run(lambda svc: svc.auth.create_user(username, password, Client(user_agent="keyturn-cli")))
+    typer.echo(f"created {user.username} ({user.id})")
+
+
+@users.command("list")
+def users_list() -> None:
+    """List accounts."""
+    for u in _run(lambda svc: svc.admin.users()):
+        state = "disabled" if u.disabled_at else "active"
+        typer.echo(f"{u.id}  {u.username:<24} {state:<8} created {_when(u.created_at)}")
+
+
+@users.command("disable")
+def users_disable(username: str) -> None:
+    """Disable an account and end all its sessions."""
+    ended = _run(lambda svc: svc.admin.disable_user(username))
+    typer.echo(f"disabled {username}; ended {ended} session(s)")
+
+
+@keys.command("list")
+def keys_list() -> None:
+    """List signing keys and their state."""
+    for k in _run(lambda svc: svc.admin.keys()):
+        state = "signing" if k.signing else "published" if k.published else "retired"
+        typer.echo(f"{k.kid}  {k.alg:<6} {state:<9} created {_when(k.created_at)} active {_when(k.activates_at)}")
+
+
+@keys.command("rotate")
+def keys_rotate(
+    delay: Annotated[str | None, typer.Option(help="Publish now, sign after this delay (default setting).")] = None,
+) -> None:
+    """Publish a new signing key; it takes over signing after the delay."""
+    wait = parse_duration(delay) if delay is not None else None
+    key = _run(lambda svc: svc.admin.rotate_key(wait))
+    typer.echo(f"new key {key.kid} ({key.alg}) published; signs from {_when(key.activates_at)}")
+
+
+@sessions.command("list")
+def sessions_list(user: Annotated[str | None, typer.Option(help="Only this user's sessions.")] = None) -> None:
+    """List live sessions."""
+    for s in _run(lambda svc: svc.admin.sessions(user)):
+        typer.echo(f"{s.id}  user {s.user_id}  gen {s.generation:<5} last used {_when(s.last_used_at)}  {s.ip}")
+
+
+@sessions.command("revoke")
+def sessions_revoke(session_id: str) -> None:
+    """End one session."""
+    _run(lambda svc: svc.admin.revoke_session(session_id))
+    typer.echo(f"revoked {session_id}")
+
+
+@token.command("inspect")
+def token_inspect(value: Annotated[str, typer.Argument(help="The access token, or - to read stdin.")]) -> None:
+    """Decode an access token and verify it against this deployment's keys."""
+    raw = sys.stdin.readline().strip() if value == "-" else value.strip()
+    report = _run(lambda svc: svc.admin.inspect(raw))
+    typer.echo(json.dumps({"header": report.header, "claims": report.claims}, indent=2, sort_keys=True))
+    if report.error is not None:
+        typer.echo(f"INVALID: {report.error.reason}: {report.error.description}")
+        raise typer.Exit(1)
+    typer.echo("VALID")
+
+
+def _when(at: datetime | None) -> str:
+    return at.strftime("%Y-%m-%d %H:%M:%SZ") if at else "-"

@@ -1,0 +1,172 @@
+"""Configuration: one immutable ``Settings`` built at start-up and passed in.
+
+Precedence (pydantic-settings): explicit keyword arguments, then ``KEYTURN_*``
+environment variables, then the defaults below. Nothing here is built at import
+time. In development mode a missing ``KEYTURN_SECRET`` is generated once and kept
+in a 0600 file; outside development a missing or weak secret is refused.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import secrets
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BeforeValidator, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from .errors import ConfigurationError
+
+__all__ = ["Settings", "load_settings", "parse_duration"]
+
+_log = logging.getLogger("keyturn.config")
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_DURATION = re.compile(r"(\d+)\s*([smhdw])")
+_PLACEHOLDERS = ("changeme", "change-me", "secret", "password", "example", "xxxx", "todo")
+MIN_SECRET_CHARS = 32
+
+
+def parse_duration(value: object) -> timedelta:
+    """Parse ``900``, ``"900"``, ``"15m"``, ``"7d"`` or ``"1h30m"`` into a timedelta.
+
+    Raises:
+        ValueError: the value is not a non-negative duration.
+    """
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 900, 15m or 7d")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError("a duration cannot be negative")
+        return timedelta(seconds=value)
+    text = str(value).strip().lower()
+    if text.isdigit():
+        return timedelta(seconds=int(text))
+    parts = _DURATION.findall(text)
+    if not parts or _DURATION.sub("", text).strip():
+        raise ValueError(f"'{value}' is not a duration; use seconds or a unit: 30s, 15m, 1h, 7d")
+    return timedelta(seconds=sum(int(n) * _UNITS[u] for n, u in parts))
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+
+
+def _alg(value: object) -> object:
+    return "EdDSA" if isinstance(value, str) and value.lower() in {"ed25519", "eddsa"} else value
+
+
+def secret_weakness(secret: str) -> str | None:
+    """Say why a master secret is too weak, or ``None`` when it is acceptable."""
+    if len(secret) < MIN_SECRET_CHARS:
+        return f"must be at least {MIN_SECRET_CHARS} characters (use `keyturn secret`)"
+    if len(set(secret)) < 12:
+        return "has too few distinct characters to be random"
+    lowered = secret.lower()
+    if any(word in lowered for word in _PLACEHOLDERS):
+        return "looks like a placeholder"
+    return None
+
+
+class Settings(BaseSettings):
+    """Every setting of a keyturn deployment (environment prefix ``KEYTURN_``)."""
+
+    model_config = SettingsConfigDict(env_prefix="KEYTURN_", frozen=True, extra="ignore")
+
+    env: Literal["development", "production"] = "production"
+    database_url: str = "sqlite+aiosqlite:///keyturn.db"
+    secret: SecretStr | None = None
+    issuer: str = "http://127.0.0.1:8000"
+    audience: str = ""
+    client_id: str = "keyturn"
+    default_scope: str = "profile"
+    access_token_ttl: Duration = timedelta(minutes=15)
+    refresh_idle_ttl: Duration = timedelta(days=7)
+    session_max_ttl: Duration = timedelta(days=30)
+    reuse_grace: Duration = timedelta(seconds=10)
+    leeway: Duration = timedelta(seconds=5)
+    key_publish_delay: Duration = timedelta(minutes=10)
+    signing_alg: Annotated[Literal["ES256", "EdDSA", "RS256"], BeforeValidator(_alg)] = "ES256"
+    allow_registration: bool = True
+    auto_migrate: bool = True
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    password_min_length: int = Field(default=8, ge=1, le=256)
+    password_max_length: int = Field(default=1024, ge=8, le=4096)
+    db_timeout: Duration = timedelta(seconds=5)
+    log_level: str = "info"
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if self.access_token_ttl < timedelta(seconds=1):
+            raise ValueError("KEYTURN_ACCESS_TOKEN_TTL: must be at least 1 second")
+        if self.session_max_ttl < self.refresh_idle_ttl:
+            raise ValueError("KEYTURN_SESSION_MAX_TTL: must not be shorter than KEYTURN_REFRESH_IDLE_TTL")
+        if self.reuse_grace > timedelta(minutes=5):
+            raise ValueError("KEYTURN_REUSE_GRACE: must be at most 5m")
+        if self.secret is None:
+            raise ValueError("KEYTURN_SECRET: is required outside development mode")
+        weakness = secret_weakness(self.secret.get_secret_value())
+        if weakness and self.env != "development":
+            raise ValueError(f"KEYTURN_SECRET: {weakness}")
+        return self
+
+    @property
+    def dev(self) -> bool:
+        return self.env == "development"
+
+    @property
+    def token_audience(self) -> str:
+        """The ``aud`` of issued access tokens: ``KEYTURN_AUDIENCE`` or the issuer."""
+        return self.audience or self.issuer
+
+
+def _first_error(exc: ValidationError) -> ConfigurationError:
+    err = exc.errors()[0]
+    field = str(err["loc"][0]) if err["loc"] else ""
+    message = str(err["msg"]).removeprefix("Value error, ")
+    if not field and ": " in message and message.startswith("KEYTURN_"):
+        field, message = message.split(": ", 1)
+    setting = field if field.startswith("KEYTURN_") else f"KEYTURN_{field.upper()}"
+    return ConfigurationError(setting, message)
+
+
+def _dev_secret(path: Path) -> str:
+    """Read or create the development master secret file (mode 0600)."""
+    if path.exists():
+        return path.read_text(encoding="ascii").strip()
+    value = secrets.token_urlsafe(48)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="ascii") as fh:
+        fh.write(value + "\n")
+    _log.warning("generated a development master secret in %s", path)
+    return value
+
+
+def load_settings(*, dev: bool = False, secret_file: Path | None = None, **overrides: Any) -> Settings:
+    """Build the settings from the environment, turning any error into one clear line.
+
+    Args:
+        dev: development mode; a missing secret is generated into ``secret_file``.
+        secret_file: where the development secret lives (default ``./keyturn.secret``).
+        **overrides: explicit values that win over the environment.
+
+    Raises:
+        ConfigurationError: a setting is missing or invalid; it names the setting.
+    """
+    if dev:
+        overrides.setdefault("env", "development")
+    try:
+        env = overrides.get("env") or os.environ.get("KEYTURN_ENV", "production")
+        if env == "development" and "secret" not in overrides and not os.environ.get("KEYTURN_SECRET"):
+            overrides["secret"] = _dev_secret(secret_file or Path("keyturn.secret"))
+        settings = Settings(**overrides)
+    except ValidationError as exc:
+        raise _first_error(exc) from None
+    if settings.dev:
+        _log.warning("development mode: the master secret and defaults are for development only")
+    return settings

@@ -1,0 +1,216 @@
+"""The one error tree of keyturn.
+
+Every error has a stable wire ``code`` (the OAuth code where one fits) and a
+stable, finer ``reason`` (snake_case) that logs, audit rows and tests use. The
+core knows no HTTP: ``keyturn.http.errors`` maps codes to statuses in one table.
+
+::
+
+    KeyturnError                      (never raised itself)
+    ├── ConfigurationError            invalid_configuration
+    ├── InvalidRequest                invalid_request
+    │   └── PasswordPolicyError       invalid_request   (reason: password_*)
+    ├── InvalidCredentials            invalid_credentials
+    ├── InvalidGrant                  invalid_grant     (refresh token refused)
+    │   ├── MalformedRefreshToken     reason: malformed
+    │   ├── ForgedRefreshToken        reason: bad_mac
+    │   ├── UnknownSession            reason: unknown_session
+    │   ├── SessionRevoked            reason: session_revoked
+    │   ├── SessionExpired            reason: idle_expired | absolute_expired
+    │   └── RefreshTokenReused        reason: reuse_detected
+    ├── InvalidToken                  invalid_token     (access token refused)
+    │   ├── MissingToken              reason: missing_token
+    │   ├── MalformedToken            reason: malformed
+    │   ├── UnsupportedHeader         reason: forbidden_header | bad_typ | bad_alg
+    │   ├── UnknownKey                reason: unknown_kid
+    │   ├── BadSignature              reason: bad_signature
+    │   ├── InvalidClaim              reason: invalid_claim
+    │   ├── TokenExpired              reason: expired
+    │   └── TokenNotYetValid          reason: not_yet_valid
+    ├── RegistrationClosed            registration_closed
+    ├── UsernameTaken                 username_taken
+    ├── NotFound                      not_found
+    └── Unavailable                   temporarily_unavailable
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+
+class KeyturnError(Exception):
+    """Root of every keyturn error; never raised itself."""
+
+    code: str = "server_error"
+    reason: str = "server_error"
+    description: str = "The request failed."
+
+    def __init__(self, description: str | None = None, *, reason: str | None = None) -> None:
+        if description is not None:
+            self.description = description
+        if reason is not None:
+            self.reason = reason
+        super().__init__(self.description)
+
+
+class ConfigurationError(KeyturnError):
+    """A setting is missing or invalid; names the setting."""
+
+    code = reason = "invalid_configuration"
+
+    def __init__(self, setting: str, description: str) -> None:
+        self.setting = setting
+        super().__init__(f"{setting}: {description}")
+
+
+class InvalidRequest(KeyturnError):
+    """The request is malformed or misses a field."""
+
+    code = reason = "invalid_request"
+    description = "The request is malformed."
+
+
+class PasswordPolicyError(InvalidRequest):
+    """The new password breaks the password policy."""
+
+    reason = "password_policy"
+
+
+class InvalidCredentials(KeyturnError):
+    """Unknown user, wrong password or disabled account: one answer for all."""
+
+    code = reason = "invalid_credentials"
+    description = "The username or password is incorrect."
+
+
+class InvalidGrant(KeyturnError):
+    """A refresh token was refused."""
+
+    code = "invalid_grant"
+    reason = "invalid_grant"
+    description = "The refresh token is invalid."
+
+
+class MalformedRefreshToken(InvalidGrant):
+    reason = "malformed"
+    description = "The refresh token is malformed."
+
+
+class ForgedRefreshToken(InvalidGrant):
+    reason = "bad_mac"
+    description = "The refresh token is invalid."
+
+
+class UnknownSession(InvalidGrant):
+    reason = "unknown_session"
+    description = "The refresh token is invalid."
+
+
+class SessionRevoked(InvalidGrant):
+    reason = "session_revoked"
+    description = "The session has ended; sign in again."
+
+
+class SessionExpired(InvalidGrant):
+    reason = "session_expired"
+    description = "The session has expired; sign in again."
+
+
+class RefreshTokenReused(InvalidGrant):
+    reason = "reuse_detected"
+    description = "The refresh token was already used; the session has been revoked."
+
+
+class InvalidToken(KeyturnError):
+    """An access token was refused."""
+
+    code = "invalid_token"
+    reason = "invalid_token"
+    description = "The access token is invalid."
+
+
+class MalformedToken(InvalidToken):
+    reason = "malformed"
+    description = "The access token is malformed."
+
+
+class UnsupportedHeader(InvalidToken):
+    reason = "unsupported_header"
+    description = "The access token header is not accepted."
+
+    def __init__(self, header: str, description: str | None = None) -> None:
+        self.header = header
+        super().__init__(description or f"The access token header '{header}' is not accepted.")
+
+
+class UnknownKey(InvalidToken):
+    reason = "unknown_kid"
+    description = "The access token was signed by an unknown key."
+
+    def __init__(self, kid: str | None) -> None:
+        self.kid = kid
+        super().__init__()
+
+
+class BadSignature(InvalidToken):
+    reason = "bad_signature"
+    description = "The access token signature is invalid."
+
+    def __init__(self, kid: str | None) -> None:
+        self.kid = kid
+        super().__init__()
+
+
+class InvalidClaim(InvalidToken):
+    reason = "invalid_claim"
+
+    def __init__(self, claim: str, description: str | None = None) -> None:
+        self.claim = claim
+        super().__init__(description or f"The access token claim '{claim}' is missing or invalid.")
+
+
+class TokenExpired(InvalidToken):
+    reason = "expired"
+    description = "The access token has expired."
+
+    def __init__(self, expired_at: datetime) -> None:
+        self.expired_at = expired_at
+        super().__init__()
+
+
+class TokenNotYetValid(InvalidToken):
+    reason = "not_yet_valid"
+    description = "The access token is not valid yet."
+
+    def __init__(self, claim: str) -> None:
+        self.claim = claim
+        super().__init__()
+
+
+class RegistrationClosed(KeyturnError):
+    code = reason = "registration_closed"
+    description = "Registration is closed."
+
+
+class UsernameTaken(KeyturnError):
+    code = reason = "username_taken"
+    description = "That username is taken."
+
+
+class NotFound(KeyturnError):
+    code = reason = "not_found"
+    description = "Not found."
+
+
+class Unavailable(KeyturnError):
+    """The store cannot be reached; nothing was issued."""
+
+    code = reason = "temporarily_unavailable"
+    description = "The service is temporarily unavailable; try again shortly."
+
+
+class MissingToken(InvalidToken):
+    """No bearer token at all (RFC 6750 §3.1: the challenge then names no error)."""
+
+    reason = "missing_token"
+    description = "This route needs a bearer access token."

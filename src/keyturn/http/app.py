@@ -1,0 +1,85 @@
+"""The ASGI application: routes, error table, middleware, JWKS and health endpoints."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
+
+from .. import __version__
+from ..config import Settings, load_settings
+from ..errors import KeyturnError
+from ..service import Service
+from .errors import error_response, install_error_handlers
+from .middleware import BodyLimit, SecurityHeaders
+from .routes import router
+
+__all__ = ["create_app", "create_app_from_env"]
+
+_log = logging.getLogger("keyturn.http")
+JWKS_MAX_AGE = 300
+
+
+def create_app(settings: Settings, *, service: Service | None = None) -> FastAPI:
+    """Build the keyturn ASGI app; the service starts (migrations, first key) on startup."""
+    svc = service or Service(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await svc.start()
+        _log.info("keyturn ready: issuer %s, signing %s", settings.issuer, settings.signing_alg)
+        try:
+            yield
+        finally:
+            await svc.close()
+
+    app = FastAPIOffline(
+        title="keyturn",
+        version=__version__,
+        summary="Short-lived JWT access tokens, rotating refresh tokens, instant logout.",
+        lifespan=lifespan,
+        redoc_url=None,
+        favicon_url="",
+    )
+    app.state.service = svc
+    app.include_router(router)
+    _add_operational_routes(app, svc)
+    install_error_handlers(app)
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(SecurityHeaders)
+    return app
+
+
+def _add_operational_routes(app: FastAPI, svc: Service) -> None:
+    @app.get("/.well-known/jwks.json", tags=["keys"])
+    async def jwks() -> JSONResponse:
+        """The public keys that verify access tokens (RFC 7517 JWK Set)."""
+        now = svc.ctx.clock()
+        ring = await svc.ctx.keys.ring(now)
+        return JSONResponse(ring.jwks(now), headers={"Cache-Control": f"public, max-age={JWKS_MAX_AGE}"})
+
+    @app.get("/healthz", tags=["operations"])
+    async def healthz() -> dict[str, str]:
+        """Liveness: the process answers."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["operations"], responses={503: {"description": "Not ready"}})
+    async def readyz(request: Request) -> Any:
+        """Readiness: the database answers and its schema is current."""
+        try:
+            current = await svc.store.db.migrations_current()
+        except KeyturnError as exc:
+            return error_response(exc.code, "The database is unreachable.", {"Retry-After": "1"})
+        if not current:
+            return error_response("temporarily_unavailable", "Database migrations are pending.")
+        return {"status": "ready"}
+
+
+def create_app_from_env() -> FastAPI:
+    """Factory for ``uvicorn --factory`` and worker processes: settings from the environment."""
+    return create_app(load_settings())

@@ -1,0 +1,100 @@
+"""The one table that turns error codes into HTTP statuses, bodies and headers."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.responses import JSONResponse, Response
+
+from ..errors import InvalidToken, KeyturnError, MissingToken
+
+__all__ = ["error_response", "install_error_handlers"]
+
+_log = logging.getLogger("keyturn.http")
+
+STATUS = {
+    "invalid_request": 400,
+    "invalid_credentials": 401,
+    "invalid_grant": 401,
+    "invalid_token": 401,
+    "registration_closed": 403,
+    "csrf_failed": 403,
+    "not_found": 404,
+    "method_not_allowed": 405,
+    "username_taken": 409,
+    "request_too_large": 413,
+    "unsupported_media_type": 415,
+    "rate_limited": 429,
+    "server_error": 500,
+    "temporarily_unavailable": 503,
+}
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large", 415: "unsupported_media_type"}
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+def error_response(code: str, description: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    """An OAuth-style error body (RFC 6749 §5.2) with the status the table gives ``code``."""
+    status = STATUS.get(code, 400)
+    return JSONResponse(
+        {"error": code, "error_description": description}, status_code=status, headers={**NO_STORE, **(headers or {})}
+    )
+
+
+def keyturn_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, KeyturnError)
+    headers: dict[str, str] = {}
+    if isinstance(exc, MissingToken):
+        headers["WWW-Authenticate"] = 'Bearer realm="keyturn"'
+    elif isinstance(exc, InvalidToken):
+        # RFC 6750 §3: the challenge names the error; the description never carries input.
+        headers["WWW-Authenticate"] = 'Bearer realm="keyturn", error="invalid_token"'
+    if exc.code == "temporarily_unavailable":
+        headers["Retry-After"] = "1"
+    return error_response(exc.code, exc.description, headers)
+
+
+def validation_error(_request: Request, exc: Exception) -> Response:
+    """Replace FastAPI's 422, which echoes the submitted input (passwords too)."""
+    assert isinstance(exc, RequestValidationError)
+    first = exc.errors()[0] if exc.errors() else {}
+    where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "body"
+    kind = str(first.get("type", ""))
+    if kind == "json_invalid":
+        message = "The body is not valid JSON."
+    elif kind == "missing":
+        message = f"The field '{where}' is required."
+    elif kind == "extra_forbidden":
+        message = f"The field '{where}' is not allowed."
+    elif where == "body":
+        message = "The body must be a JSON object."
+    else:
+        message = f"The field '{where}' has the wrong type or value."
+    return error_response("invalid_request", message)
+
+
+def http_error(_request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "invalid_request")
+    description = {404: "No such route.", 405: "Method not allowed."}.get(exc.status_code, str(exc.detail))
+    response = error_response(code, description, dict(exc.headers or {}))
+    response.status_code = exc.status_code
+    return response
+
+
+def unexpected_error(request: Request, exc: Exception) -> Response:
+    """A bug: log it server-side (type and route only), answer without any detail."""
+    _log.error("unhandled %s on %s %s", type(exc).__name__, request.method, request.url.path)
+    return error_response("server_error", "The server could not handle the request.")
+
+
+def install_error_handlers(app: object) -> None:
+    from fastapi import FastAPI
+
+    assert isinstance(app, FastAPI)
+    app.add_exception_handler(KeyturnError, keyturn_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(HTTPException, http_error)
+    app.add_exception_handler(Exception, unexpected_error)

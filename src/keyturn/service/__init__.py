@@ -1,0 +1,47 @@
+"""The service layer: one use case per method, each in one transaction.
+
+The only layer that joins the pure core to the store.
+"""
+
+from __future__ import annotations
+
+from ..config import Settings
+from ..passwords import Passwords
+from ..store import Store
+from .admin import AdminService as AdminService
+from .auth import AuthService as AuthService
+from .auth import Caller as Caller
+from .context import Client as Client
+from .context import Clock, utcnow
+from .context import Context as Context
+from .context import TokenPair as TokenPair
+
+__all__ = ["AdminService", "AuthService", "Caller", "Client", "Context", "Service", "TokenPair"]
+
+
+class Service:
+    """Everything a front end (HTTP, CLI) needs, built from one ``Settings``."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store | None = None,
+        *,
+        passwords: Passwords | None = None,
+        clock: Clock = utcnow,
+    ) -> None:
+        self.store = store or Store.open(settings.database_url, timeout=settings.db_timeout)
+        self.ctx = Context(settings, self.store, passwords=passwords, clock=clock)
+        self.auth = AuthService(self.ctx)
+        self.admin = AdminService(self.ctx)
+
+    @property
+    def settings(self) -> Settings:
+        return self.ctx.settings
+
+    async def start(self) -> None:
+        """Migrate (if enabled) and make sure a signing key exists."""
+        await self.ctx.start()
+
+    async def close(self) -> None:
+        await self.store.close()

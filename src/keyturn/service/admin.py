@@ -1,0 +1,136 @@
+"""Operator use cases behind the CLI: users, keys, sessions, token inspection."""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from ..errors import KeyturnError, NotFound
+from ..keys import SigningKey
+from ..store import SessionRecord, UserRecord
+from ..tokens import AccessClaims, verify_access_token
+from ..users import normalize_username
+from .context import Client, Context
+
+__all__ = ["AdminService", "KeyStatus", "TokenReport"]
+
+_OPERATOR = Client(ip="", user_agent="keyturn-cli")
+
+
+@dataclass(frozen=True, slots=True)
+class KeyStatus:
+    kid: str
+    alg: str
+    created_at: datetime | None
+    activates_at: datetime | None
+    retired_at: datetime | None
+    published: bool
+    signing: bool
+
+
+@dataclass(frozen=True, slots=True)
+class TokenReport:
+    """What ``keyturn token inspect`` shows: the decoded parts and the verdict."""
+
+    header: dict[str, Any]
+    claims: dict[str, Any]
+    verified: AccessClaims | None
+    error: KeyturnError | None
+
+
+class AdminService:
+    """What an operator does from the command line."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    async def users(self) -> list[UserRecord]:
+        async with self.ctx.store.read() as tx:
+            return await tx.list_users()
+
+    async def user(self, username: str) -> UserRecord:
+        _, key = normalize_username(username)
+        async with self.ctx.store.read() as tx:
+            user = await tx.user_by_key(key)
+        if user is None:
+            raise NotFound(f"No user named {username!r}.")
+        return user
+
+    async def disable_user(self, username: str) -> int:
+        """Disable an account and end its sessions; returns how many sessions ended."""
+        user = await self.user(username)
+        now = self.ctx.clock()
+        async with self.ctx.store.write() as tx:
+            await tx.disable_user(user.id, now)
+            ended = await tx.revoke_sessions(user.id, now, "user_disabled")
+            await self.ctx.audit(tx, now, "user_disabled", _OPERATOR, user_id=user.id, ended=len(ended))
+        return len(ended)
+
+    async def keys(self) -> list[KeyStatus]:
+        now = self.ctx.clock()
+        ring = await self.ctx.keys.ring(now, force=True)
+        published = {k.kid for k in ring.published(now)}
+        try:
+            signer = ring.signer(now).kid
+        except KeyturnError:
+            signer = None
+        return [_status(k, k.kid in published, k.kid == signer) for k in ring.all()]
+
+    async def rotate_key(self, delay: timedelta | None = None) -> SigningKey:
+        """Publish a new key; it signs after ``delay`` (default ``KEYTURN_KEY_PUBLISH_DELAY``)."""
+        now = self.ctx.clock()
+        wait = self.ctx.settings.key_publish_delay if delay is None else delay
+        async with self.ctx.store.write() as tx:
+            key = await self.ctx.keys.rotate(tx, now, wait)
+            await self.ctx.audit(tx, now, "key_rotated", _OPERATOR, kid=key.kid, activates_at=str(key.activates_at))
+        return key
+
+    async def sessions(self, username: str | None = None) -> list[SessionRecord]:
+        user_id = (await self.user(username)).id if username else None
+        now = self.ctx.clock()
+        async with self.ctx.store.read() as tx:
+            return await tx.live_sessions(user_id, now - self.ctx.lifetimes.absolute, limit=1000)
+
+    async def revoke_session(self, session_id: str) -> None:
+        try:
+            sid = uuid.UUID(session_id)
+        except ValueError:
+            raise NotFound("No such session.") from None
+        now = self.ctx.clock()
+        async with self.ctx.store.write() as tx:
+            record = await tx.session(sid)
+            if record is None or record.revoked_at is not None:
+                raise NotFound("No live session has that id.")
+            await tx.revoke_sessions(record.user_id, now, "admin_revoked", only=sid)
+            await self.ctx.audit(tx, now, "session_revoked", _OPERATOR, user_id=record.user_id, session_id=sid)
+
+    async def inspect(self, token: str) -> TokenReport:
+        """Decode a token without trusting it, then verify it against this deployment's keys."""
+        parts = token.split(".")
+        header, claims = (_peek(parts[i]) if len(parts) == 3 else {} for i in (0, 1))
+        now = self.ctx.clock()
+        s = self.ctx.settings
+        try:
+            ring = await self.ctx.keys.ring(now, kid=header.get("kid"))
+            verified = verify_access_token(
+                token, ring, issuer=s.issuer, audience=s.token_audience, now=now, leeway=s.leeway
+            )
+        except KeyturnError as exc:
+            return TokenReport(header, claims, None, exc)
+        return TokenReport(header, claims, verified, None)
+
+
+def _peek(segment: str) -> dict[str, Any]:
+    try:
+        value = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _status(key: SigningKey, published: bool, signing: bool) -> KeyStatus:
+    return KeyStatus(key.kid, key.alg, key.created_at, key.activates_at, key.retired_at, published, signing)

@@ -1,0 +1,296 @@
+"""The user-facing use cases, one transaction each: register, login, refresh, logout, ..."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from ..errors import (
+    InvalidCredentials,
+    InvalidGrant,
+    InvalidToken,
+    NotFound,
+    RefreshTokenReused,
+    RegistrationClosed,
+    Unavailable,
+    UnknownKey,
+    UnknownSession,
+)
+from ..keys import KeyRing
+from ..sessions import Action, decide_refresh
+from ..store import SessionRecord, Tx, UserRecord
+from ..tokens import AccessClaims, verify_access_token
+from ..users import normalize_username
+from .context import Client, Context, TokenPair, state_of
+
+__all__ = ["AuthService", "Caller"]
+
+_CAS_ATTEMPTS = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """A verified access token whose session and user are live."""
+
+    claims: AccessClaims
+    user: UserRecord
+    session: SessionRecord
+
+
+class AuthService:
+    """Register, sign in, rotate, sign out; every method is one use case."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    async def register(self, username: object, password: object, client: Client) -> UserRecord:
+        """Create an account when open registration is enabled.
+
+        Raises:
+            RegistrationClosed, InvalidRequest, PasswordPolicyError, UsernameTaken, Unavailable.
+        """
+        if not self.ctx.settings.allow_registration:
+            raise RegistrationClosed()
+        return await self.create_user(username, password, client)
+
+    async def create_user(self, username: object, password: object, client: Client) -> UserRecord:
+        """Create an account (also used by the CLI, whatever the registration setting)."""
+        display, key = normalize_username(username)
+        normalized = self.ctx.passwords.check_new(password)
+        password_hash = await self.ctx.hash_password(normalized)
+        now = self.ctx.clock()
+        user = UserRecord(uuid.uuid4(), display, key, password_hash, now, now)
+        async with self.ctx.store.write() as tx:
+            await tx.insert_user(user)
+            await self.ctx.audit(tx, now, "register", client, user_id=user.id)
+        return user
+
+    async def login(
+        self, username: object, password: object, client: Client, device_name: str | None = None
+    ) -> TokenPair:
+        """Check a password and open a session. Unknown user, wrong password and disabled
+        account cost the same hashing work and get the same answer.
+
+        Raises:
+            InvalidCredentials, InvalidRequest, Unavailable.
+        """
+        _, key = normalize_username(username)
+        normalized = self.ctx.passwords.normalize(password)
+        async with self.ctx.store.read() as tx:
+            user = await tx.user_by_key(key)
+        try:
+            await self.ctx.verify_password(user.password_hash if user else None, normalized)
+            if user is None or user.disabled_at is not None:
+                raise InvalidCredentials()
+        except InvalidCredentials:
+            await self._login_failed(user, client)
+            raise
+        return await self._open_session(user, normalized, client, device_name)
+
+    async def _login_failed(self, user: UserRecord | None, client: Client) -> None:
+        now = self.ctx.clock()
+        async with self.ctx.store.write() as tx:
+            await self.ctx.audit(tx, now, "login", client, outcome="failed", user_id=user.id if user else None)
+
+    async def _open_session(
+        self, user: UserRecord, password: str, client: Client, device_name: str | None
+    ) -> TokenPair:
+        rehash = self.ctx.passwords.needs_rehash(user.password_hash)
+        new_hash = await self.ctx.hash_password(password) if rehash else None
+        now = self.ctx.clock()
+        c = client.clipped()
+        record = SessionRecord(
+            id=uuid.uuid4(),
+            user_id=user.id,
+            generation=0,
+            created_at=now,
+            rotated_at=now,
+            last_used_at=now,
+            client_id=self.ctx.settings.client_id,
+            scope=self.ctx.settings.default_scope,
+            user_agent=c.user_agent,
+            ip=c.ip,
+            device_name=(device_name or None) and device_name[:128],
+        )
+        async with self.ctx.store.write() as tx:
+            if new_hash is not None:
+                await tx.set_password_hash(user.id, new_hash, None)
+            await tx.insert_session(record)
+            await self.ctx.audit(tx, now, "login", client, user_id=user.id, session_id=record.id)
+        return await self.ctx.issue(record, state_of(record), now)
+
+    async def refresh(self, refresh_token: object, client: Client) -> TokenPair:
+        """Rotate a session: the current token moves it one generation on; the previous one,
+        inside the grace window, gets the same answer; anything older revokes the session.
+
+        The revocation and its audit event are committed before the refusal is raised.
+
+        Raises:
+            InvalidGrant (one of its subclasses), Unavailable.
+        """
+        presented = self.ctx.codec.decode(refresh_token)
+        now = self.ctx.clock()
+        for _ in range(_CAS_ATTEMPTS):
+            error: InvalidGrant | None = None
+            async with self.ctx.store.write() as tx:
+                record = await tx.session(presented.session_id)
+                if record is None:
+                    raise UnknownSession()
+                try:
+                    action = decide_refresh(state_of(record), presented.generation, now, self.ctx.lifetimes)
+                except InvalidGrant as exc:
+                    error = exc
+                    await self._audit_session(tx, now, "refresh", client, record, outcome="refused", reason=exc.reason)
+                else:
+                    if action is Action.ROTATE and not await tx.rotate_session(record.id, record.generation, now):
+                        continue  # another instance rotated first: decide again on the new row
+                    record, error = await self._apply(tx, action, record, now, client)
+            if error is not None:
+                raise error
+            return await self.ctx.issue(record, state_of(record), now)
+        raise Unavailable("The session is being refreshed too often; try again.")
+
+    async def _apply(
+        self, tx: Tx, action: Action, record: SessionRecord, now: datetime, client: Client
+    ) -> tuple[SessionRecord, InvalidGrant | None]:
+        if action is Action.ROTATE:
+            record = replace(record, generation=record.generation + 1, rotated_at=now, last_used_at=now)
+            await self._audit_session(tx, now, "refresh", client, record, generation=record.generation)
+            return record, None
+        if action is Action.REPLAY:
+            await self._audit_session(tx, now, "refresh_replay", client, record, generation=record.generation)
+            return record, None
+        await tx.revoke_sessions(record.user_id, now, "reuse_detected", only=record.id)
+        await self._audit_session(tx, now, "reuse_detected", client, record, outcome="revoked")
+        return record, RefreshTokenReused()
+
+    async def authenticate(self, access_token: object) -> Caller:
+        """Verify an access token and check that its session and user are still live.
+
+        Raises:
+            InvalidToken (or a subclass), Unavailable.
+        """
+        now = self.ctx.clock()
+        try:
+            claims = self._verify(access_token, await self.ctx.keys.ring(now), now)
+        except UnknownKey as exc:  # maybe a key another instance just made: reload (rate-limited)
+            claims = self._verify(access_token, await self.ctx.keys.ring(now, kid=exc.kid), now)
+        async with self.ctx.store.read() as tx:
+            session = await _session_by_str(tx, claims.sid)
+            user = await tx.user_by_id(session.user_id) if session else None
+        if (
+            session is None
+            or user is None
+            or str(user.id) != claims.sub
+            or session.revoked_at is not None
+            or user.disabled_at is not None
+            or now >= state_of(session).absolute_expiry(self.ctx.lifetimes)
+        ):
+            raise InvalidToken("The session of this access token has ended.", reason="session_revoked")
+        return Caller(claims, user, session)
+
+    def _verify(self, access_token: object, ring: KeyRing, now: datetime) -> AccessClaims:
+        s = self.ctx.settings
+        return verify_access_token(
+            access_token, ring, issuer=s.issuer, audience=s.token_audience, now=now, leeway=s.leeway
+        )
+
+    async def logout(self, caller: Caller | None, refresh_token: object, client: Client) -> None:
+        """End one session, named by the caller's access token or by a refresh token.
+
+        Raises:
+            InvalidGrant: the refresh token is not one of ours.
+        """
+        if caller is not None:
+            user_id, session_id = caller.user.id, caller.session.id
+        else:
+            presented = self.ctx.codec.decode(refresh_token)
+            async with self.ctx.store.read() as tx:
+                record = await tx.session(presented.session_id)
+            if record is None:
+                raise UnknownSession()
+            user_id, session_id = record.user_id, record.id
+        await self._revoke(user_id, client, "logout", only=session_id)
+
+    async def logout_all(self, caller: Caller, client: Client) -> None:
+        """End every session of the caller's user."""
+        await self._revoke(caller.user.id, client, "logout_all")
+
+    async def revoke_session(self, caller: Caller, session_id: str, client: Client) -> None:
+        """End one of the caller's own sessions.
+
+        Raises:
+            NotFound: no live session of this user has that id.
+        """
+        sid = _parse_uuid(session_id)
+        if sid is None or not await self._revoke(caller.user.id, client, "session_revoked", only=sid):
+            raise NotFound("No such session.")
+
+    async def _revoke(self, user_id: uuid.UUID, client: Client, event: str, *, only: uuid.UUID | None = None) -> int:
+        now = self.ctx.clock()
+        async with self.ctx.store.write() as tx:
+            ids = await tx.revoke_sessions(user_id, now, event, only=only)
+            await self.ctx.audit(tx, now, event, client, user_id=user_id, session_id=only, count=len(ids))
+        return len(ids)
+
+    async def sessions(self, caller: Caller) -> list[SessionRecord]:
+        """The user's live sessions, most recently used first."""
+        now = self.ctx.clock()
+        life = self.ctx.lifetimes
+        async with self.ctx.store.read() as tx:
+            records = await tx.live_sessions(caller.user.id, now - life.absolute)
+        return [r for r in records if now < state_of(r).expires_at(life)]
+
+    async def change_password(self, caller: Caller, current: object, new: object, client: Client) -> TokenPair:
+        """Change the password, end every other session and rotate this one.
+
+        Raises:
+            InvalidCredentials: the current password is wrong.
+            PasswordPolicyError: the new password breaks the policy.
+        """
+        current_pw = self.ctx.passwords.normalize(current)
+        new_pw = self.ctx.passwords.check_new(new)
+        await self.ctx.verify_password(caller.user.password_hash, current_pw)
+        new_hash = await self.ctx.hash_password(new_pw)
+        now = self.ctx.clock()
+        for _ in range(_CAS_ATTEMPTS):
+            async with self.ctx.store.write() as tx:
+                record = await tx.session(caller.session.id)
+                if record is None or record.revoked_at is not None:
+                    raise InvalidToken("The session of this access token has ended.", reason="session_revoked")
+                if not await tx.rotate_session(record.id, record.generation, now):
+                    continue
+                await tx.set_password_hash(caller.user.id, new_hash, now)
+                ended = await tx.revoke_sessions(caller.user.id, now, "password_changed", keep=record.id)
+                record = replace(record, generation=record.generation + 1, rotated_at=now, last_used_at=now)
+                await self._audit_session(tx, now, "password_changed", client, record, ended=len(ended))
+            return await self.ctx.issue(record, state_of(record), now)
+        raise Unavailable("The session is being refreshed too often; try again.")
+
+    async def _audit_session(
+        self,
+        tx: Tx,
+        now: datetime,
+        event: str,
+        client: Client,
+        record: SessionRecord,
+        *,
+        outcome: str = "ok",
+        **detail: object,
+    ) -> None:
+        await self.ctx.audit(
+            tx, now, event, client, outcome=outcome, user_id=record.user_id, session_id=record.id, **detail
+        )
+
+
+def _parse_uuid(value: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value)
+    except (ValueError, TypeError, AttributeError):
+        return None
+
+
+async def _session_by_str(tx: Tx, sid: str) -> SessionRecord | None:
+    parsed = _parse_uuid(sid)
+    return None if parsed is None else await tx.session(parsed)

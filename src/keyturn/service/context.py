@@ -1,0 +1,154 @@
+"""What every use case shares: settings, store, keys, codecs, clock, audit and token minting."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from ..config import Settings
+from ..masterkey import MasterKey
+from ..passwords import Passwords
+from ..refresh import RefreshTokenCodec
+from ..sessions import Lifetimes, SessionState
+from ..store import AuditRecord, SessionRecord, Store, Tx
+from ..tokens import issue_access_token
+from .keyring import KeyManager
+
+__all__ = ["Client", "Context", "TokenPair", "utcnow"]
+
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Client:
+    """Who is on the other end of a request, as far as the audit log and device list care."""
+
+    ip: str = ""
+    user_agent: str = ""
+
+    def clipped(self) -> Client:
+        return Client(ip=self.ip[:64], user_agent=self.user_agent[:512])
+
+
+@dataclass(frozen=True, slots=True)
+class TokenPair:
+    """A token response (RFC 6749 §5.1 names, plus the session's)."""
+
+    access_token: str
+    expires_in: int
+    refresh_token: str
+    refresh_token_expires_in: int
+    session_id: str
+    scope: str
+    token_type: str = "Bearer"  # noqa: S105 - the RFC 6750 token type, not a secret
+
+
+class Context:
+    """The shared parts of the service layer."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        *,
+        passwords: Passwords | None = None,
+        clock: Clock = utcnow,
+    ) -> None:
+        assert settings.secret is not None
+        master = MasterKey(settings.secret.get_secret_value())
+        self.settings = settings
+        self.store = store
+        self.clock = clock
+        self.keys = KeyManager(store, master, settings)
+        self.codec = RefreshTokenCodec.from_master(master)
+        self.passwords = passwords or Passwords(
+            min_length=settings.password_min_length, max_length=settings.password_max_length
+        )
+        self.lifetimes = Lifetimes(
+            idle=settings.refresh_idle_ttl, absolute=settings.session_max_ttl, grace=settings.reuse_grace
+        )
+
+    async def start(self) -> None:
+        """Apply migrations (if enabled) and make sure a key can sign."""
+        if self.settings.auto_migrate:
+            await self.store.db.migrate()
+        await self.keys.ensure_signing_key(self.clock())
+
+    async def hash_password(self, password: str) -> str:
+        return await asyncio.to_thread(self.passwords.hash, password)
+
+    async def verify_password(self, stored: str | None, password: str) -> None:
+        await asyncio.to_thread(self.passwords.verify, stored, password)
+
+    async def issue(self, record: SessionRecord, state: SessionState, now: datetime) -> TokenPair:
+        """Mint the token pair for a session state that is already committed."""
+        ring = await self.keys.ring(now)
+        session_end = state.absolute_expiry(self.lifetimes)
+        access, exp = issue_access_token(
+            ring.signer(now),
+            issuer=self.settings.issuer,
+            audience=self.settings.token_audience,
+            subject=str(record.user_id),
+            session_id=str(record.id),
+            client_id=record.client_id,
+            scope=record.scope,
+            now=now,
+            ttl=self.settings.access_token_ttl,
+            not_after=session_end,
+            auth_time=record.created_at,
+        )
+        return TokenPair(
+            access_token=access,
+            expires_in=max(0, exp - int(now.timestamp())),
+            refresh_token=self.codec.encode(record.id, state.generation),
+            refresh_token_expires_in=int((state.expires_at(self.lifetimes) - now).total_seconds()),
+            session_id=str(record.id),
+            scope=record.scope,
+        )
+
+    @staticmethod
+    async def audit(
+        tx: Tx,
+        now: datetime,
+        event: str,
+        client: Client,
+        *,
+        outcome: str = "ok",
+        user_id: uuid.UUID | None = None,
+        session_id: uuid.UUID | None = None,
+        **detail: Any,
+    ) -> None:
+        """Record a security event in the same transaction as the change it describes."""
+        clipped = client.clipped()
+        await tx.audit(
+            AuditRecord(
+                at=now,
+                event=event,
+                outcome=outcome,
+                user_id=user_id,
+                session_id=session_id,
+                ip=clipped.ip or None,
+                user_agent=clipped.user_agent or None,
+                detail=detail or None,
+            )
+        )
+
+
+def state_of(record: SessionRecord) -> SessionState:
+    """The state-machine view of a session row."""
+    return SessionState(
+        id=record.id,
+        user_id=record.user_id,
+        generation=record.generation,
+        created_at=record.created_at,
+        rotated_at=record.rotated_at,
+        revoked_at=record.revoked_at,
+    )

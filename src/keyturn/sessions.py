@@ -1,0 +1,87 @@
+"""The refresh state machine of one session (pure: ``now`` is passed in).
+
+A session row holds a ``generation``; only the token of that generation rotates
+it. RFC 9700 §4.14 asks to detect refresh-token reuse: a token of an older
+generation means two parties hold the same session, so the session is revoked.
+The one exception is the token just before the current one, presented within
+the grace window after the rotation (a lost response, two tabs refreshing at
+once): it gets the same current token back, so both callers stay signed in.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+
+from .errors import SessionExpired, SessionRevoked, UnknownSession
+
+__all__ = ["Action", "Lifetimes", "SessionState", "decide_refresh"]
+
+
+@dataclass(frozen=True, slots=True)
+class Lifetimes:
+    """How long a session lives: idle since its last rotation, absolute since sign-in."""
+
+    idle: timedelta
+    absolute: timedelta
+    grace: timedelta
+
+
+@dataclass(frozen=True, slots=True)
+class SessionState:
+    """What the state machine needs of a session row."""
+
+    id: uuid.UUID
+    user_id: uuid.UUID
+    generation: int
+    created_at: datetime
+    rotated_at: datetime
+    revoked_at: datetime | None = None
+
+    def expires_at(self, lifetimes: Lifetimes) -> datetime:
+        """When the current refresh token stops working if it is not used."""
+        return min(self.rotated_at + lifetimes.idle, self.absolute_expiry(lifetimes))
+
+    def absolute_expiry(self, lifetimes: Lifetimes) -> datetime:
+        return self.created_at + lifetimes.absolute
+
+    def rotated(self, now: datetime) -> SessionState:
+        """The state after a rotation at ``now``."""
+        return replace(self, generation=self.generation + 1, rotated_at=now)
+
+
+class Action(enum.Enum):
+    """What to do with a presented refresh token that the state machine accepts or condemns."""
+
+    ROTATE = "rotate"
+    """Current token: move the session one generation on and answer the new token."""
+    REPLAY = "replay"
+    """Previous token inside the grace window: answer the current token again."""
+    REVOKE = "revoke"
+    """Reuse: revoke the whole session, record it, then refuse."""
+
+
+def decide_refresh(state: SessionState, generation: int, now: datetime, lifetimes: Lifetimes) -> Action:
+    """Decide what a refresh with a token of ``generation`` does at ``now``.
+
+    Raises:
+        SessionRevoked: the session has ended.
+        SessionExpired: the idle or absolute lifetime is over.
+        UnknownSession: the token is of a generation the session never reached.
+    """
+    if state.revoked_at is not None:
+        raise SessionRevoked()
+    if generation > state.generation:
+        raise UnknownSession()
+    if now >= state.absolute_expiry(lifetimes):
+        raise SessionExpired(reason="absolute_expired")
+    if generation == state.generation:
+        if now >= state.rotated_at + lifetimes.idle:
+            raise SessionExpired(reason="idle_expired")
+        return Action.ROTATE
+    # Clock skew between instances may put `now` slightly before `rotated_at`: still a replay.
+    if generation == state.generation - 1 and now < state.rotated_at + lifetimes.grace:
+        return Action.REPLAY
+    return Action.REVOKE

@@ -1,0 +1,11 @@
+"""Storage: the only package that speaks SQL (SQLAlchemy Core; SQLite or PostgreSQL)."""
+
+from .engine import Database as Database
+from .records import AuditRecord as AuditRecord
+from .records import KeyRecord as KeyRecord
+from .records import SessionRecord as SessionRecord
+from .records import UserRecord as UserRecord
+from .sql import Store as Store
+from .sql import Tx as Tx
+
+__all__ = ["AuditRecord", "Database", "KeyRecord", "SessionRecord", "Store", "Tx", "UserRecord"]

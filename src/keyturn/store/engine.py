@@ -1,0 +1,125 @@
+"""Connections, transactions and migrations; every database failure becomes ``Unavailable``.
+
+SQLite runs in WAL mode with ``synchronous=FULL`` (a committed rotation survives a
+power cut). Write transactions there start with ``BEGIN IMMEDIATE`` so that two
+writers queue on the lock instead of failing when one upgrades a read snapshot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, event, text
+from sqlalchemy.exc import DBAPIError, InterfaceError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from ..errors import KeyturnError, Unavailable
+
+__all__ = ["Database"]
+
+_log = logging.getLogger("keyturn.store")
+_OUTAGE = (DBAPIError, InterfaceError, PoolTimeout, OSError, asyncio.TimeoutError)
+_WRITE = "keyturn_write"
+
+
+class Database:
+    """An async engine with read and write transactions and Alembic migrations."""
+
+    def __init__(self, url: str, *, timeout: timedelta = timedelta(seconds=5), pool_size: int = 10) -> None:
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        self._timeout = timeout.total_seconds()
+        self.engine: AsyncEngine = create_async_engine(url, **self._engine_options(pool_size))
+        if self.is_sqlite:
+            event.listen(self.engine.sync_engine, "connect", self._sqlite_connect)
+            event.listen(self.engine.sync_engine, "begin", _sqlite_begin)
+
+    def _engine_options(self, pool_size: int) -> dict[str, Any]:
+        if self.is_sqlite:
+            return {"connect_args": {"timeout": self._timeout}, "pool_size": pool_size, "max_overflow": 0}
+        return {
+            "pool_pre_ping": True,
+            "pool_size": pool_size,
+            "max_overflow": pool_size,
+            "pool_timeout": self._timeout,
+            "connect_args": {"timeout": self._timeout, "command_timeout": self._timeout},
+        }
+
+    def _sqlite_connect(self, dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+        # Let SQLAlchemy's "begin" event emit BEGIN itself (see _sqlite_begin).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        for pragma in ("journal_mode=WAL", "synchronous=FULL", "foreign_keys=ON"):
+            cursor.execute(f"PRAGMA {pragma}")
+        cursor.execute(f"PRAGMA busy_timeout={int(self._timeout * 1000)}")
+        cursor.close()
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        """A read transaction."""
+        async with self._guard(), self.engine.begin() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncConnection]:
+        """A write transaction: committed on success, rolled back on any error."""
+        async with self._guard(), self.engine.connect() as conn:
+            await conn.execution_options(**{_WRITE: True})
+            async with conn.begin():
+                yield conn
+
+    @asynccontextmanager
+    async def _guard(self) -> AsyncIterator[None]:
+        try:
+            yield
+        except KeyturnError:
+            raise
+        except _OUTAGE as exc:
+            _log.warning("database unavailable: %s", type(exc).__name__)
+            raise Unavailable() from exc
+
+    async def ping(self) -> None:
+        """Raise ``Unavailable`` unless the database answers."""
+        async with self.read() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    async def migrate(self) -> None:
+        """Apply every Alembic migration up to head."""
+        async with self._guard(), self.engine.begin() as conn:
+            await conn.run_sync(_upgrade)
+
+    async def migrations_current(self) -> bool:
+        """Whether the schema is at the newest migration."""
+        async with self.read() as conn:
+            current = await conn.run_sync(lambda c: MigrationContext.configure(c).get_current_revision())
+        return current == ScriptDirectory.from_config(_alembic_config()).get_current_head()
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get(_WRITE) else "BEGIN")
+
+
+def _alembic_config() -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", "keyturn.store:migrations")
+    return cfg
+
+
+def _upgrade(conn: Connection) -> None:
+    cfg = _alembic_config()
+    cfg.attributes["connection"] = conn
+    command.upgrade(cfg, "head")

@@ -1,0 +1,60 @@
+"""Plain rows as the store hands them out; no SQLAlchemy objects leave ``store/``."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class UserRecord:
+    id: uuid.UUID
+    username: str
+    username_key: str
+    password_hash: str = field(repr=False)
+    created_at: datetime
+    password_changed_at: datetime
+    disabled_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRecord:
+    id: uuid.UUID
+    user_id: uuid.UUID
+    generation: int
+    created_at: datetime
+    rotated_at: datetime
+    last_used_at: datetime
+    client_id: str
+    scope: str
+    user_agent: str
+    ip: str
+    device_name: str | None = None
+    revoked_at: datetime | None = None
+    revoke_reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRecord:
+    kid: str
+    alg: str
+    public_jwk: str
+    private_sealed: bytes = field(repr=False)
+    created_at: datetime
+    activates_at: datetime
+    retired_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    at: datetime
+    event: str
+    outcome: str
+    user_id: uuid.UUID | None = None
+    session_id: uuid.UUID | None = None
+    ip: str | None = None
+    user_agent: str | None = None
+    detail: dict[str, Any] | None = None
+    id: int | None = None

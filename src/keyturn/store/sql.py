@@ -1,0 +1,174 @@
+"""Every query keyturn makes, as methods of one transaction (``Tx``)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import asdict
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Row, delete, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ..errors import UsernameTaken
+from .engine import Database
+from .records import AuditRecord, KeyRecord, SessionRecord, UserRecord
+from .schema import audit_events, sessions, signing_keys, users
+
+__all__ = ["Store", "Tx"]
+
+
+class Store:
+    """The storage facade: open a transaction, call its methods."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    @classmethod
+    def open(cls, url: str, *, timeout: timedelta = timedelta(seconds=5)) -> Store:
+        return cls(Database(url, timeout=timeout))
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[Tx]:
+        async with self.db.read() as conn:
+            yield Tx(conn)
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[Tx]:
+        async with self.db.write() as conn:
+            yield Tx(conn)
+
+    async def close(self) -> None:
+        await self.db.dispose()
+
+
+class Tx:
+    """One open transaction."""
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self._conn = conn
+
+    # users
+
+    async def insert_user(self, user: UserRecord) -> None:
+        """Raises ``UsernameTaken`` when the normalized name exists."""
+        try:
+            async with self._conn.begin_nested():
+                await self._conn.execute(insert(users).values(**asdict(user)))
+        except IntegrityError:
+            raise UsernameTaken() from None
+
+    async def user_by_key(self, username_key: str) -> UserRecord | None:
+        row = (await self._conn.execute(select(users).where(users.c.username_key == username_key))).first()
+        return _user(row)
+
+    async def user_by_id(self, user_id: uuid.UUID) -> UserRecord | None:
+        row = (await self._conn.execute(select(users).where(users.c.id == user_id))).first()
+        return _user(row)
+
+    async def list_users(self, limit: int = 1000) -> list[UserRecord]:
+        rows = await self._conn.execute(select(users).order_by(users.c.created_at).limit(limit))
+        return [UserRecord(**r._asdict()) for r in rows]
+
+    async def set_password_hash(self, user_id: uuid.UUID, password_hash: str, now: datetime | None) -> None:
+        values: dict[str, Any] = {"password_hash": password_hash}
+        if now is not None:
+            values["password_changed_at"] = now
+        await self._conn.execute(update(users).where(users.c.id == user_id).values(**values))
+
+    async def disable_user(self, user_id: uuid.UUID, now: datetime) -> bool:
+        stmt = update(users).where(users.c.id == user_id, users.c.disabled_at.is_(None)).values(disabled_at=now)
+        return (await self._conn.execute(stmt)).rowcount == 1
+
+    # sessions
+
+    async def insert_session(self, session: SessionRecord) -> None:
+        await self._conn.execute(insert(sessions).values(**asdict(session)))
+
+    async def session(self, session_id: uuid.UUID) -> SessionRecord | None:
+        row = (await self._conn.execute(select(sessions).where(sessions.c.id == session_id))).first()
+        return None if row is None else SessionRecord(**row._asdict())
+
+    async def rotate_session(self, session_id: uuid.UUID, generation: int, now: datetime) -> bool:
+        """Compare-and-swap ``generation`` to ``generation + 1``; False if another caller won."""
+        stmt = (
+            update(sessions)
+            .where(sessions.c.id == session_id, sessions.c.generation == generation, sessions.c.revoked_at.is_(None))
+            .values(generation=generation + 1, rotated_at=now, last_used_at=now)
+        )
+        return (await self._conn.execute(stmt)).rowcount == 1
+
+    async def revoke_sessions(
+        self,
+        user_id: uuid.UUID,
+        now: datetime,
+        reason: str,
+        *,
+        only: uuid.UUID | None = None,
+        keep: uuid.UUID | None = None,
+    ) -> list[uuid.UUID]:
+        """Revoke the user's live sessions (just ``only``, or all but ``keep``); returns their ids."""
+        where = [sessions.c.user_id == user_id, sessions.c.revoked_at.is_(None)]
+        if only is not None:
+            where.append(sessions.c.id == only)
+        if keep is not None:
+            where.append(sessions.c.id != keep)
+        ids = list((await self._conn.execute(select(sessions.c.id).where(*where))).scalars())
+        if ids:
+            stmt = update(sessions).where(sessions.c.id.in_(ids)).values(revoked_at=now, revoke_reason=reason)
+            await self._conn.execute(stmt)
+        return ids
+
+    async def live_sessions(
+        self, user_id: uuid.UUID | None, not_before: datetime, limit: int = 100
+    ) -> list[SessionRecord]:
+        """Unrevoked sessions created after ``not_before``, most recently used first."""
+        stmt = select(sessions).where(sessions.c.revoked_at.is_(None), sessions.c.created_at > not_before)
+        if user_id is not None:
+            stmt = stmt.where(sessions.c.user_id == user_id)
+        rows = await self._conn.execute(stmt.order_by(sessions.c.last_used_at.desc()).limit(limit))
+        return [SessionRecord(**r._asdict()) for r in rows]
+
+    # signing keys
+
+    async def signing_keys(self) -> list[KeyRecord]:
+        rows = await self._conn.execute(select(signing_keys).order_by(signing_keys.c.activates_at))
+        return [KeyRecord(**r._asdict()) for r in rows]
+
+    async def insert_key(self, key: KeyRecord) -> None:
+        await self._conn.execute(insert(signing_keys).values(**asdict(key)))
+
+    async def retire_key(self, kid: str, now: datetime) -> bool:
+        stmt = update(signing_keys).where(signing_keys.c.kid == kid, signing_keys.c.retired_at.is_(None))
+        return (await self._conn.execute(stmt.values(retired_at=now))).rowcount == 1
+
+    # audit
+
+    async def audit(self, record: AuditRecord) -> None:
+        values = asdict(record)
+        values.pop("id")
+        await self._conn.execute(insert(audit_events).values(**values))
+
+    async def audit_events(
+        self, *, user_id: uuid.UUID | None = None, events: Sequence[str] = (), limit: int = 100
+    ) -> list[AuditRecord]:
+        stmt = select(audit_events).order_by(audit_events.c.id.desc()).limit(limit)
+        if user_id is not None:
+            stmt = stmt.where(or_(audit_events.c.user_id == user_id))
+        if events:
+            stmt = stmt.where(audit_events.c.event.in_(events))
+        return [AuditRecord(**r._asdict()) for r in await self._conn.execute(stmt)]
+
+    async def count(self, table: str) -> int:
+        target = {"users": users, "sessions": sessions, "audit_events": audit_events}[table]
+        return int((await self._conn.execute(select(func.count()).select_from(target))).scalar_one())
+
+    async def delete_user(self, user_id: uuid.UUID) -> None:
+        await self._conn.execute(delete(users).where(users.c.id == user_id))
+
+
+def _user(row: Row[Any] | None) -> UserRecord | None:
+    return None if row is None else UserRecord(**row._asdict())

@@ -1,0 +1,226 @@
+"""Access tokens: RFC 9068 JWTs, issued and verified with the rules of RFC 8725.
+
+Signature maths comes from PyJWT's algorithm objects; the parsing and every
+claim check are ours, because the library's defaults are too lenient for an
+access token (a missing ``exp`` passes, ``"exp": "123"`` passes, claims are
+checked against the wall clock instead of a ``now`` we pass in).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import jwt
+
+from .errors import (
+    BadSignature,
+    InvalidClaim,
+    MalformedToken,
+    TokenExpired,
+    TokenNotYetValid,
+    UnsupportedHeader,
+)
+from .keys import KeyRing, SigningKey
+
+__all__ = ["MAX_TOKEN_LENGTH", "AccessClaims", "issue_access_token", "verify_access_token"]
+
+MAX_TOKEN_LENGTH = 8192
+TOKEN_TYPES = frozenset({"at+jwt", "application/at+jwt"})
+_ALLOWED_HEADERS = frozenset({"alg", "kid", "typ"})
+_REQUIRED_STRINGS = ("iss", "sub", "client_id", "jti", "sid")
+
+
+@dataclass(frozen=True, slots=True)
+class AccessClaims:
+    """The verified claims of an access token."""
+
+    sub: str
+    sid: str
+    client_id: str
+    scope: tuple[str, ...]
+    iss: str
+    aud: tuple[str, ...]
+    exp: int
+    iat: int
+    jti: str
+    auth_time: int | None = None
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def expires_at(self) -> datetime:
+        return datetime.fromtimestamp(self.exp, UTC)
+
+
+def issue_access_token(
+    key: SigningKey,
+    *,
+    issuer: str,
+    audience: str,
+    subject: str,
+    session_id: str,
+    client_id: str,
+    scope: str,
+    now: datetime,
+    ttl: timedelta,
+    not_after: datetime | None = None,
+    auth_time: datetime | None = None,
+) -> tuple[str, int]:
+    """Sign an RFC 9068 access token; returns ``(token, exp)``.
+
+    ``not_after`` caps ``exp`` (a token never outlives its session).
+    """
+    iat = int(now.timestamp())
+    exp = int((now + ttl).timestamp())
+    if not_after is not None:
+        exp = min(exp, int(not_after.timestamp()))
+    claims: dict[str, Any] = {
+        "iss": issuer,
+        "sub": subject,
+        "aud": audience,
+        "exp": exp,
+        "iat": iat,
+        "jti": uuid.uuid4().hex,
+        "sid": session_id,
+        "client_id": client_id,
+        "scope": scope,
+    }
+    if auth_time is not None:
+        claims["auth_time"] = int(auth_time.timestamp())
+    token = jwt.encode(claims, key.private_key, algorithm=key.alg, headers={"kid": key.kid, "typ": "at+jwt"})
+    return token, exp
+
+
+def verify_access_token(
+    token: object,
+    keys: KeyRing,
+    *,
+    issuer: str,
+    audience: str | Sequence[str],
+    now: datetime,
+    leeway: timedelta = timedelta(0),
+) -> AccessClaims:
+    """Verify an access token and return its claims; raise on anything amiss.
+
+    Raises:
+        InvalidToken: one of its subclasses, naming the check that failed.
+    """
+    if not isinstance(token, str) or len(token) > MAX_TOKEN_LENGTH:
+        raise MalformedToken("The access token is missing or too long.")
+    parts = token.split(".")
+    if len(parts) != 3:
+        raise MalformedToken()
+    header = _json_object(parts[0])
+    key = _check_header(header, keys, now)
+    signature = _b64decode(parts[2])
+    if not key.algorithm.verify(f"{parts[0]}.{parts[1]}".encode(), key.public_key, signature):
+        raise BadSignature(key.kid)
+    return _check_claims(_json_object(parts[1]), issuer, audience, now, leeway)
+
+
+def _check_header(header: dict[str, Any], keys: KeyRing, now: datetime) -> SigningKey:
+    """RFC 8725 §3.1/§3.11 and RFC 9068 §4: typ, alg pinned by kid, nothing to follow."""
+    extra = sorted(set(header) - _ALLOWED_HEADERS)
+    if extra:
+        raise UnsupportedHeader(extra[0])
+    typ = header.get("typ")
+    if not isinstance(typ, str) or typ.lower() not in TOKEN_TYPES:
+        raise UnsupportedHeader("typ", "The token is not an access token (typ must be at+jwt).")
+    key = keys.get(header.get("kid"), now)
+    if header.get("alg") != key.alg:
+        raise UnsupportedHeader("alg", "The token's algorithm is not the one its key is pinned to.")
+    return key
+
+
+def _check_claims(
+    claims: dict[str, Any], issuer: str, audience: str | Sequence[str], now: datetime, leeway: timedelta
+) -> AccessClaims:
+    for name in _REQUIRED_STRINGS:
+        if not isinstance(claims.get(name), str) or not claims[name]:
+            raise InvalidClaim(name)
+    if claims["iss"] != issuer:
+        raise InvalidClaim("iss", "The access token was issued by someone else.")
+    aud = _audiences(claims.get("aud"))
+    wanted = {audience} if isinstance(audience, str) else set(audience)
+    if not wanted.intersection(aud):
+        raise InvalidClaim("aud", "The access token is meant for another audience.")
+    ts, slack = now.timestamp(), leeway.total_seconds()
+    exp, iat = _numeric(claims, "exp"), _numeric(claims, "iat")
+    if ts >= exp + slack:
+        raise TokenExpired(datetime.fromtimestamp(exp, UTC))
+    if iat > ts + slack:
+        raise TokenNotYetValid("iat")
+    if "nbf" in claims and _numeric(claims, "nbf") > ts + slack:
+        raise TokenNotYetValid("nbf")
+    scope = claims.get("scope", "")
+    if not isinstance(scope, str):
+        raise InvalidClaim("scope")
+    auth_time = _numeric(claims, "auth_time") if "auth_time" in claims else None
+    return AccessClaims(
+        sub=claims["sub"],
+        sid=claims["sid"],
+        client_id=claims["client_id"],
+        scope=tuple(scope.split()),
+        iss=claims["iss"],
+        aud=aud,
+        exp=int(exp),
+        iat=int(iat),
+        jti=claims["jti"],
+        auth_time=None if auth_time is None else int(auth_time),
+        raw=claims,
+    )
+
+
+def _audiences(value: object) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    raise InvalidClaim("aud")
+
+
+def _numeric(claims: Mapping[str, Any], name: str) -> float:
+    """A NumericDate (RFC 7519 §2): a JSON number, never a string or a boolean."""
+    value = claims.get(name)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise InvalidClaim(name, f"The access token claim '{name}' must be a number.")
+    return float(value)
+
+
+def _b64decode(segment: str) -> bytes:
+    """Strict, canonical base64url without padding (RFC 7515 §2)."""
+    try:
+        raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+    except (binascii.Error, ValueError):
+        raise MalformedToken() from None
+    if base64.urlsafe_b64encode(raw).rstrip(b"=").decode() != segment:
+        raise MalformedToken("The access token is not canonical base64url.")
+    return raw
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        raise MalformedToken("The access token has a duplicate member.")
+    return result
+
+
+def _reject_constant(name: str) -> None:
+    raise MalformedToken("The access token is not valid JSON.")
+
+
+def _json_object(segment: str) -> dict[str, Any]:
+    try:
+        value = json.loads(_b64decode(segment), object_pairs_hook=_no_duplicates, parse_constant=_reject_constant)
+    except (ValueError, RecursionError):
+        raise MalformedToken("The access token is not valid JSON.") from None
+    if not isinstance(value, dict):
+        raise MalformedToken()
+    return value
