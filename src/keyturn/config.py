@@ -25,14 +25,15 @@ __all__ = ["Settings", "load_settings", "parse_duration"]
 
 _log = logging.getLogger("keyturn.config")
 
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-_DURATION = re.compile(r"(\d+)\s*([smhdw])")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|[smhdw])")
+_SECONDS = re.compile(r"\d+(?:\.\d+)?")
 _PLACEHOLDERS = ("changeme", "change-me", "secret", "password", "example", "xxxx", "todo")
 MIN_SECRET_CHARS = 32
 
 
 def parse_duration(value: object) -> timedelta:
-    """Parse ``900``, ``"900"``, ``"15m"``, ``"7d"`` or ``"1h30m"`` into a timedelta.
+    """Parse ``900``, ``"0.5"``, ``"15m"``, ``"7d"``, ``"1h30m"`` or ``"250ms"`` into a timedelta.
 
     Raises:
         ValueError: the value is not a non-negative duration.
@@ -46,12 +47,12 @@ def parse_duration(value: object) -> timedelta:
             raise ValueError("a duration cannot be negative")
         return timedelta(seconds=value)
     text = str(value).strip().lower()
-    if text.isdigit():
-        return timedelta(seconds=int(text))
+    if _SECONDS.fullmatch(text):
+        return timedelta(seconds=float(text))
     parts = _DURATION.findall(text)
     if not parts or _DURATION.sub("", text).strip():
         raise ValueError(f"'{value}' is not a duration; use seconds or a unit: 30s, 15m, 1h, 7d")
-    return timedelta(seconds=sum(int(n) * _UNITS[u] for n, u in parts))
+    return timedelta(seconds=sum(float(n) * _UNITS[u] for n, u in parts))
 
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]

@@ -19,9 +19,6 @@ from .errors import InvalidCredentials, PasswordPolicyError
 
 __all__ = ["Passwords"]
 
-BYTES_PER_CHAR = 4
-
-
 class Passwords:
     """Hashes, verifies and checks passwords with one set of argon2id parameters."""
 
@@ -50,15 +47,16 @@ class Passwords:
         if not isinstance(password, str):
             raise PasswordPolicyError("The password must be a string.", reason="password_type")
         # Check before normalizing: NFKC can expand a string, and its cost grows with it.
-        if len(password) > self.max_length or len(password.encode("utf-8", "surrogatepass")) > self._max_bytes:
-            raise PasswordPolicyError(
-                f"The password must be at most {self.max_length} characters.", reason="password_too_long"
-            )
+        # (UTF-8 needs at most 4 bytes a character, so the byte size is bounded too.)
+        if len(password) > self.max_length:
+            raise self._too_long()
+        try:
+            password.encode("utf-8")
+        except UnicodeEncodeError:
+            raise PasswordPolicyError("The password is not valid Unicode text.", reason="password_encoding") from None
         normalized = unicodedata.normalize("NFKC", password)
         if len(normalized) > self.max_length:
-            raise PasswordPolicyError(
-                f"The password must be at most {self.max_length} characters.", reason="password_too_long"
-            )
+            raise self._too_long()
         return normalized
 
     def check_new(self, password: object) -> str:
@@ -95,6 +93,7 @@ class Passwords:
         """Whether a stored hash was made with other parameters than ours."""
         return self._hasher.check_needs_rehash(stored)
 
-    @property
-    def _max_bytes(self) -> int:
-        return self.max_length * BYTES_PER_CHAR
+    def _too_long(self) -> PasswordPolicyError:
+        return PasswordPolicyError(
+            f"The password must be at most {self.max_length} characters.", reason="password_too_long"
+        )

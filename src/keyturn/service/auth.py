@@ -197,12 +197,12 @@ class AuthService:
         )
 
     async def logout(self, caller: Caller | None, refresh_token: object, client: Client) -> None:
-        """End one session, named by the caller's access token or by a refresh token.
+        """End one session, named by a refresh token when one is sent, else by the access token.
 
         Raises:
             InvalidGrant: the refresh token is not one of ours.
         """
-        if caller is not None:
+        if refresh_token is None and caller is not None:
             user_id, session_id = caller.user.id, caller.session.id
         else:
             presented = self.ctx.codec.decode(refresh_token)

@@ -1,0 +1,36 @@
+"""Small helpers shared by the HTTP and service tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+PASSWORD = "correct horse battery staple"
+
+
+async def register(client: httpx.AsyncClient, username: str = "alice", password: str = PASSWORD) -> dict[str, Any]:
+    response = await client.post("/v1/auth/register", json={"username": username, "password": password})
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def login(client: httpx.AsyncClient, username: str = "alice", password: str = PASSWORD, **extra: Any) -> dict[str, Any]:
+    response = await client.post("/v1/auth/login", json={"username": username, "password": password, **extra})
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def signed_in(client: httpx.AsyncClient, username: str = "alice") -> dict[str, Any]:
+    await register(client, username)
+    return await login(client, username)
+
+
+def bearer(tokens: dict[str, Any]) -> dict[str, str]:
+    return {"authorization": f"Bearer {tokens['access_token']}"}
+
+
+async def refresh(client: httpx.AsyncClient, refresh_token: str) -> httpx.Response:
+    return await client.post("/v1/auth/refresh", json={"refresh_token": refresh_token})
