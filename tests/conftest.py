@@ -6,8 +6,9 @@ SQLite file in pytest's temporary directory.
 
 from __future__ import annotations
 
+import os
 import secrets
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -93,11 +94,8 @@ async def client(service: Service) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.fixture
-def no_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def no_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Remove every KEYTURN_* variable so settings tests see only what they set."""
-    import os
-
     for name in list(os.environ):
         if name.startswith("KEYTURN_"):
             monkeypatch.delenv(name)
-    yield

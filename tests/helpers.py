@@ -16,7 +16,9 @@ async def register(client: httpx.AsyncClient, username: str = "alice", password:
     return body
 
 
-async def login(client: httpx.AsyncClient, username: str = "alice", password: str = PASSWORD, **extra: Any) -> dict[str, Any]:
+async def login(
+    client: httpx.AsyncClient, username: str = "alice", password: str = PASSWORD, **extra: Any
+) -> dict[str, Any]:
     response = await client.post("/v1/auth/login", json={"username": username, "password": password, **extra})
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()

@@ -19,6 +19,7 @@ from .errors import InvalidCredentials, PasswordPolicyError
 
 __all__ = ["Passwords"]
 
+
 class Passwords:
     """Hashes, verifies and checks passwords with one set of argon2id parameters."""
 

@@ -80,10 +80,14 @@ async def test_login_unknown_user_and_wrong_password_look_the_same(client: httpx
     wrong = await client.post("/v1/auth/login", json={"username": "alice", "password": "not the password"})
     unknown = await client.post("/v1/auth/login", json={"username": "mallory", "password": "not the password"})
     assert wrong.status_code == unknown.status_code == 401
-    assert wrong.json() == unknown.json() == {
-        "error": "invalid_credentials",
-        "error_description": "The username or password is incorrect.",
-    }
+    assert (
+        wrong.json()
+        == unknown.json()
+        == {
+            "error": "invalid_credentials",
+            "error_description": "The username or password is incorrect.",
+        }
+    )
 
 
 async def test_me_returns_the_caller(client: httpx.AsyncClient) -> None:

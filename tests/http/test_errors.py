@@ -35,9 +35,7 @@ SECRET_LOOKING = "hunter2-do-not-echo"
         ("just a string", "must be a JSON object"),
     ],
 )
-async def test_bad_bodies_are_400_and_never_echo_input(
-    client: httpx.AsyncClient, body: object, fragment: str
-) -> None:
+async def test_bad_bodies_are_400_and_never_echo_input(client: httpx.AsyncClient, body: object, fragment: str) -> None:
     """FastAPI's 422 (which echoes input) is replaced by 400 invalid_request naming the field."""
     response = await client.post("/v1/auth/login", json=body)
     assert response.status_code == 400

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -31,6 +32,7 @@ __all__ = ["Database"]
 _log = logging.getLogger("keyturn.store")
 _OUTAGE = (DBAPIError, InterfaceError, PoolTimeout, OSError, asyncio.TimeoutError)
 _WRITE = "keyturn_write"
+_MIGRATION_LOCKS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
 
 
 class Database:
@@ -98,8 +100,13 @@ class Database:
             await conn.execute(text("SELECT 1"))
 
     async def migrate(self) -> None:
-        """Apply every Alembic migration up to head."""
-        async with self._guard(), self.engine.begin() as conn:
+        """Apply every Alembic migration up to head.
+
+        Alembic keeps its migration context in module globals, so migrations in one
+        process run one at a time (other processes are kept apart by the database).
+        """
+        lock = _MIGRATION_LOCKS.setdefault(asyncio.get_running_loop(), asyncio.Lock())
+        async with lock, self._guard(), self.engine.begin() as conn:
             await conn.run_sync(_upgrade)
 
     async def migrations_current(self) -> bool:

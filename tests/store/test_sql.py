@@ -1,0 +1,177 @@
+"""Integration tests of the store on a real SQLite file: schema, transactions, compare-and-swap."""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from keyturn.errors import Unavailable, UsernameTaken
+from keyturn.store import AuditRecord, SessionRecord, Store, UserRecord
+
+pytestmark = pytest.mark.anyio
+
+NOW = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
+
+
+@pytest.fixture
+async def store(db_path: Path) -> AsyncIterator[Store]:
+    s = Store.open(f"sqlite+aiosqlite:///{db_path}")
+    await s.db.migrate()
+    yield s
+    await s.close()
+
+
+def user(name: str = "alice") -> UserRecord:
+    return UserRecord(uuid.uuid4(), name, name.casefold(), "$argon2id$fake", NOW, NOW)
+
+
+def session(user_id: uuid.UUID, generation: int = 0) -> SessionRecord:
+    return SessionRecord(
+        id=uuid.uuid4(), user_id=user_id, generation=generation, created_at=NOW, rotated_at=NOW, last_used_at=NOW,
+        client_id="keyturn", scope="profile", user_agent="ua", ip="127.0.0.1",
+    )  # fmt: skip
+
+
+async def test_migrations_create_the_schema_and_are_current(store: Store, db_path: Path) -> None:
+    """After migrate: the four tables exist and the schema is at head."""
+    assert await store.db.migrations_current()
+    with sqlite3.connect(db_path) as db:
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"users", "sessions", "signing_keys", "audit_events", "alembic_version"} <= tables
+
+
+async def test_sqlite_runs_in_wal_mode_with_full_sync(store: Store) -> None:
+    """WAL journal, synchronous=FULL (2) and foreign keys on every pooled connection."""
+    async with store.db.engine.connect() as conn:
+        assert (await conn.exec_driver_sql("PRAGMA journal_mode")).scalar() == "wal"
+        assert (await conn.exec_driver_sql("PRAGMA synchronous")).scalar() == 2
+        assert (await conn.exec_driver_sql("PRAGMA foreign_keys")).scalar() == 1
+
+
+async def test_user_round_trip_with_aware_datetimes(store: Store) -> None:
+    """What goes in comes back, with UTC-aware datetimes."""
+    alice = user()
+    async with store.write() as tx:
+        await tx.insert_user(alice)
+    async with store.read() as tx:
+        found = await tx.user_by_key("alice")
+    assert found == alice
+    assert found is not None
+    assert found.created_at.tzinfo is not None
+
+
+async def test_duplicate_username_is_username_taken_and_the_transaction_goes_on(store: Store) -> None:
+    """The unique key is enforced; a savepoint keeps the rest of the transaction usable."""
+    async with store.write() as tx:
+        await tx.insert_user(user("alice"))
+    async with store.write() as tx:
+        with pytest.raises(UsernameTaken):
+            await tx.insert_user(user("alice"))
+        await tx.insert_user(user("bob"))
+    async with store.read() as tx:
+        assert [u.username for u in await tx.list_users()] == ["alice", "bob"]
+
+
+async def test_failed_write_transaction_leaves_nothing(store: Store) -> None:
+    """An error inside a write transaction rolls every statement back."""
+
+    async def write_then_fail() -> None:
+        async with store.write() as tx:
+            await tx.insert_user(user("ghost"))
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        await write_then_fail()
+    async with store.read() as tx:
+        assert await tx.user_by_key("ghost") is None
+
+
+async def test_rotation_is_a_compare_and_swap_on_generation(store: Store) -> None:
+    """Only the caller holding the current generation moves it; the second one loses."""
+    alice = user()
+    s = session(alice.id)
+    async with store.write() as tx:
+        await tx.insert_user(alice)
+        await tx.insert_session(s)
+    later = NOW + timedelta(minutes=1)
+    async with store.write() as tx:
+        assert await tx.rotate_session(s.id, 0, later) is True
+        assert await tx.rotate_session(s.id, 0, later) is False
+    async with store.read() as tx:
+        row = await tx.session(s.id)
+    assert row is not None
+    assert (row.generation, row.rotated_at, row.last_used_at) == (1, later, later)
+
+
+async def test_revoked_session_never_rotates(store: Store) -> None:
+    """The CAS also requires the session to be live."""
+    alice = user()
+    s = session(alice.id)
+    async with store.write() as tx:
+        await tx.insert_user(alice)
+        await tx.insert_session(s)
+        assert await tx.revoke_sessions(alice.id, NOW, "logout") == [s.id]
+        assert await tx.rotate_session(s.id, 0, NOW) is False
+
+
+async def test_revoke_only_one_or_all_but_one(store: Store) -> None:
+    """revoke_sessions(only=) ends one; keep= ends the rest; revoked ones are not counted twice."""
+    alice = user()
+    a, b, c = session(alice.id), session(alice.id), session(alice.id)
+    async with store.write() as tx:
+        await tx.insert_user(alice)
+        for s in (a, b, c):
+            await tx.insert_session(s)
+        assert await tx.revoke_sessions(alice.id, NOW, "x", only=a.id) == [a.id]
+        assert set(await tx.revoke_sessions(alice.id, NOW, "y", keep=c.id)) == {b.id}
+        assert await tx.revoke_sessions(alice.id, NOW, "z", only=a.id) == []
+    async with store.read() as tx:
+        live = await tx.live_sessions(alice.id, NOW - timedelta(days=1))
+    assert [s.id for s in live] == [c.id]
+
+
+async def test_storage_per_session_is_constant_across_rotations(store: Store, db_path: Path) -> None:
+    """1,000 rotations leave one session row of the same size."""
+    alice = user()
+    s = session(alice.id)
+    async with store.write() as tx:
+        await tx.insert_user(alice)
+        await tx.insert_session(s)
+    sql = "SELECT count(*), length(id) + length(generation) + length(rotated_at) FROM sessions"
+    with sqlite3.connect(db_path) as db:
+        before = db.execute(sql).fetchone()
+    for generation in range(1000):
+        async with store.write() as tx:
+            assert await tx.rotate_session(s.id, generation, NOW + timedelta(seconds=generation))
+    with sqlite3.connect(db_path) as db:
+        after = db.execute(sql).fetchone()
+    assert before[0] == after[0] == 1
+    assert abs(after[1] - before[1]) <= 3  # the generation number's digits
+
+
+async def test_audit_events_round_trip_and_filter(store: Store) -> None:
+    """Audit rows keep their fields and can be filtered by user and event."""
+    uid = uuid.uuid4()
+    async with store.write() as tx:
+        await tx.audit(AuditRecord(at=NOW, event="login", outcome="ok", user_id=uid, ip="::1", detail={"n": 1}))
+        await tx.audit(AuditRecord(at=NOW, event="logout", outcome="ok", user_id=uid))
+        await tx.audit(AuditRecord(at=NOW, event="login", outcome="failed"))
+    async with store.read() as tx:
+        mine = await tx.audit_events(user_id=uid, events=["login"])
+    assert len(mine) == 1
+    assert (mine[0].event, mine[0].ip, mine[0].detail) == ("login", "::1", {"n": 1})
+
+
+async def test_unreachable_database_is_unavailable(tmp_path: Path) -> None:
+    """A database that cannot be opened raises Unavailable, not a driver error."""
+    s = Store.open(f"sqlite+aiosqlite:///{tmp_path / 'missing-dir' / 'x.db'}")
+    try:
+        with pytest.raises(Unavailable):
+            await s.db.ping()
+    finally:
+        await s.close()
