@@ -30,6 +30,7 @@ _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|[smhdw])")
 _SECONDS = re.compile(r"\d+(?:\.\d+)?")
 _PLACEHOLDERS = ("changeme", "change-me", "secret", "password", "example", "xxxx", "todo")
 MIN_SECRET_CHARS = 32
+MAX_DURATION_SECONDS = 10 * 366 * 86400
 
 
 def parse_duration(value: object) -> timedelta:
@@ -43,16 +44,20 @@ def parse_duration(value: object) -> timedelta:
     if isinstance(value, bool):
         raise ValueError("expected a duration such as 900, 15m or 7d")
     if isinstance(value, int | float):
-        if value < 0:
-            raise ValueError("a duration cannot be negative")
-        return timedelta(seconds=value)
+        return _seconds(float(value))
     text = str(value).strip().lower()
     if _SECONDS.fullmatch(text):
-        return timedelta(seconds=float(text))
+        return _seconds(float(text))
     parts = _DURATION.findall(text)
     if not parts or _DURATION.sub("", text).strip():
         raise ValueError(f"'{value}' is not a duration; use seconds or a unit: 30s, 15m, 1h, 7d")
-    return timedelta(seconds=sum(float(n) * _UNITS[u] for n, u in parts))
+    return _seconds(sum(float(n) * _UNITS[u] for n, u in parts))
+
+
+def _seconds(seconds: float) -> timedelta:
+    if not 0 <= seconds <= MAX_DURATION_SECONDS:
+        raise ValueError("a duration must be between 0 and 10 years")
+    return timedelta(seconds=seconds)
 
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
@@ -139,7 +144,11 @@ def _first_error(exc: ValidationError) -> ConfigurationError:
 def _dev_secret(path: Path) -> str:
     """Read or create the development master secret file (mode 0600)."""
     if path.exists():
-        return path.read_text(encoding="ascii").strip()
+        value = path.read_text(encoding="utf-8").strip()
+        weakness = secret_weakness(value)
+        if weakness:
+            raise ConfigurationError("KEYTURN_SECRET", f"the development secret in {path} {weakness}; delete it")
+        return value
     value = secrets.token_urlsafe(48)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w", encoding="ascii") as fh:

@@ -27,6 +27,7 @@ core knows no HTTP: ``keyturn.http.errors`` maps codes to statuses in one table.
     │   ├── InvalidClaim              reason: invalid_claim
     │   ├── TokenExpired              reason: expired
     │   └── TokenNotYetValid          reason: not_yet_valid
+    ├── SigningKeyError               server_error (reason: key_seal_version | key_seal_mismatch | no_signing_key)
     ├── RegistrationClosed            registration_closed
     ├── UsernameTaken                 username_taken
     ├── NotFound                      not_found
@@ -138,9 +139,9 @@ class UnsupportedHeader(InvalidToken):
     reason = "unsupported_header"
     description = "The access token header is not accepted."
 
-    def __init__(self, header: str, description: str | None = None) -> None:
+    def __init__(self, header: str, description: str | None = None, *, reason: str | None = None) -> None:
         self.header = header
-        super().__init__(description or f"The access token header '{header}' is not accepted.")
+        super().__init__(description or f"The access token header '{header}' is not accepted.", reason=reason)
 
 
 class UnknownKey(InvalidToken):
@@ -185,6 +186,14 @@ class TokenNotYetValid(InvalidToken):
     def __init__(self, claim: str) -> None:
         self.claim = claim
         super().__init__()
+
+
+class SigningKeyError(KeyturnError):
+    """No key can sign, or a stored key cannot be opened (wrong master secret, damaged row)."""
+
+    code = "server_error"
+    reason = "signing_key_error"
+    description = "The server cannot sign tokens."
 
 
 class RegistrationClosed(KeyturnError):

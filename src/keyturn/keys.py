@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from jwt.algorithms import Algorithm, get_default_algorithms
 
-from .errors import ConfigurationError, KeyturnError, UnknownKey
+from .errors import ConfigurationError, SigningKeyError, UnknownKey
 from .masterkey import MasterKey
 
 __all__ = ["ALGORITHMS", "KeyRing", "SigningKey", "generate_key", "open_private_key", "seal_private_key"]
@@ -71,13 +71,24 @@ class SigningKey:
         alg: Alg | None = _ALG_NAMES.get(str(jwk.get("alg") or _CURVE_ALGS.get(str(jwk.get("crv")))))
         if alg is None or not isinstance(jwk.get("kid"), str):
             raise ConfigurationError("jwks", "a key has no supported 'alg' or no 'kid'")
-        if any(member in jwk for member in ("d", "p", "q", "dp", "dq", "qi", "k")):
+        if any(member in jwk for member in ("d", "p", "q", "dp", "dq", "qi", "oth", "k")):
             raise ConfigurationError("jwks", "a published key must not contain private members")
         try:
             public = ALGORITHMS[alg].from_jwk(dict(jwk))
         except Exception as exc:  # PyJWT raises several types for a bad key
             raise ConfigurationError("jwks", f"key {jwk['kid']!r} is not a valid {alg} key") from exc
+        if not _fits(alg, public):
+            raise ConfigurationError("jwks", f"key {jwk['kid']!r} does not meet RFC 7518's rules for {alg}")
         return cls(kid=jwk["kid"], alg=alg, public_key=public)
+
+
+def _fits(alg: Alg, public: Any) -> bool:
+    """RFC 7518 §3.3/§3.4 and RFC 8037: ES256 needs P-256, RS256 at least 2048 bits."""
+    if alg == "ES256":
+        return isinstance(public, ec.EllipticCurvePublicKey) and isinstance(public.curve, ec.SECP256R1)
+    if alg == "RS256":
+        return isinstance(public, rsa.RSAPublicKey) and public.key_size >= 2048
+    return isinstance(public, ed25519.Ed25519PublicKey)
 
 
 def thumbprint(jwk: Mapping[str, Any]) -> str:
@@ -116,11 +127,11 @@ def open_private_key(sealed: bytes, kid: str, master: MasterKey) -> Any:
         KeyturnError: the blob is damaged, or the master secret is not the one it was sealed under.
     """
     if sealed[:1] != _SEAL_VERSION:
-        raise KeyturnError("unknown signing-key seal version", reason="key_seal_version")
+        raise SigningKeyError("unknown signing-key seal version", reason="key_seal_version")
     try:
         der = AESGCM(master.derive(_SEAL_LABEL)).decrypt(sealed[1:13], sealed[13:], kid.encode())
     except Exception:
-        raise KeyturnError(
+        raise SigningKeyError(
             f"signing key {kid} cannot be decrypted: is KEYTURN_SECRET the one it was made with?",
             reason="key_seal_mismatch",
         ) from None
@@ -164,12 +175,12 @@ class KeyRing:
         """The newest key that is active at ``now`` and holds a private part.
 
         Raises:
-            KeyturnError: no key can sign yet.
+            SigningKeyError: no key can sign yet.
         """
         for key in reversed(self._keys):
             if key.private_key is not None and key.retired_at is None and _active(key, now):
                 return key
-        raise KeyturnError("no signing key is active", reason="no_signing_key")
+        raise SigningKeyError("no signing key is active", reason="no_signing_key")
 
     def published(self, now: datetime) -> list[SigningKey]:
         """Every key a verifier must know at ``now``, newest first."""

@@ -62,6 +62,8 @@ class RefreshTokenCodec:
 
     def encode(self, session_id: uuid.UUID, generation: int) -> str:
         """The token for ``generation`` of ``session_id``."""
+        if not 0 <= generation < 2**64:
+            raise ValueError("generation out of range")
         key_id, key = self._current
         body = _BODY.pack(VERSION, key_id, session_id.bytes, generation)
         return PREFIX + base64.urlsafe_b64encode(body + _mac(key, body)).rstrip(b"=").decode()

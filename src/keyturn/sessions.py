@@ -73,7 +73,7 @@ def decide_refresh(state: SessionState, generation: int, now: datetime, lifetime
     """
     if state.revoked_at is not None:
         raise SessionRevoked()
-    if generation > state.generation:
+    if not 0 <= generation <= state.generation:
         raise UnknownSession()
     if now >= state.absolute_expiry(lifetimes):
         raise SessionExpired(reason="absolute_expired")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import math
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ from .keys import KeyRing, SigningKey
 __all__ = ["MAX_TOKEN_LENGTH", "AccessClaims", "issue_access_token", "verify_access_token"]
 
 MAX_TOKEN_LENGTH = 8192
+MAX_NUMERIC_DATE = 253402300800  # 10000-01-01: beyond it a datetime cannot hold the value
 TOKEN_TYPES = frozenset({"at+jwt", "application/at+jwt"})
 _ALLOWED_HEADERS = frozenset({"alg", "kid", "typ"})
 _REQUIRED_STRINGS = ("iss", "sub", "client_id", "jti", "sid")
@@ -129,13 +129,13 @@ def _check_header(header: dict[str, Any], keys: KeyRing, now: datetime) -> Signi
     """RFC 8725 §3.1/§3.11 and RFC 9068 §4: typ, alg pinned by kid, nothing to follow."""
     extra = sorted(set(header) - _ALLOWED_HEADERS)
     if extra:
-        raise UnsupportedHeader(extra[0])
+        raise UnsupportedHeader(extra[0], reason="forbidden_header")
     typ = header.get("typ")
     if not isinstance(typ, str) or typ.lower() not in TOKEN_TYPES:
-        raise UnsupportedHeader("typ", "The token is not an access token (typ must be at+jwt).")
+        raise UnsupportedHeader("typ", "The token is not an access token (typ must be at+jwt).", reason="bad_typ")
     key = keys.get(header.get("kid"), now)
     if header.get("alg") != key.alg:
-        raise UnsupportedHeader("alg", "The token's algorithm is not the one its key is pinned to.")
+        raise UnsupportedHeader("alg", "The token's algorithm is not the one its key is pinned to.", reason="bad_alg")
     return key
 
 
@@ -189,8 +189,8 @@ def _audiences(value: object) -> tuple[str, ...]:
 def _numeric(claims: Mapping[str, Any], name: str) -> float:
     """A NumericDate (RFC 7519 §2): a JSON number, never a string or a boolean."""
     value = claims.get(name)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise InvalidClaim(name, f"The access token claim '{name}' must be a number.")
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < MAX_NUMERIC_DATE:
+        raise InvalidClaim(name, f"The access token claim '{name}' must be a number of seconds since 1970.")
     return float(value)
 
 
@@ -218,7 +218,8 @@ def _reject_constant(name: str) -> None:
 
 def _json_object(segment: str) -> dict[str, Any]:
     try:
-        value = json.loads(_b64decode(segment), object_pairs_hook=_no_duplicates, parse_constant=_reject_constant)
+        text = _b64decode(segment).decode("utf-8")  # RFC 7515 §2: the JSON is UTF-8
+        value = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_reject_constant)
     except (ValueError, RecursionError):
         raise MalformedToken("The access token is not valid JSON.") from None
     if not isinstance(value, dict):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
+import threading
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -175,3 +177,13 @@ async def test_unreachable_database_is_unavailable(tmp_path: Path) -> None:
             await s.db.ping()
     finally:
         await s.close()
+    await _aiosqlite_threads_finished()
+
+
+async def _aiosqlite_threads_finished() -> None:
+    """aiosqlite stops the worker of a failed connect without waiting for it; let it finish
+    while this test's event loop still runs, or it reports to a closed loop later."""
+    for _ in range(200):
+        if not any("_connection_worker_thread" in t.name for t in threading.enumerate()):
+            return
+        await asyncio.sleep(0.01)

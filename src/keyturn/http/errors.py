@@ -28,6 +28,7 @@ STATUS = {
     "request_too_large": 413,
     "unsupported_media_type": 415,
     "rate_limited": 429,
+    "invalid_configuration": 500,
     "server_error": 500,
     "temporarily_unavailable": 503,
 }

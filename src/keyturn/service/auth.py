@@ -176,19 +176,21 @@ class AuthService:
             claims = self._verify(access_token, await self.ctx.keys.ring(now), now)
         except UnknownKey as exc:  # maybe a key another instance just made: reload (rate-limited)
             claims = self._verify(access_token, await self.ctx.keys.ring(now, kid=exc.kid), now)
+        sid = _parse_uuid(claims.sid)
         async with self.ctx.store.read() as tx:
-            session = await _session_by_str(tx, claims.sid)
-            user = await tx.user_by_id(session.user_id) if session else None
-        if (
-            session is None
-            or user is None
-            or str(user.id) != claims.sub
-            or session.revoked_at is not None
-            or user.disabled_at is not None
-            or now >= state_of(session).absolute_expiry(self.ctx.lifetimes)
-        ):
+            found = await tx.session_and_user(sid) if sid else None
+        if found is None or not self._live(found, claims, now):
             raise InvalidToken("The session of this access token has ended.", reason="session_revoked")
-        return Caller(claims, user, session)
+        return Caller(claims, found[1], found[0])
+
+    def _live(self, found: tuple[SessionRecord, UserRecord], claims: AccessClaims, now: datetime) -> bool:
+        session, user = found
+        return (
+            str(user.id) == claims.sub
+            and session.revoked_at is None
+            and user.disabled_at is None
+            and now < state_of(session).absolute_expiry(self.ctx.lifetimes)
+        )
 
     def _verify(self, access_token: object, ring: KeyRing, now: datetime) -> AccessClaims:
         s = self.ctx.settings
@@ -289,8 +291,3 @@ def _parse_uuid(value: str) -> uuid.UUID | None:
         return uuid.UUID(value)
     except (ValueError, TypeError, AttributeError):
         return None
-
-
-async def _session_by_str(tx: Tx, sid: str) -> SessionRecord | None:
-    parsed = _parse_uuid(sid)
-    return None if parsed is None else await tx.session(parsed)
