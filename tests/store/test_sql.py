@@ -55,6 +55,14 @@ async def test_sqlite_runs_in_wal_mode_with_full_sync(store: Store) -> None:
         assert (await conn.exec_driver_sql("PRAGMA foreign_keys")).scalar() == 1
 
 
+async def test_new_database_files_are_private(store: Store, db_path: Path) -> None:
+    """The SQLite file and its WAL companions are created with mode 0600."""
+    async with store.write() as tx:
+        await tx.insert_user(user())
+    for path in (db_path, db_path.with_name(db_path.name + "-wal")):
+        assert path.stat().st_mode & 0o777 == 0o600
+
+
 async def test_user_round_trip_with_aware_datetimes(store: Store) -> None:
     """What goes in comes back, with UTC-aware datetimes."""
     alice = user()

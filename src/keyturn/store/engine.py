@@ -8,7 +8,9 @@ writers queue on the lock instead of failing when one upgrades a read snapshot.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
 import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -19,7 +21,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, event, text
+from sqlalchemy import Connection, event, make_url, text
 from sqlalchemy.exc import DBAPIError, InterfaceError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -44,6 +46,7 @@ class Database:
         self._timeout = timeout.total_seconds()
         self.engine: AsyncEngine = create_async_engine(url, **self._engine_options(pool_size))
         if self.is_sqlite:
+            _create_private_file(make_url(url).database)
             event.listen(self.engine.sync_engine, "connect", self._sqlite_connect)
             event.listen(self.engine.sync_engine, "begin", _sqlite_begin)
 
@@ -61,11 +64,18 @@ class Database:
     def _sqlite_connect(self, dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
         # Let SQLAlchemy's "begin" event emit BEGIN itself (see _sqlite_begin).
         dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        for pragma in ("journal_mode=WAL", "synchronous=FULL", "foreign_keys=ON"):
-            cursor.execute(f"PRAGMA {pragma}")
-        cursor.execute(f"PRAGMA busy_timeout={int(self._timeout * 1000)}")
-        cursor.close()
+        try:
+            cursor = dbapi_connection.cursor()
+            cursor.execute(f"PRAGMA busy_timeout={int(self._timeout * 1000)}")
+            for pragma in ("journal_mode=WAL", "synchronous=FULL", "foreign_keys=ON"):
+                cursor.execute(f"PRAGMA {pragma}")
+            cursor.close()
+        except Exception:
+            # SQLAlchemy does not close a connection whose connect hook failed; aiosqlite's
+            # worker thread would outlive it.
+            with contextlib.suppress(Exception):
+                dbapi_connection.close()
+            raise
 
     async def dispose(self) -> None:
         await self.engine.dispose()
@@ -114,6 +124,15 @@ class Database:
         async with self.read() as conn:
             current = await conn.run_sync(lambda c: MigrationContext.configure(c).get_current_revision())
         return current == ScriptDirectory.from_config(_alembic_config()).get_current_head()
+
+
+def _create_private_file(path: str | None) -> None:
+    """Create a new SQLite file readable by its owner only (it holds password hashes and
+    sealed keys); SQLite gives its -wal and -shm files the same mode."""
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return
+    with contextlib.suppress(FileExistsError, FileNotFoundError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
 def _sqlite_begin(conn: Connection) -> None:
