@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import socket
@@ -107,6 +108,11 @@ def test_readme_walkthrough_runs_as_written(server: Server, tmp_path: Path) -> N
     assert lines[4].endswith(" 401")
     assert '"invalid_grant"' in lines[4]
     assert len(lines) == 5
+    log = server.log.read_text()
+    for name in ("login.json", "refresh.json"):
+        for secret in json.loads((tmp_path / name).read_text()).values():
+            assert not (isinstance(secret, str) and len(secret) > 40 and secret in log)
+    assert "correct horse battery staple" not in log
 
 
 async def test_thirty_parallel_refreshes_over_real_http(server: Server) -> None:

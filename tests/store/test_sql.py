@@ -39,6 +39,16 @@ def session(user_id: uuid.UUID, generation: int = 0) -> SessionRecord:
     )  # fmt: skip
 
 
+async def seed(store: Store) -> tuple[UserRecord, SessionRecord]:
+    """One user with one session, committed."""
+    alice = user()
+    s = session(alice.id)
+    async with store.write() as tx:
+        await tx.insert_user(alice)
+        await tx.insert_session(s)
+    return alice, s
+
+
 async def test_migrations_create_the_schema_and_are_current(store: Store, db_path: Path) -> None:
     """After migrate: the four tables exist and the schema is at head."""
     assert await store.db.migrations_current()
@@ -103,11 +113,7 @@ async def test_failed_write_transaction_leaves_nothing(store: Store) -> None:
 
 async def test_rotation_is_a_compare_and_swap_on_generation(store: Store) -> None:
     """Only the caller holding the current generation moves it; the second one loses."""
-    alice = user()
-    s = session(alice.id)
-    async with store.write() as tx:
-        await tx.insert_user(alice)
-        await tx.insert_session(s)
+    _, s = await seed(store)
     later = NOW + timedelta(minutes=1)
     async with store.write() as tx:
         assert await tx.rotate_session(s.id, 0, later) is True
@@ -120,11 +126,8 @@ async def test_rotation_is_a_compare_and_swap_on_generation(store: Store) -> Non
 
 async def test_revoked_session_never_rotates(store: Store) -> None:
     """The CAS also requires the session to be live."""
-    alice = user()
-    s = session(alice.id)
+    alice, s = await seed(store)
     async with store.write() as tx:
-        await tx.insert_user(alice)
-        await tx.insert_session(s)
         assert await tx.revoke_sessions(alice.id, NOW, "logout") == [s.id]
         assert await tx.rotate_session(s.id, 0, NOW) is False
 
@@ -147,11 +150,7 @@ async def test_revoke_only_one_or_all_but_one(store: Store) -> None:
 
 async def test_storage_per_session_is_constant_across_rotations(store: Store, db_path: Path) -> None:
     """1,000 rotations leave one session row of the same size."""
-    alice = user()
-    s = session(alice.id)
-    async with store.write() as tx:
-        await tx.insert_user(alice)
-        await tx.insert_session(s)
+    _, s = await seed(store)
     sql = "SELECT count(*), length(id) + length(generation) + length(rotated_at) FROM sessions"
     with sqlite3.connect(db_path) as db:
         before = db.execute(sql).fetchone()

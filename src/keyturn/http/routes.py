@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Request, Response
@@ -64,14 +65,7 @@ Authed = Annotated[Caller, Depends(caller)]
 
 
 def _tokens(pair: TokenPair) -> TokenResponse:
-    return TokenResponse(
-        access_token=pair.access_token,
-        expires_in=pair.expires_in,
-        refresh_token=pair.refresh_token,
-        refresh_token_expires_in=pair.refresh_token_expires_in,
-        session_id=pair.session_id,
-        scope=pair.scope,
-    )
+    return TokenResponse(**asdict(pair))
 
 
 @router.post("/register", status_code=201, responses={**_ERRORS, 409: {"description": "Username taken"}})
