@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, SecretStr, ValidationError, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from .errors import ConfigurationError
 
@@ -29,6 +29,7 @@ _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|[smhdw])")
 _SECONDS = re.compile(r"\d+(?:\.\d+)?")
 _PLACEHOLDERS = ("changeme", "change-me", "secret", "password", "example", "xxxx", "todo")
+_ORIGIN = re.compile(r"https?://[A-Za-z0-9.\-\[\]:]+")
 MIN_SECRET_CHARS = 32
 MAX_DURATION_SECONDS = 10 * 366 * 86400
 
@@ -65,6 +66,18 @@ Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 
 def _alg(value: object) -> object:
     return "EdDSA" if isinstance(value, str) and value.lower() in {"ed25519", "eddsa"} else value
+
+
+def _origins(value: object) -> object:
+    """``KEYTURN_CORS_ORIGINS``: comma-separated origins such as ``https://app.example.com``."""
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple):
+        return value
+    origins = tuple(str(o).strip().rstrip("/") for o in items if str(o).strip())
+    for origin in origins:
+        if origin == "*" or not _ORIGIN.fullmatch(origin):
+            raise ValueError(f"'{origin}' is not an origin like https://app.example.com (no '*', no path)")
+    return origins
 
 
 def secret_weakness(secret: str) -> str | None:
@@ -104,6 +117,10 @@ class Settings(BaseSettings):
     password_min_length: int = Field(default=8, ge=1, le=256)
     password_max_length: int = Field(default=1024, ge=8, le=4096)
     db_timeout: Duration = timedelta(seconds=5)
+    cookie_mode: Literal["auto", "always", "never"] = "auto"
+    cookie_samesite: Literal["strict", "lax"] = "strict"
+    cors_origins: Annotated[tuple[str, ...], NoDecode, BeforeValidator(_origins)] = ()
+    web_page: bool | None = None
     log_level: str = "info"
 
     @model_validator(mode="after")
@@ -124,6 +141,11 @@ class Settings(BaseSettings):
     @property
     def dev(self) -> bool:
         return self.env == "development"
+
+    @property
+    def serve_web_page(self) -> bool:
+        """The web page at ``/``: on in development unless ``KEYTURN_WEB_PAGE`` says otherwise."""
+        return self.dev if self.web_page is None else self.web_page
 
     @property
     def token_audience(self) -> str:

@@ -28,6 +28,10 @@ core knows no HTTP: ``keyturn.http.errors`` maps codes to statuses in one table.
     │   ├── TokenExpired              reason: expired
     │   └── TokenNotYetValid          reason: not_yet_valid
     ├── SigningKeyError               server_error (reason: key_seal_version | key_seal_mismatch | no_signing_key)
+    ├── CsrfError                     csrf_failed (403)
+    │   ├── OriginNotAllowed          origin_not_allowed
+    │   ├── CsrfTokenInvalid          csrf_token_invalid
+    │   └── ContentTypeNotAllowed     content_type_not_allowed
     ├── RegistrationClosed            registration_closed
     ├── UsernameTaken                 username_taken
     ├── NotFound                      not_found
@@ -194,6 +198,28 @@ class SigningKeyError(KeyturnError):
     code = "server_error"
     reason = "signing_key_error"
     description = "The server cannot sign tokens."
+
+
+class CsrfError(KeyturnError):
+    """A cookie-authenticated request failed a cross-site request forgery check (403)."""
+
+    code = reason = "csrf_failed"
+    description = "The request failed a cross-site request forgery check."
+
+
+class OriginNotAllowed(CsrfError):
+    code = reason = "origin_not_allowed"
+    description = "The request's Origin is not allowed to use the session cookie."
+
+
+class CsrfTokenInvalid(CsrfError):
+    code = reason = "csrf_token_invalid"
+    description = "The X-CSRF-Token header is missing or does not match this session."
+
+
+class ContentTypeNotAllowed(CsrfError):
+    code = reason = "content_type_not_allowed"
+    description = "Requests that use the session cookie must send Content-Type: application/json."
 
 
 class RegistrationClosed(KeyturnError):

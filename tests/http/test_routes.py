@@ -288,7 +288,11 @@ async def test_password_change_with_wrong_current_password(client: httpx.AsyncCl
         json={"current_password": "wrong password!", "new_password": "a whole new passphrase"},
     )
     assert response.status_code == 401
-    assert response.json()["error"] == "invalid_credentials"
+    assert response.json() == {
+        "error": "invalid_credentials",
+        "error_description": "The current password is incorrect.",
+    }
+    assert "www-authenticate" not in response.headers
     await login(client)
 
 

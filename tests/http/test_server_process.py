@@ -8,73 +8,27 @@ import asyncio
 import json
 import os
 import re
-import socket
 import stat
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.helpers import PASSWORD
+from tests.servers import KEYTURN, Server, keyturn_server
 
 pytestmark = [pytest.mark.server, pytest.mark.anyio]
 
 ROOT = Path(__file__).resolve().parents[2]
-KEYTURN = Path(sys.executable).with_name("keyturn")
-
-
-@dataclass
-class Server:
-    url: str
-    port: int
-    cwd: Path
-    log: Path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"server exited early:\n{log.read_text()}")
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1.0).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"server not ready in {timeout}s:\n{log.read_text()}")
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """`keyturn --dev serve` in an empty directory, with no KEYTURN_* settings at all."""
-    cwd = tmp_path_factory.mktemp("served")
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KEYTURN_")}
-    log = cwd / "server.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [str(KEYTURN), "--dev", "serve", "--port", str(port)], cwd=cwd, env=env, stdout=out, stderr=out
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(url, proc, log)
-        yield Server(url, port, cwd, log)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=15)
+    with keyturn_server(tmp_path_factory.mktemp("served"), "--dev") as running:
+        yield running
 
 
 def test_dev_server_makes_its_secret_and_database_in_the_working_directory(server: Server) -> None:

@@ -5,10 +5,13 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 
 from .. import __version__
@@ -23,6 +26,7 @@ __all__ = ["create_app", "create_app_from_env"]
 
 _log = logging.getLogger("keyturn.http")
 JWKS_MAX_AGE = 300
+STATIC_DIR = Path(__file__).with_name("static")
 
 
 def create_app(settings: Settings, *, service: Service | None = None) -> FastAPI:
@@ -49,10 +53,31 @@ def create_app(settings: Settings, *, service: Service | None = None) -> FastAPI
     app.state.service = svc
     app.include_router(router)
     _add_operational_routes(app, svc)
+    if settings.serve_web_page:
+        _add_web_page(app)
     install_error_handlers(app)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    if settings.cors_origins:
+        # Only listed origins are echoed, never reflected; no CORS headers at all by default.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_credentials=True,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "X-CSRF-Token"],
+            max_age=600,
+        )
     app.add_middleware(SecurityHeaders)
     return app
+
+
+def _add_web_page(app: FastAPI) -> None:
+    """The demo page at ``/``: static HTML, CSS and JS modules, no build step."""
+    app.mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=False), name="static")
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
 
 
 def _add_operational_routes(app: FastAPI, svc: Service) -> None:

@@ -9,7 +9,8 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
 
-from ..errors import InvalidToken, KeyturnError, MissingToken
+from ..errors import InvalidGrant, InvalidToken, KeyturnError, MissingToken
+from .cookies import REFRESH_COOKIE, clear_session_cookies
 
 __all__ = ["error_response", "install_error_handlers"]
 
@@ -22,6 +23,9 @@ STATUS = {
     "invalid_token": 401,
     "registration_closed": 403,
     "csrf_failed": 403,
+    "origin_not_allowed": 403,
+    "csrf_token_invalid": 403,
+    "content_type_not_allowed": 403,
     "not_found": 404,
     "method_not_allowed": 405,
     "username_taken": 409,
@@ -44,9 +48,12 @@ def error_response(code: str, description: str, headers: dict[str, str] | None =
     )
 
 
-def keyturn_error(_request: Request, exc: Exception) -> Response:
+def keyturn_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, KeyturnError)
     headers: dict[str, str] = {}
+    if isinstance(exc, InvalidGrant) and REFRESH_COOKIE in request.cookies:
+        # The session behind the cookie is over (or the cookie is bad): the browser should forget it.
+        return clear_session_cookies(error_response(exc.code, exc.description), request.app.state.service.settings)
     if isinstance(exc, MissingToken):
         headers["WWW-Authenticate"] = 'Bearer realm="keyturn"'
     elif isinstance(exc, InvalidToken):

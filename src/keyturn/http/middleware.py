@@ -13,6 +13,10 @@ _DOCS_CSP = (
     b"default-src 'none'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
     b"img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'"
 )
+_PAGE_CSP = (
+    b"default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    b"form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+)
 _HEADERS = [
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"no-referrer"),
@@ -33,7 +37,7 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
         path = str(scope["path"])
-        csp = _DOCS_CSP if path.startswith(self.docs_prefixes) else _API_CSP
+        csp = _csp(path, self.docs_prefixes)
         headers = [*_HEADERS, (b"content-security-policy", csp)]
         if path.startswith("/v1/auth/"):  # tokens and session data must not be cached anywhere
             headers += [(b"cache-control", b"no-store"), (b"pragma", b"no-cache")]
@@ -46,6 +50,12 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+def _csp(path: str, docs_prefixes: tuple[str, ...]) -> bytes:
+    if path == "/" or path.startswith("/static/"):
+        return _PAGE_CSP
+    return _DOCS_CSP if path.startswith(docs_prefixes) else _API_CSP
 
 
 class BodyLimit:

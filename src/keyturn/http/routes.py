@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.responses import JSONResponse
 
-from ..errors import MissingToken
-from ..service import Caller, Client, Service, TokenPair
+from ..errors import InvalidRequest, MissingToken
+from ..service import Caller, Client, Service
 from ..store import SessionRecord
+from .cookies import (
+    REFRESH_COOKIE,
+    check_cookie_request,
+    check_origin,
+    clear_session_cookies,
+    token_response,
+    wants_cookie,
+)
 from .schemas import (
     Credentials,
     LoginRequest,
@@ -31,8 +39,10 @@ _bearer = HTTPBearer(auto_error=False, description="An access token from /v1/aut
 _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"description": "Malformed request (`invalid_request`)"},
     401: {"description": "Refused credentials or token"},
+    403: {"description": "Cookie mode: Origin, content type or CSRF token refused"},
     503: {"description": "Store unavailable (`temporarily_unavailable`); nothing was issued"},
 }
+_TOKENS: dict[str, Any] = {"response_model": TokenResponse, "response_model_exclude_none": True, "responses": _ERRORS}
 
 
 def service(request: Request) -> Service:
@@ -59,13 +69,21 @@ async def optional_caller(
     return None if credentials is None else await caller(request, credentials)
 
 
+def session_cookie(request: Request) -> str | None:
+    """The refresh cookie, after the CSRF checks every request that carries it must pass.
+
+    Declared before the bearer dependency on each route, so a forged request is refused
+    by these checks before anything else is looked at."""
+    token = request.cookies.get(REFRESH_COOKIE)
+    if token is not None:
+        check_cookie_request(request, service(request), token)
+    return token
+
+
 Svc = Annotated[Service, Depends(service)]
 Who = Annotated[Client, Depends(client)]
 Authed = Annotated[Caller, Depends(caller)]
-
-
-def _tokens(pair: TokenPair) -> TokenResponse:
-    return TokenResponse(**asdict(pair))
+Cookie = Annotated[str | None, Depends(session_cookie)]
 
 
 @router.post("/register", status_code=201, responses={**_ERRORS, 409: {"description": "Username taken"}})
@@ -75,37 +93,54 @@ async def register(body: Credentials, svc: Svc, who: Who) -> UserOut:
     return UserOut(id=str(user.id), username=user.username, created_at=user.created_at)
 
 
-@router.post("/login", responses=_ERRORS)
-async def login(body: LoginRequest, svc: Svc, who: Who) -> TokenResponse:
-    """Sign in with a password; opens a session and returns its first token pair."""
-    return _tokens(await svc.auth.login(body.username, body.password, who, body.device_name))
+@router.post("/login", **_TOKENS)
+async def login(body: LoginRequest, request: Request, svc: Svc, who: Who) -> Response:
+    """Sign in with a password; opens a session. With `"mode": "cookie"` the refresh token is
+    set as an HttpOnly cookie instead of being returned."""
+    cookie = wants_cookie(body.mode, svc.settings)
+    if cookie:
+        check_origin(request, svc.settings)  # no logging a victim into the attacker's account
+    pair = await svc.auth.login(body.username, body.password, who, body.device_name)
+    return token_response(pair, svc.settings, cookie=cookie)
 
 
-@router.post("/refresh", responses=_ERRORS)
-async def refresh(body: RefreshRequest, svc: Svc, who: Who) -> TokenResponse:
-    """Rotate: trade the current refresh token for a new pair (each token works once)."""
-    return _tokens(await svc.auth.refresh(body.refresh_token, who))
+@router.post("/refresh", **_TOKENS)
+async def refresh(
+    svc: Svc, who: Who, cookie: Cookie, body: Annotated[RefreshRequest | None, Body()] = None
+) -> Response:
+    """Rotate: trade the current refresh token (body, or cookie in browser mode) for a new pair."""
+    if body is not None and body.refresh_token is not None:
+        if svc.settings.cookie_mode == "always":
+            raise InvalidRequest("This server takes refresh tokens only from its cookie.")
+        return token_response(await svc.auth.refresh(body.refresh_token, who), svc.settings, cookie=False)
+    if cookie is None:
+        raise InvalidRequest("Send refresh_token in the body, or the session cookie.")
+    return token_response(await svc.auth.refresh(cookie, who), svc.settings, cookie=True)
 
 
 @router.post("/logout", status_code=204, responses=_ERRORS)
 async def logout(
     svc: Svc,
     who: Who,
+    cookie: Cookie,
     me: Annotated[Caller | None, Depends(optional_caller)],
     body: Annotated[LogoutRequest | None, Body()] = None,
 ) -> Response:
-    """End this session, named by the bearer token or by `refresh_token` in the body."""
-    if me is None and (body is None or body.refresh_token is None):
+    """End this session, named by `refresh_token` in the body, the bearer token, or the cookie."""
+    token = body.refresh_token if body is not None and body.refresh_token is not None else None
+    if token is None and me is None:
+        token = cookie
+    if token is None and me is None:
         raise MissingToken("Send a bearer access token or a refresh_token.")
-    await svc.auth.logout(me, body.refresh_token if body else None, who)
-    return Response(status_code=204)
+    await svc.auth.logout(me, token, who)
+    return _no_content(svc, clear=cookie is not None)
 
 
 @router.post("/logout-all", status_code=204, responses=_ERRORS)
-async def logout_all(svc: Svc, who: Who, me: Authed) -> Response:
+async def logout_all(svc: Svc, who: Who, cookie: Cookie, me: Authed) -> Response:
     """End every session of this user."""
     await svc.auth.logout_all(me, who)
-    return Response(status_code=204)
+    return _no_content(svc, clear=cookie is not None)
 
 
 @router.get("/sessions", responses=_ERRORS)
@@ -118,10 +153,10 @@ async def sessions(svc: Svc, me: Authed) -> SessionsOut:
 @router.delete(
     "/sessions/{session_id}", status_code=204, responses={**_ERRORS, 404: {"description": "No such session"}}
 )
-async def end_session(session_id: str, svc: Svc, who: Who, me: Authed) -> Response:
+async def end_session(session_id: str, svc: Svc, who: Who, cookie: Cookie, me: Authed) -> Response:
     """End one of this user's sessions."""
     await svc.auth.revoke_session(me, session_id, who)
-    return Response(status_code=204)
+    return _no_content(svc, clear=cookie is not None and session_id == str(me.session.id))
 
 
 @router.get("/me", responses=_ERRORS)
@@ -129,30 +164,25 @@ async def whoami(me: Authed) -> Me:
     """The caller, from the access token (whose session must still be live)."""
     c = me.claims
     return Me(
-        sub=c.sub,
-        username=me.user.username,
-        session_id=c.sid,
-        client_id=c.client_id,
-        scope=" ".join(c.scope),
-        exp=c.exp,
-        iat=c.iat,
-        auth_time=c.auth_time,
-    )
+        sub=c.sub, username=me.user.username, session_id=c.sid, client_id=c.client_id, scope=" ".join(c.scope),
+        exp=c.exp, iat=c.iat, auth_time=c.auth_time,
+    )  # fmt: skip
 
 
-@router.post("/password", responses=_ERRORS)
-async def change_password(body: PasswordChange, svc: Svc, who: Who, me: Authed) -> TokenResponse:
+@router.post("/password", **_TOKENS)
+async def change_password(body: PasswordChange, svc: Svc, who: Who, cookie: Cookie, me: Authed) -> JSONResponse:
     """Change the password: every other session ends; this one gets a fresh pair."""
-    return _tokens(await svc.auth.change_password(me, body.current_password, body.new_password, who))
+    pair = await svc.auth.change_password(me, body.current_password, body.new_password, who)
+    return token_response(pair, svc.settings, cookie=cookie is not None)
+
+
+def _no_content(svc: Service, *, clear: bool) -> Response:
+    response = Response(status_code=204)
+    return clear_session_cookies(response, svc.settings) if clear else response
 
 
 def _session(record: SessionRecord, me: Caller) -> SessionOut:
     return SessionOut(
-        id=str(record.id),
-        current=record.id == me.session.id,
-        user_agent=record.user_agent,
-        ip=record.ip,
-        device_name=record.device_name,
-        created_at=record.created_at,
-        last_used_at=record.last_used_at,
-    )
+        id=str(record.id), current=record.id == me.session.id, user_agent=record.user_agent, ip=record.ip,
+        device_name=record.device_name, created_at=record.created_at, last_used_at=record.last_used_at,
+    )  # fmt: skip

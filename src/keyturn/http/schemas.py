@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -33,10 +34,13 @@ class Credentials(_Strict):
 
 class LoginRequest(Credentials):
     device_name: str | None = Field(default=None, max_length=128)
+    mode: Literal["body", "cookie"] | None = Field(
+        default=None, description="`cookie`: the refresh token is set as an HttpOnly cookie, not returned."
+    )
 
 
 class RefreshRequest(_Strict):
-    refresh_token: str
+    refresh_token: str | None = Field(default=None, description="Omit in cookie mode.")
 
 
 class LogoutRequest(_Strict):
@@ -54,7 +58,7 @@ class TokenResponse(BaseModel):
     access_token: str
     token_type: str = "Bearer"  # noqa: S105 - the RFC 6750 token type, not a secret
     expires_in: int
-    refresh_token: str
+    refresh_token: str | None = Field(default=None, description="Absent in cookie mode.")
     refresh_token_expires_in: int
     session_id: str
     scope: str

@@ -253,7 +253,10 @@ class AuthService:
         """
         current_pw = self.ctx.passwords.normalize(current)
         new_pw = self.ctx.passwords.check_new(new)
-        await self.ctx.verify_password(caller.user.password_hash, current_pw)
+        try:
+            await self.ctx.verify_password(caller.user.password_hash, current_pw)
+        except InvalidCredentials:
+            raise InvalidCredentials("The current password is incorrect.", reason="wrong_current_password") from None
         new_hash = await self.ctx.hash_password(new_pw)
         now = self.ctx.clock()
         for _ in range(_CAS_ATTEMPTS):

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from ..config import Settings
+from ..csrf import CsrfTokens
 from ..masterkey import MasterKey
 from ..passwords import Passwords
 from ..refresh import RefreshTokenCodec
@@ -48,6 +49,7 @@ class TokenPair:
     refresh_token_expires_in: int
     session_id: str
     scope: str
+    csrf_token: str = field(default="", repr=False)
     token_type: str = "Bearer"  # noqa: S105 - the RFC 6750 token type, not a secret
 
 
@@ -69,6 +71,7 @@ class Context:
         self.clock = clock
         self.keys = KeyManager(store, master, settings)
         self.codec = RefreshTokenCodec.from_master(master)
+        self.csrf = CsrfTokens.from_master(master)
         self.passwords = passwords or Passwords(
             min_length=settings.password_min_length, max_length=settings.password_max_length
         )
@@ -107,11 +110,13 @@ class Context:
         )
         return TokenPair(
             access_token=access,
-            expires_in=max(0, exp - int(now.timestamp())),
+            # Rounded down: `exp` is whole seconds, so the token may have up to 1 s less than the TTL.
+            expires_in=max(0, int(exp - now.timestamp())),
             refresh_token=self.codec.encode(record.id, state.generation),
             refresh_token_expires_in=int((state.expires_at(self.lifetimes) - now).total_seconds()),
             session_id=str(record.id),
             scope=record.scope,
+            csrf_token=self.csrf.token(record.id),
         )
 
     @staticmethod

@@ -1,0 +1,66 @@
+"""Starting real keyturn server processes on loopback for integration tests."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+KEYTURN = Path(sys.executable).with_name("keyturn")
+
+
+@dataclass
+class Server:
+    url: str
+    port: int
+    cwd: Path
+    log: Path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"server exited early:\n{log.read_text()}")
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1.0).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"server not ready in {timeout}s:\n{log.read_text()}")
+
+
+@contextmanager
+def keyturn_server(cwd: Path, *args: str, **settings: str) -> Iterator[Server]:
+    """`keyturn <args> serve` in ``cwd`` with only the given KEYTURN_* settings; stopped on exit."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KEYTURN_")}
+    env.update({f"KEYTURN_{k.upper()}": v for k, v in settings.items()})
+    log = cwd / "server.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [str(KEYTURN), *args, "serve", "--port", str(port)], cwd=cwd, env=env, stdout=out, stderr=out
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url, proc, log)
+        yield Server(url, port, cwd, log)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
