@@ -7,6 +7,7 @@ Screenshots of the main screens go to build/screenshots/ (or $KEYTURN_ARTIFACTS)
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sqlite3
 import threading
@@ -282,3 +283,54 @@ def test_narrow_screen_and_keyboard_sign_in(browser: Browser, server: Server) ->
         shot(page, "5-narrow")
     finally:
         ctx.close()
+
+
+def test_readme_spa_snippet_works_in_the_browser(context: BrowserContext, server: Server) -> None:
+    """The README's fetch snippet, run in a page of keyturn's origin: login, API call, expiry, refresh."""
+    readme = (ROOT / "README.md").read_text()
+    match = re.search(r"<!-- spa -->\n```js\n(.*?)```", readme, re.S)
+    assert match, "README has no SPA snippet"
+    page = open_app(context, server)
+    result = page.evaluate(
+        f"""async () => {{
+        {match.group(1)}
+        await fetch("/v1/auth/register", {{method: "POST", headers: {{"Content-Type": "application/json"}},
+          body: JSON.stringify({{username: "snippet", password: "{PASSWORD}"}})}});
+        await login("snippet", "{PASSWORD}");
+        const me = await (await api("/v1/auth/me")).json();
+        await new Promise((done) => setTimeout(done, 2500));
+        const afterExpiry = (await api("/v1/auth/me")).status;
+        return [me.username, afterExpiry, await refresh(), document.cookie.includes("kt_rt_")];
+    }}"""
+    )
+    assert result == ["snippet", 200, True, False]
+
+
+def test_sign_out_one_device_and_change_password(browser: Browser, server: Server) -> None:
+    """From the devices list: sign out the other device; then change the password and sign in with it."""
+    laptop = browser.new_context()
+    phone = browser.new_context(user_agent="Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) Safari/604.1")
+    try:
+        page = open_app(laptop, server)
+        sign_up(page, "twodevices")
+        other = open_app(phone, server)
+        sign_in(other, "twodevices")
+        page.click("#devices-reload")
+        expect(page.locator("#devices .device")).to_have_count(2)
+        expect(page.locator("#devices .device-current")).to_have_count(1)
+        expect(page.locator("#devices .device-current")).to_have_text("This device")
+        shot(page, "6-two-devices")
+        page.locator("#devices .device-signout").click()
+        expect(page.locator("#devices .device")).to_have_count(1, timeout=10_000)
+        expect(other.locator("#auth-view")).to_be_visible(timeout=10_000)
+        page.fill("#current-password", PASSWORD)
+        page.fill("#new-password", "a brand new passphrase")
+        page.press("#new-password", "Enter")
+        expect(page.locator("#notice")).to_contain_text("Password changed", timeout=10_000)
+        other.fill("#signin-username", "twodevices")
+        other.fill("#signin-password", "a brand new passphrase")
+        other.press("#signin-password", "Enter")
+        expect(other.locator("#app-view")).to_be_visible(timeout=10_000)
+    finally:
+        laptop.close()
+        phone.close()
