@@ -47,10 +47,13 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: floa
 
 
 @contextmanager
-def keyturn_server(cwd: Path, *args: str, **settings: str) -> Iterator[Server]:
-    """`keyturn <args> serve` in ``cwd`` with only the given KEYTURN_* settings; stopped on exit."""
+def keyturn_server(cwd: Path, *args: str, own_issuer: bool = True, **settings: str) -> Iterator[Server]:
+    """`keyturn <args> serve` in ``cwd`` with only the given KEYTURN_* settings (the issuer is the
+    server's own URL unless given); stopped on exit."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("KEYTURN_")}
+    if own_issuer:
+        env["KEYTURN_ISSUER"] = f"http://127.0.0.1:{port}"  # what verifiers discover the keys from
     env.update({f"KEYTURN_{k.upper()}": v for k, v in settings.items()})
     log = cwd / "server.log"
     with log.open("wb") as out:

@@ -28,6 +28,7 @@ core knows no HTTP: ``keyturn.http.errors`` maps codes to statuses in one table.
     │   ├── TokenExpired              reason: expired
     │   └── TokenNotYetValid          reason: not_yet_valid
     ├── SigningKeyError               server_error (reason: key_seal_version | key_seal_mismatch | no_signing_key)
+    ├── InsufficientScope             insufficient_scope (403)
     ├── CsrfError                     csrf_failed (403)
     │   ├── OriginNotAllowed          origin_not_allowed
     │   ├── CsrfTokenInvalid          csrf_token_invalid
@@ -198,6 +199,16 @@ class SigningKeyError(KeyturnError):
     code = "server_error"
     reason = "signing_key_error"
     description = "The server cannot sign tokens."
+
+
+class InsufficientScope(KeyturnError):
+    """A valid access token that lacks a scope the route requires (RFC 6750 §3.1, 403)."""
+
+    code = reason = "insufficient_scope"
+
+    def __init__(self, required: tuple[str, ...]) -> None:
+        self.required = required
+        super().__init__(f"The access token lacks the scope(s): {' '.join(required)}.")
 
 
 class CsrfError(KeyturnError):

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """`keyturn --dev serve` in an empty directory, with no KEYTURN_* settings at all."""
-    with keyturn_server(tmp_path_factory.mktemp("served"), "--dev") as running:
+    with keyturn_server(tmp_path_factory.mktemp("served"), "--dev", own_issuer=False) as running:
         yield running
 
 

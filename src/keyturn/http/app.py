@@ -88,6 +88,21 @@ def _add_operational_routes(app: FastAPI, svc: Service) -> None:
         ring = await svc.ctx.keys.ring(now)
         return JSONResponse(ring.jwks(now), headers={"Cache-Control": f"public, max-age={JWKS_MAX_AGE}"})
 
+    @app.get("/.well-known/oauth-authorization-server", tags=["keys"])
+    async def metadata() -> JSONResponse:
+        """RFC 8414 authorization server metadata: where verifiers find the keys."""
+        issuer = svc.settings.issuer.rstrip("/")
+        body = {
+            "issuer": svc.settings.issuer,
+            "jwks_uri": f"{issuer}/.well-known/jwks.json",
+            "token_endpoint": f"{issuer}/v1/auth/login",
+            "revocation_endpoint": f"{issuer}/v1/auth/logout",
+            "response_types_supported": [],
+            "grant_types_supported": ["password", "refresh_token"],
+            "token_endpoint_auth_methods_supported": ["none"],
+        }
+        return JSONResponse(body, headers={"Cache-Control": f"public, max-age={JWKS_MAX_AGE}"})
+
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:
         """Liveness: the process answers."""

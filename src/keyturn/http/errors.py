@@ -9,35 +9,15 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
 
-from ..errors import InvalidGrant, InvalidToken, KeyturnError, MissingToken
+from ..errors import InvalidGrant, KeyturnError
+from ..responses import NO_STORE, STATUS, answer
 from .cookies import REFRESH_COOKIE, clear_session_cookies
 
-__all__ = ["error_response", "install_error_handlers"]
+__all__ = ["STATUS", "error_response", "install_error_handlers"]
 
 _log = logging.getLogger("keyturn.http")
 
-STATUS = {
-    "invalid_request": 400,
-    "invalid_credentials": 401,
-    "invalid_grant": 401,
-    "invalid_token": 401,
-    "registration_closed": 403,
-    "csrf_failed": 403,
-    "origin_not_allowed": 403,
-    "csrf_token_invalid": 403,
-    "content_type_not_allowed": 403,
-    "not_found": 404,
-    "method_not_allowed": 405,
-    "username_taken": 409,
-    "request_too_large": 413,
-    "unsupported_media_type": 415,
-    "rate_limited": 429,
-    "invalid_configuration": 500,
-    "server_error": 500,
-    "temporarily_unavailable": 503,
-}
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large", 415: "unsupported_media_type"}
-NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
 def error_response(code: str, description: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -50,18 +30,12 @@ def error_response(code: str, description: str, headers: dict[str, str] | None =
 
 def keyturn_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, KeyturnError)
-    headers: dict[str, str] = {}
+    reply = answer(exc)
+    response = JSONResponse(reply.body, status_code=reply.status, headers=reply.headers)
     if isinstance(exc, InvalidGrant) and REFRESH_COOKIE in request.cookies:
         # The session behind the cookie is over (or the cookie is bad): the browser should forget it.
-        return clear_session_cookies(error_response(exc.code, exc.description), request.app.state.service.settings)
-    if isinstance(exc, MissingToken):
-        headers["WWW-Authenticate"] = 'Bearer realm="keyturn"'
-    elif isinstance(exc, InvalidToken):
-        # RFC 6750 §3: the challenge names the error; the description never carries input.
-        headers["WWW-Authenticate"] = 'Bearer realm="keyturn", error="invalid_token"'
-    if exc.code == "temporarily_unavailable":
-        headers["Retry-After"] = "1"
-    return error_response(exc.code, exc.description, headers)
+        clear_session_cookies(response, request.app.state.service.settings)
+    return response
 
 
 def validation_error(_request: Request, exc: Exception) -> Response:

@@ -1,0 +1,63 @@
+"""The one table from error codes to HTTP answers: status, OAuth-style body, RFC 6750 challenge.
+
+Framework-free, so the server and every integration (FastAPI, Starlette, Flask, Django) answer
+the same way for the same error.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .errors import InsufficientScope, InvalidToken, KeyturnError, MissingToken
+
+__all__ = ["STATUS", "ErrorAnswer", "answer"]
+
+STATUS = {
+    "invalid_request": 400,
+    "invalid_credentials": 401,
+    "invalid_grant": 401,
+    "invalid_token": 401,
+    "registration_closed": 403,
+    "insufficient_scope": 403,
+    "csrf_failed": 403,
+    "origin_not_allowed": 403,
+    "csrf_token_invalid": 403,
+    "content_type_not_allowed": 403,
+    "not_found": 404,
+    "method_not_allowed": 405,
+    "username_taken": 409,
+    "request_too_large": 413,
+    "unsupported_media_type": 415,
+    "rate_limited": 429,
+    "invalid_configuration": 500,
+    "server_error": 500,
+    "temporarily_unavailable": 503,
+}
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+class ErrorAnswer:
+    """What to send for an error: ``status``, JSON ``body`` and ``headers``."""
+
+    __slots__ = ("body", "headers", "status")
+
+    def __init__(self, status: int, body: dict[str, Any], headers: dict[str, str]) -> None:
+        self.status = status
+        self.body = body
+        self.headers = headers
+
+
+def answer(exc: KeyturnError, realm: str = "keyturn") -> ErrorAnswer:
+    """The HTTP answer for ``exc``, with the ``WWW-Authenticate`` challenge RFC 6750 §3 asks for."""
+    headers = dict(NO_STORE)
+    if isinstance(exc, MissingToken):
+        headers["WWW-Authenticate"] = f'Bearer realm="{realm}"'
+    elif isinstance(exc, InvalidToken):
+        headers["WWW-Authenticate"] = f'Bearer realm="{realm}", error="invalid_token"'
+    elif isinstance(exc, InsufficientScope):
+        scope = " ".join(exc.required)
+        headers["WWW-Authenticate"] = f'Bearer realm="{realm}", error="insufficient_scope", scope="{scope}"'
+    if exc.code == "temporarily_unavailable":
+        headers["Retry-After"] = "1"
+    body = {"error": exc.code, "error_description": exc.description}
+    return ErrorAnswer(STATUS.get(exc.code, 400), body, headers)
