@@ -38,7 +38,7 @@ class JwksPolicy:
     default_ttl: timedelta = timedelta(minutes=5)
     min_ttl: timedelta = timedelta(seconds=30)
     max_ttl: timedelta = timedelta(hours=1)
-    unknown_kid_interval: timedelta = timedelta(seconds=30)
+    unknown_kid_interval: timedelta = timedelta(seconds=10)
     retry_after_failure: timedelta = timedelta(seconds=5)
     timeout: float = 5.0
 

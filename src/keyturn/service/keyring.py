@@ -14,7 +14,7 @@ from ..store import KeyRecord, Store, Tx
 
 __all__ = ["KeyManager"]
 
-RELOAD_EVERY = timedelta(seconds=30)
+RELOAD_EVERY = timedelta(seconds=5)  # how soon a key rotated by another process is used
 UNKNOWN_KID_RELOAD = timedelta(seconds=2)
 
 
