@@ -33,12 +33,17 @@ def free_port() -> int:
 
 
 def wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 30.0) -> None:
+    wait_ready_url(f"{url}/readyz", proc, log, timeout)
+
+
+def wait_ready_url(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 30.0) -> None:
+    """Poll ``url`` until it answers 200 (bounded), failing early if the process exits."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise AssertionError(f"server exited early:\n{log.read_text()}")
         try:
-            if httpx.get(f"{url}/readyz", timeout=1.0).status_code == 200:
+            if httpx.get(url, timeout=1.0).status_code == 200:
                 return
         except httpx.TransportError:
             pass

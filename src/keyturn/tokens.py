@@ -8,7 +8,6 @@ checked against the wall clock instead of a ``now`` we pass in).
 
 from __future__ import annotations
 
-import base64
 import binascii
 import json
 import uuid
@@ -195,12 +194,19 @@ def _numeric(claims: Mapping[str, Any], name: str) -> float:
 
 
 def _b64decode(segment: str) -> bytes:
-    """Strict, canonical base64url without padding (RFC 7515 §2)."""
+    """Strict, canonical base64url without padding (RFC 7515 §2, RFC 4648 §3.5).
+
+    Refuses other alphabets, padding, and encodings whose unused trailing bits are not zero
+    (so every token has exactly one spelling).
+    """
+    rest = len(segment) % 4
+    if rest == 1 or "+" in segment or "/" in segment or "=" in segment:
+        raise MalformedToken("The access token is not canonical base64url.")
     try:
-        raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+        raw = binascii.a2b_base64(segment.translate(_TO_STANDARD) + "=" * (-rest % 4), strict_mode=True)
     except (binascii.Error, ValueError):
         raise MalformedToken() from None
-    if base64.urlsafe_b64encode(raw).rstrip(b"=").decode() != segment:
+    if rest and _B64_INDEX[segment[-1]] & (0x0F if rest == 2 else 0x03):
         raise MalformedToken("The access token is not canonical base64url.")
     return raw
 
@@ -219,9 +225,14 @@ def _reject_constant(name: str) -> None:
 def _json_object(segment: str) -> dict[str, Any]:
     try:
         text = _b64decode(segment).decode("utf-8")  # RFC 7515 §2: the JSON is UTF-8
-        value = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_reject_constant)
+        value = _DECODER.decode(text)
     except (ValueError, RecursionError):
         raise MalformedToken("The access token is not valid JSON.") from None
     if not isinstance(value, dict):
         raise MalformedToken()
     return value
+
+
+_DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_constant=_reject_constant)
+_TO_STANDARD = str.maketrans("-_", "+/")
+_B64_INDEX = {c: i for i, c in enumerate("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")}

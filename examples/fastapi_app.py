@@ -1,0 +1,37 @@
+"""A FastAPI resource server protected by keyturn access tokens, verified offline.
+
+Run (with `keyturn --dev serve` running on port 8000):
+
+    .venv/bin/python examples/fastapi_app.py            # serves http://127.0.0.1:8001
+
+Settings: KEYTURN_ISSUER (default http://127.0.0.1:8000), KEYTURN_AUDIENCE (default: the issuer), PORT.
+"""
+
+from __future__ import annotations
+
+import os
+
+import uvicorn
+from fastapi import Depends, FastAPI
+
+from keyturn.integrations.fastapi import require_token, setup
+from keyturn.tokens import AccessClaims
+from keyturn.verify import Verifier
+
+issuer = os.environ.get("KEYTURN_ISSUER", "http://127.0.0.1:8000")
+app = FastAPI(title="Orders API")
+setup(app, Verifier(issuer=issuer, audience=os.environ.get("KEYTURN_AUDIENCE", issuer)))
+
+
+@app.get("/public")
+async def public() -> dict[str, str]:
+    return {"hello": "anyone"}
+
+
+@app.get("/orders")
+async def orders(claims: AccessClaims = Depends(require_token(scopes=["profile"]))) -> dict[str, object]:  # noqa: B008
+    return {"user": claims.sub, "scope": list(claims.scope), "orders": []}
+
+
+if __name__ == "__main__":
+    uvicorn.run(app, host="127.0.0.1", port=int(os.environ.get("PORT", "8001")))

@@ -1,0 +1,256 @@
+"""Django: settings, a middleware that verifies bearer tokens, and a view decorator.
+
+Django REST Framework classes are in :mod:`keyturn.integrations.django.drf`.
+
+``settings.py``::
+
+    KEYTURN = {
+        "ISSUER": "https://auth.example.com",
+        "AUDIENCE": "https://api.example.com",  # default: the issuer
+    }
+    MIDDLEWARE = [..., "keyturn.integrations.django.KeyturnMiddleware"]
+
+``views.py``::
+
+    from keyturn.integrations.django import require_token
+
+    @require_token(scopes=["orders:read"])
+    def orders(request):
+        return JsonResponse({"user": request.keyturn_claims.sub})
+
+``KEYTURN`` keys: ``ISSUER`` (required), ``AUDIENCE`` (a string or a list; default: ``ISSUER``),
+``JWKS_URL`` (default: discovered from the issuer), ``SCOPES`` (required of every token),
+``LEEWAY`` (seconds of clock skew, default 5) and ``REALM`` (named in challenges, default ``"api"``).
+One :class:`~keyturn.verify.Verifier` is built per process and per distinct setting, on first use.
+
+Bad tokens get 401 with ``WWW-Authenticate: Bearer error="invalid_token"``, missing scopes 403
+with ``error="insufficient_scope"``, unreachable keys 503, all with keyturn's JSON error body.
+"""
+
+# Django ships no type information; without django-stubs its names are Any here.
+# mypy: disable-error-code="import-untyped"
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, TypeAlias
+
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.http import HttpRequest, HttpResponseBase, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from ...errors import InsufficientScope, KeyturnError, MissingToken
+from ...responses import answer
+from ...tokens import AccessClaims
+from ...verify import Verifier
+from .._common import bearer_token
+
+__all__ = ["KeyturnConfig", "KeyturnMiddleware", "config", "error_response", "get_verifier", "require_token"]
+
+View: TypeAlias = Callable[..., Any]
+
+_SETTING_KEYS = frozenset({"ISSUER", "AUDIENCE", "JWKS_URL", "SCOPES", "LEEWAY", "REALM"})
+_UNSET: Any = object()
+_verifiers: dict[KeyturnConfig, Verifier] = {}
+_verifiers_lock = threading.Lock()
+
+
+@dataclass(frozen=True, slots=True)
+class KeyturnConfig:
+    """``settings.KEYTURN``, checked."""
+
+    issuer: str
+    audience: str | tuple[str, ...]
+    jwks_url: str | None = None
+    scopes: tuple[str, ...] = ()
+    leeway: timedelta = timedelta(seconds=5)
+    realm: str = "api"
+
+
+def config() -> KeyturnConfig:
+    """The checked ``settings.KEYTURN``.
+
+    Raises:
+        ImproperlyConfigured: the setting is missing, has an unknown key or a value of the wrong kind.
+    """
+    raw = getattr(settings, "KEYTURN", None)
+    if not isinstance(raw, Mapping):
+        raise ImproperlyConfigured('settings.KEYTURN must be a dict, at least {"ISSUER": "https://..."}')
+    unknown = sorted(set(raw) - _SETTING_KEYS)
+    if unknown:
+        raise ImproperlyConfigured(f"settings.KEYTURN has unknown keys: {', '.join(map(str, unknown))}")
+    issuer = _url(raw, "ISSUER")
+    audience = raw.get("AUDIENCE", issuer)
+    if not isinstance(audience, str):
+        audience = _strings(audience, "AUDIENCE")
+    leeway = raw.get("LEEWAY", 5)
+    if isinstance(leeway, int | float) and not isinstance(leeway, bool) and leeway >= 0:
+        leeway = timedelta(seconds=leeway)
+    if not isinstance(leeway, timedelta):
+        raise ImproperlyConfigured("settings.KEYTURN['LEEWAY'] must be a number of seconds >= 0")
+    realm = raw.get("REALM", "api")
+    if not isinstance(realm, str) or '"' in realm or "\\" in realm:
+        raise ImproperlyConfigured("settings.KEYTURN['REALM'] must be a string without quotes or backslashes")
+    jwks_url = _url(raw, "JWKS_URL") if raw.get("JWKS_URL") is not None else None
+    scopes = _strings(raw.get("SCOPES", ()), "SCOPES")
+    return KeyturnConfig(issuer, audience, jwks_url, scopes, leeway, realm)
+
+
+def get_verifier() -> Verifier:
+    """The process's :class:`~keyturn.verify.Verifier` for the current ``settings.KEYTURN``."""
+    current = config()
+    verifier = _verifiers.get(current)
+    if verifier is None:
+        with _verifiers_lock:
+            verifier = _verifiers.get(current)
+            if verifier is None:
+                verifier = _verifiers[current] = Verifier(
+                    current.issuer,
+                    current.audience,
+                    jwks_url=current.jwks_url,
+                    scopes=current.scopes,
+                    leeway=current.leeway,
+                )
+    return verifier
+
+
+def error_response(error: KeyturnError) -> JsonResponse:
+    """keyturn's answer to ``error``: status, JSON body and ``WWW-Authenticate`` challenge."""
+    reply = answer(error, config().realm)
+    return JsonResponse(reply.body, status=reply.status, headers=reply.headers)
+
+
+class KeyturnMiddleware:
+    """Sets ``request.keyturn_claims``: the verified claims, or ``None`` without a bearer token.
+
+    A request with a bad bearer token is answered 401 here; one without a token goes on (views
+    decide, e.g. with :func:`require_token`). Works in sync and async stacks.
+    """
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
+        self.get_response = get_response
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
+        config()  # refuse to start with a broken setting, not on the first request
+
+    def __call__(self, request: HttpRequest) -> Any:
+        if self.is_async:
+            return self.__acall__(request)
+        try:
+            token = _bearer(request)
+            _remember(request, None if token is None else get_verifier().verify(token))
+        except KeyturnError as exc:
+            return error_response(exc)
+        return self.get_response(request)
+
+    async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
+        try:
+            token = _bearer(request)
+            claims = None if token is None else await get_verifier().verify_async(token)
+        except KeyturnError as exc:
+            return error_response(exc)
+        _remember(request, claims)
+        response: HttpResponseBase = await self.get_response(request)
+        return response
+
+
+def require_token(scopes: Iterable[str] = ()) -> Callable[[View], View]:
+    """Decorate a view (sync or async) so it runs only with a valid token carrying every one of ``scopes``.
+
+    Without :class:`KeyturnMiddleware` the decorator verifies the token itself. The view is exempt
+    from Django's CSRF check, as DRF's views are: a bearer token is never sent by a browser on its
+    own, so a forged cross-site request has none and is refused with 401.
+
+    Args:
+        scopes: scopes this view needs; a string is read as a space-separated list (RFC 6749 §3.3).
+    """
+    if callable(scopes):
+        raise TypeError("use @require_token() with parentheses")
+    wanted = tuple(scopes.split()) if isinstance(scopes, str) else tuple(scopes)
+
+    def decorate(view: View) -> View:
+        guarded = _guard_async(view, wanted) if iscoroutinefunction(view) else _guard_sync(view, wanted)
+        exempt: View = csrf_exempt(functools.wraps(view)(guarded))
+        return exempt
+
+    return decorate
+
+
+def _guard_sync(view: View, wanted: tuple[str, ...]) -> View:
+    def guarded(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+        try:
+            claims = getattr(request, "keyturn_claims", _UNSET)
+            if claims is _UNSET:  # no middleware: verify here
+                token = _bearer(request)
+                claims = None if token is None else get_verifier().verify(token)
+            _remember(request, _granted(claims, wanted))
+        except KeyturnError as exc:
+            return error_response(exc)
+        return view(request, *args, **kwargs)
+
+    return guarded
+
+
+def _guard_async(view: View, wanted: tuple[str, ...]) -> View:
+    async def guarded(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+        try:
+            claims = getattr(request, "keyturn_claims", _UNSET)
+            if claims is _UNSET:
+                token = _bearer(request)
+                claims = None if token is None else await get_verifier().verify_async(token)
+            _remember(request, _granted(claims, wanted))
+        except KeyturnError as exc:
+            return error_response(exc)
+        return await view(request, *args, **kwargs)
+
+    return guarded
+
+
+def _bearer(request: HttpRequest) -> str | None:
+    """The bearer token, or ``None`` when there is no ``Authorization: Bearer`` header at all.
+
+    Another scheme (``Basic``) is left alone for other authentication to handle.
+    """
+    try:
+        return bearer_token(request.headers.get("Authorization"))
+    except MissingToken:
+        return None
+
+
+def _remember(request: Any, claims: AccessClaims | None) -> None:
+    request.keyturn_claims = claims
+
+
+def _granted(claims: object, wanted: tuple[str, ...]) -> AccessClaims:
+    if not isinstance(claims, AccessClaims):
+        raise MissingToken()
+    missing = tuple(s for s in wanted if s not in claims.scope)
+    if missing:
+        raise InsufficientScope(missing)
+    return claims
+
+
+def _url(raw: Mapping[str, Any], key: str) -> str:
+    value = raw.get(key)
+    if not isinstance(value, str) or not value.startswith(("https://", "http://")):
+        raise ImproperlyConfigured(f"settings.KEYTURN[{key!r}] must be an http(s) URL")
+    return value
+
+
+def _strings(value: object, key: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return tuple(value.split())
+    if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    raise ImproperlyConfigured(f"settings.KEYTURN[{key!r}] must be a list of strings")
+

@@ -1,0 +1,51 @@
+"""Integration test: examples/fastapi_app.py as a real process, protected by a real keyturn server."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from tests.servers import Server, free_port, keyturn_server, wait_ready_url
+
+pytestmark = pytest.mark.server
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "fastapi_app.py"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    with keyturn_server(tmp_path_factory.mktemp("auth"), "--dev") as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def api(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = free_port()
+    env = {**os.environ, "KEYTURN_ISSUER": server.url, "PORT": str(port)}
+    log = tmp_path_factory.mktemp("api") / "api.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, str(EXAMPLE)], env=env, stdout=out, stderr=out)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready_url(f"{url}/public", proc, log)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+
+
+def test_fastapi_example_protects_its_route(server: Server, api: str) -> None:
+    """No token: 401; a token from the keyturn server: 200 with the caller's id; the public route is open."""
+    assert httpx.get(f"{api}/public").status_code == 200
+    assert httpx.get(f"{api}/orders").status_code == 401
+    creds = {"username": "orders-user", "password": "correct horse battery staple"}
+    user = httpx.post(f"{server.url}/v1/auth/register", json=creds).json()
+    token = httpx.post(f"{server.url}/v1/auth/login", json=creds).json()["access_token"]
+    response = httpx.get(f"{api}/orders", headers={"authorization": f"Bearer {token}"})
+    assert response.status_code == 200
+    assert response.json()["user"] == user["id"]
