@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -49,3 +50,30 @@ def test_fastapi_example_protects_its_route(server: Server, api: str) -> None:
     response = httpx.get(f"{api}/orders", headers={"authorization": f"Bearer {token}"})
     assert response.status_code == 200
     assert response.json()["user"] == user["id"]
+
+
+def test_readme_protect_your_api_snippet_runs(server: Server, tmp_path: Path) -> None:
+    """The README's FastAPI snippet, saved as orders.py and served with uvicorn as written."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    match = re.search(r"<!-- protect -->\n```python\n(.*?)```", readme, re.S)
+    assert match, "README has no 'Protect your API' snippet"
+    (tmp_path / "orders.py").write_text(match.group(1).replace("http://127.0.0.1:8000", server.url))
+    port = free_port()
+    log = tmp_path / "orders.log"
+    uvicorn = Path(sys.executable).with_name("uvicorn")
+    with log.open("wb") as out:
+        proc = subprocess.Popen([str(uvicorn), "orders:app", "--port", str(port)], cwd=tmp_path, stdout=out, stderr=out)
+    try:
+        wait_ready_url(f"http://127.0.0.1:{port}/docs", proc, log)
+        creds = {"username": "readme-user", "password": "correct horse battery staple"}
+        httpx.post(f"{server.url}/v1/auth/register", json=creds)
+        token = httpx.post(f"{server.url}/v1/auth/login", json=creds).json()["access_token"]
+        ok = httpx.get(f"http://127.0.0.1:{port}/orders", headers={"authorization": f"Bearer {token}"})
+        assert ok.status_code == 200
+        assert ok.json()["orders"] == []
+        refused = httpx.get(f"http://127.0.0.1:{port}/orders")
+        assert refused.status_code == 401
+        assert refused.headers["www-authenticate"].startswith("Bearer")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)

@@ -253,4 +253,3 @@ def _strings(value: object, key: str) -> tuple[str, ...]:
     if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
         return tuple(value)
     raise ImproperlyConfigured(f"settings.KEYTURN[{key!r}] must be a list of strings")
-
