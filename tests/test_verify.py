@@ -275,6 +275,12 @@ def test_policy_is_configurable(key: SigningKey, jwks_server: JwksServer) -> Non
     assert fetches(jwks_server) == 2
 
 
+def test_a_single_static_jwk_is_enough(key: SigningKey) -> None:
+    """A Verifier can be given one public JWK instead of a set."""
+    verifier = Verifier(ISSUER, AUDIENCE, jwks=key.public_jwk())
+    assert verifier.verify(token(key), now=NOW).sub == "user-1"
+
+
 def test_keyring_from_jwks_skips_unusable_keys(key: SigningKey) -> None:
     """Keys of other types in the set are skipped, not fatal."""
     verifier = Verifier(ISSUER, AUDIENCE, jwks={"keys": [{"kty": "oct", "k": "abc"}, key.public_jwk(), "junk"]})

@@ -138,11 +138,13 @@ class JwksCache:
 
 
 def parse_jwks(jwks: Mapping[str, Any], leeway: timedelta) -> KeyRing:
-    """A verification-only key ring from a JWK Set; keys we cannot use are skipped.
+    """A verification-only key ring from a JWK Set (or one JWK); keys we cannot use are skipped.
 
     Raises:
         ConfigurationError: no usable key at all.
     """
+    if isinstance(jwks, Mapping) and "kty" in jwks:  # a single JWK rather than a set
+        jwks = {"keys": [jwks]}
     entries = jwks.get("keys") if isinstance(jwks, Mapping) else None
     keys: list[SigningKey] = []
     for entry in entries if isinstance(entries, list) else []:

@@ -46,7 +46,8 @@ class Verifier:
             issuer: the keyturn server's ``KEYTURN_ISSUER``; tokens must carry it as ``iss``.
             audience: what ``aud`` must contain (``KEYTURN_AUDIENCE`` of the server).
             jwks_url: where the keys are; default: discovered from the issuer.
-            jwks: a static JWK Set instead of fetching one (tests, air-gapped deployments).
+            jwks: a static JWK Set, or a single public JWK, instead of fetching (tests, air-gapped
+                deployments).
             scopes: scopes every token must carry (routes can ask for more).
             leeway: clock skew tolerated on ``exp``, ``nbf`` and ``iat``.
             cache_size: how many verified tokens to remember (0 turns the cache off).
