@@ -4,6 +4,7 @@ memory and a file implementation. Public through ``keyturn.client``.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import math
@@ -11,8 +12,8 @@ import os
 import secrets
 import stat
 import threading
-from collections.abc import Iterator, Mapping
-from contextlib import AbstractContextManager, contextmanager
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -21,7 +22,7 @@ from filelock import FileLock, Timeout
 
 from .errors import ConfigurationError, Unavailable
 
-__all__ = ["FileTokenStore", "MemoryTokenStore", "TokenStore", "Tokens"]
+__all__ = ["FileTokenStore", "MemoryTokenStore", "TokenStore", "Tokens", "held_async"]
 
 _log = logging.getLogger("keyturn.client")
 
@@ -181,7 +182,7 @@ class MemoryTokenStore:
 
     def lock(self) -> AbstractContextManager[None]:
         """Exclusive access among the threads of this process."""
-        return _holding(self._lock, self._timeout)
+        return _acquired(self._lock, self._timeout)
 
     def __repr__(self) -> str:
         return f"MemoryTokenStore({'empty' if self._tokens is None else 'with a session'})"
@@ -250,7 +251,7 @@ class FileTokenStore:
     @contextmanager
     def lock(self) -> Iterator[None]:
         """Exclusive access among the threads of this process and every process using the file."""
-        with _holding(self._thread_lock, self._timeout):
+        with _acquired(self._thread_lock, self._timeout):
             self._make_directory()
             try:
                 self._file_lock.acquire()
@@ -277,10 +278,32 @@ class FileTokenStore:
 
 
 @contextmanager
-def _holding(lock: threading.Lock, timeout: float) -> Iterator[None]:
+def _acquired(lock: threading.Lock, timeout: float) -> Iterator[None]:
     if not lock.acquire(timeout=timeout):
         raise Unavailable(f"The token store stayed locked for {timeout:g} s.")
     try:
         yield
     finally:
         lock.release()
+
+
+@asynccontextmanager
+async def held_async(store: TokenStore) -> AsyncIterator[None]:
+    """Hold ``store.lock()`` from async code; the wait happens in a worker thread, not the event loop."""
+    held = store.lock()
+    entering = asyncio.ensure_future(asyncio.to_thread(held.__enter__))
+    try:
+        await asyncio.shield(entering)
+    except asyncio.CancelledError:
+        entering.add_done_callback(lambda done: _release_late(done, held))
+        raise
+    try:
+        yield
+    finally:
+        held.__exit__(None, None, None)
+
+
+def _release_late(entered: asyncio.Future[None], held: AbstractContextManager[None]) -> None:
+    """Release a lock whose waiter was cancelled, once the worker thread has taken it."""
+    if not entered.cancelled() and entered.exception() is None:
+        held.__exit__(None, None, None)

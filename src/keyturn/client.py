@@ -22,18 +22,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncGenerator, Callable, Generator
 from typing import Any, TypeVar
 
 import httpx
 
 from ._tokenstore import FileTokenStore as FileTokenStore
 from ._tokenstore import MemoryTokenStore as MemoryTokenStore
-from ._tokenstore import TokenStore as TokenStore
 from ._tokenstore import Tokens as Tokens
-from .errors import InvalidCredentials, InvalidGrant, InvalidRequest, KeyturnError, Unavailable
+from ._tokenstore import TokenStore as TokenStore
+from ._tokenstore import held_async
+from .errors import InvalidCredentials, InvalidGrant, InvalidRequest, InvalidToken, KeyturnError, Unavailable
 
 __all__ = ["FileTokenStore", "KeyturnAuth", "MemoryTokenStore", "TokenStore", "Tokens"]
 
@@ -46,6 +47,7 @@ _ERRORS: dict[str, type[KeyturnError]] = {
     "invalid_credentials": InvalidCredentials,
     "invalid_grant": InvalidGrant,
     "invalid_request": InvalidRequest,
+    "invalid_token": InvalidToken,
     "temporarily_unavailable": Unavailable,
     "rate_limited": Unavailable,
 }
@@ -55,7 +57,8 @@ class KeyturnAuth(httpx.Auth):
     """Sign httpx requests with a keyturn session's access token, refreshing it when needed.
 
     Works with both ``httpx.Client`` and ``httpx.AsyncClient``. Starts from the tokens already in
-    ``store``, or from ``login``.
+    ``store``, or from ``login``. Every request the client sends carries the access token, so give
+    it only to clients that talk to the servers meant to see it.
 
     Args:
         issuer: The keyturn server's base URL, such as ``"https://auth.example.com"``.
@@ -88,7 +91,7 @@ class KeyturnAuth(httpx.Auth):
         self._client = client
         self._async_client = async_client
         self._tokens: Tokens | None = None  # what this object last loaded or saved
-        self._lock = __import__("threading").Lock()
+        self._lock = threading.Lock()
         self._async_locks: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
 
     def __repr__(self) -> str:
@@ -96,6 +99,9 @@ class KeyturnAuth(httpx.Auth):
 
     def login(self, username: str, password: str, *, device_name: str | None = None) -> Tokens:
         """Sign in with a password and keep the new session's tokens in the store.
+
+        Tokens already in the store are replaced, not logged out: call ``logout`` first to end
+        that session at the issuer too.
 
         Args:
             username: The account's username.
@@ -235,7 +241,7 @@ class KeyturnAuth(httpx.Auth):
                 steps.close()
 
     async def _alocked(self, steps: _Steps[_T]) -> _T:
-        async with self._async_lock(), _holding(self.store):
+        async with self._async_lock(), held_async(self.store):
             try:
                 request = next(steps)
                 while True:
@@ -301,10 +307,10 @@ def _raise_for(response: httpx.Response) -> None:
     text = body.get("error_description") if isinstance(body, dict) else None
     description = text[:300] if isinstance(text, str) and text else f"The issuer answered HTTP {response.status_code}."
     status = response.status_code
-    error = _ERRORS.get(_error_code(response) or "") or (Unavailable if status >= 500 or status == 429 else None)
-    if error is InvalidCredentials:
-        raise InvalidCredentials()
-    raise (error or InvalidRequest)(description)
+    error = _ERRORS.get(_error_code(response) or "") or (
+        Unavailable if status >= 500 or status == 429 else InvalidRequest
+    )
+    raise InvalidCredentials() if error is InvalidCredentials else error(description)
 
 
 def _json_or_none(response: httpx.Response) -> Any:
@@ -312,29 +318,3 @@ def _json_or_none(response: httpx.Response) -> Any:
         return response.json()
     except ValueError:
         return None
-
-
-@asynccontextmanager
-async def _holding(store: TokenStore) -> AsyncIterator[None]:
-    """Hold ``store.lock()`` from async code; the wait happens in a worker thread, not the event loop."""
-    held = store.lock()
-    entering = asyncio.ensure_future(asyncio.to_thread(held.__enter__))
-    try:
-        await asyncio.shield(entering)
-    except asyncio.CancelledError:
-        entering.add_done_callback(lambda done: _release_late(done, held))
-        raise
-    try:
-        yield
-    finally:
-        held.__exit__(None, None, None)
-
-
-def _release_late(entered: asyncio.Future[None], held: Any) -> None:
-    """Release a lock whose waiter was cancelled, once the worker thread has taken it."""
-    if not entered.cancelled() and entered.exception() is None:
-        held.__exit__(None, None, None)
-
-
-def _unused(_: Iterator[Any]) -> None:  # pragma: no cover
-    pass

@@ -11,7 +11,7 @@ core knows no HTTP: ``keyturn.http.errors`` maps codes to statuses in one table.
     ├── InvalidRequest                invalid_request
     │   └── PasswordPolicyError       invalid_request   (reason: password_*)
     ├── InvalidCredentials            invalid_credentials
-    ├── InvalidGrant                  invalid_grant     (refresh token refused)
+    ├── InvalidGrant                  invalid_grant     (refresh token refused; client: no_session)
     │   ├── MalformedRefreshToken     reason: malformed
     │   ├── ForgedRefreshToken        reason: bad_mac
     │   ├── UnknownSession            reason: unknown_session
@@ -36,7 +36,7 @@ core knows no HTTP: ``keyturn.http.errors`` maps codes to statuses in one table.
     ├── RegistrationClosed            registration_closed
     ├── UsernameTaken                 username_taken
     ├── NotFound                      not_found
-    └── Unavailable                   temporarily_unavailable
+    └── Unavailable                   temporarily_unavailable (client: bad_response)
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from tests.servers import Server, free_port, keyturn_server, wait_ready_url
 
 pytestmark = pytest.mark.server
