@@ -163,6 +163,12 @@ def test_missing_secret_in_production_names_keyturn_secret() -> None:
     assert excinfo.value.setting == "KEYTURN_SECRET"
 
 
+def test_random_secret_containing_a_placeholder_word_by_chance_is_accepted() -> None:
+    """A long random value that happens to contain "todo" is not a placeholder."""
+    secret = "Zq8Kd2Lp0Xv7TODOn4Rb1Ws9Yc6Hj3Mf5Ga0Et8Uo2Ik7Ql"
+    assert Settings(secret=secret).secret is not None
+
+
 @pytest.mark.parametrize(
     "secret",
     [
@@ -171,8 +177,8 @@ def test_missing_secret_in_production_names_keyturn_secret() -> None:
         "",
         "a" * 64,
         "abcabcabcabcabcabcabcabcabcabcabcabc",
-        "Q2v8rX1pLw9zT4mN7bK3cY6hJ0dF5gS2-CHANGEME",
-        "Q2v8rX1pLw9zT4mN7bK3cY6hJ0dF5gS2-password",
+        "Q2v8rX1pLw9zT4mN7bK3-CHANGEME-changeme",
+        "Q2v8rX1pLw9zT4mN7b-password-password",
         "my-example-secret-Q2v8rX1pLw9zT4mN7bK3cY6h",
     ],
 )

@@ -12,7 +12,10 @@ import sys
 
 import keyturn
 
-HEAVY = ("fastapi", "starlette", "sqlalchemy", "argon2", "pydantic", "pydantic_settings", "uvicorn", "alembic")
+HEAVY = (
+    "fastapi", "starlette", "sqlalchemy", "argon2", "pydantic", "pydantic_settings", "uvicorn", "alembic",
+    "flask", "django", "rest_framework",
+)  # fmt: skip
 
 
 def test_all_is_sorted_and_unique() -> None:

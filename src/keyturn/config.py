@@ -86,8 +86,12 @@ def secret_weakness(secret: str) -> str | None:
         return f"must be at least {MIN_SECRET_CHARS} characters (use `keyturn secret`)"
     if len(set(secret)) < 12:
         return "has too few distinct characters to be random"
-    lowered = secret.lower()
-    if any(word in lowered for word in _PLACEHOLDERS):
+    # A placeholder word is suspicious only when little else is there: a long random value may
+    # contain "todo" by chance.
+    rest = secret.lower()
+    for word in _PLACEHOLDERS:
+        rest = rest.replace(word, "")
+    if len(rest) < MIN_SECRET_CHARS:
         return "looks like a placeholder"
     return None
 

@@ -15,13 +15,13 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
-from tests.servers import Server, keyturn_server
 
 from keyturn.integrations.fastapi import require_token, setup
 from keyturn.integrations.starlette import keyturn_middleware, requires
 from keyturn.keys import generate_key
 from keyturn.tokens import AccessClaims, issue_access_token
 from keyturn.verify import JwksPolicy, Verifier
+from tests.servers import Server, keyturn_server
 
 pytestmark = [pytest.mark.server, pytest.mark.anyio]
 
