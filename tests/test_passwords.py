@@ -214,3 +214,16 @@ def test_no_truncation_at_72_bytes(passwords: Passwords) -> None:
     stored = passwords.hash("p" * 72 + "1")
     with pytest.raises(InvalidCredentials):
         passwords.verify(stored, "p" * 72 + "2")
+
+
+def test_common_passwords_are_refused_whatever_their_case() -> None:
+    """The shipped list of the 10,000 most common passwords is checked offline, case-insensitively."""
+    from keyturn.passwords import common_passwords
+
+    assert len(common_passwords()) == 10_000
+    policy = Passwords(time_cost=1, memory_cost=1024)
+    for common in ("password1", "PASSWORD1", "iloveyou", "qwertyuiop"):
+        with pytest.raises(PasswordPolicyError) as caught:
+            policy.check_new(common)
+        assert caught.value.reason == "password_common"
+    assert policy.check_new("correct horse battery staple") == "correct horse battery staple"

@@ -9,15 +9,24 @@ is refused before any hashing work.
 
 from __future__ import annotations
 
+import functools
 import secrets
 import unicodedata
+from importlib import resources
 
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from .errors import InvalidCredentials, PasswordPolicyError
 
-__all__ = ["Passwords"]
+__all__ = ["Passwords", "common_passwords"]
+
+
+@functools.cache
+def common_passwords() -> frozenset[str]:
+    """The 10,000 most common passwords (case-folded), shipped with the package; checked offline."""
+    text = resources.files("keyturn.data").joinpath("common-passwords.txt").read_text(encoding="utf-8")
+    return frozenset(line for line in text.splitlines() if line and not line.startswith("#"))
 
 
 class Passwords:
@@ -64,12 +73,16 @@ class Passwords:
         """Apply the policy to a new password and return it normalized.
 
         Raises:
-            PasswordPolicyError: too short, too long or not a string.
+            PasswordPolicyError: too short, too long, among the 10,000 most common, or not a string.
         """
         normalized = self.normalize(password)
         if len(normalized) < self.min_length:
             raise PasswordPolicyError(
                 f"The password must be at least {self.min_length} characters.", reason="password_too_short"
+            )
+        if normalized.casefold() in common_passwords():
+            raise PasswordPolicyError(
+                "This password is one of the most common ones; choose another.", reason="password_common"
             )
         return normalized
 
