@@ -59,6 +59,9 @@ def keyturn_server(cwd: Path, *args: str, own_issuer: bool = True, **settings: s
     env = {k: v for k, v in os.environ.items() if not k.startswith("KEYTURN_")}
     if own_issuer:
         env["KEYTURN_ISSUER"] = f"http://127.0.0.1:{port}"  # what verifiers discover the keys from
+        # Module-scoped servers see hundreds of logins from 127.0.0.1; tests/http/test_ratelimit.py
+        # covers the limits themselves.
+        env["KEYTURN_RATE_LIMIT_ENABLED"] = "false"
     env.update({f"KEYTURN_{k.upper()}": v for k, v in settings.items()})
     log = cwd / "server.log"
     with log.open("wb") as out:

@@ -1,4 +1,4 @@
-"""The ``keyturn`` command: serve, migrate, and operate users, keys, sessions and tokens."""
+"""The ``keyturn`` command: serve, migrate, and operate users, keys, sessions, tokens and the audit log."""
 
 from __future__ import annotations
 
@@ -6,11 +6,12 @@ import asyncio
 import json
 import logging
 import os
+import re
 import secrets
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
 import typer
@@ -18,8 +19,12 @@ import typer
 from .config import Settings, load_settings, parse_duration
 from .errors import ConfigurationError, KeyturnError
 from .service import Client, Service
+from .service.admin import MAX_AUDIT_LIMIT
+from .store import AuditRecord
 
 T = TypeVar("T")
+# Text printed as is; anything else (spaces, quotes, control characters) is printed JSON-quoted.
+_BARE = re.compile(r"[\w.:%@/+-]+", re.ASCII)
 app = typer.Typer(help="keyturn: token authentication service.", no_args_is_help=True, add_completion=False)
 users = typer.Typer(help="Manage accounts.", no_args_is_help=True)
 keys = typer.Typer(help="Manage signing keys.", no_args_is_help=True)
@@ -197,6 +202,85 @@ def token_inspect(value: Annotated[str, typer.Argument(help="The access token, o
         typer.echo(f"INVALID: {report.error.reason}: {report.error.description}")
         raise typer.Exit(1)
     typer.echo("VALID")
+
+
+@app.command()
+def audit(
+    user: Annotated[str | None, typer.Option(metavar="NAME", help="Only this user's events.")] = None,
+    event: Annotated[
+        list[str] | None,
+        typer.Option(metavar="EVENT", help="Only this event, e.g. login, refresh, reuse_detected (repeatable)."),
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(metavar="WHEN", help="From this time: ISO 8601 (naive means UTC) or that long ago: 15m, 2h, 7d."),
+    ] = None,
+    until: Annotated[str | None, typer.Option(metavar="WHEN", help="Before this time; same forms as --since.")] = None,
+    limit: Annotated[int, typer.Option(metavar="N", min=1, max=MAX_AUDIT_LIMIT, help="At most this many events.")] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line (JSON Lines).")] = False,
+) -> None:
+    """Show the audit log, newest first."""
+    now = datetime.now(UTC)
+    start, end = _parse_when("--since", since, now), _parse_when("--until", until, now)
+    records = _run(lambda svc: svc.admin.audit(user, event or (), start, end, limit))
+    if as_json:
+        for r in records:
+            typer.echo(_audit_json(r))
+        return
+    ip_width = max((len(_text(r.ip)) for r in records), default=1)
+    for r in records:
+        typer.echo(_audit_line(r, ip_width))
+
+
+def _parse_when(option: str, value: str | None, now: datetime) -> datetime | None:
+    """An ISO 8601 time (naive means UTC), or a duration meaning that long before ``now``."""
+    if value is None:
+        return None
+    try:
+        at = datetime.fromisoformat(value.strip())
+        return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+    except (ValueError, OverflowError):
+        pass
+    try:
+        return now - parse_duration(value)
+    except ValueError:
+        typer.echo(f"keyturn: {option} {value!r} is not an ISO 8601 time or a duration such as 15m, 2h or 7d", err=True)
+        raise typer.Exit(2) from None
+
+
+def _audit_line(r: AuditRecord, ip_width: int) -> str:
+    user_id, session_id = _text(r.user_id), _text(r.session_id)
+    ua = r.user_agent
+    agent = "-" if ua is None else json.dumps(ua if len(ua) <= 40 else ua[:37] + "...")
+    detail = " ".join(f"{_text(k)}={_text(v)}" for k, v in (r.detail or {}).items())
+    line = f"{_when(r.at)}  {r.event:<16} {r.outcome:<8} user {user_id:<36}  session {session_id:<36}  "
+    return f"{line}{_text(r.ip):<{ip_width}}  {agent}  {detail}".rstrip()
+
+
+def _text(value: object) -> str:
+    """One display token: ``-`` for nothing, bare when harmless, else JSON-quoted (no spaces, no control characters)."""
+    if value is None:
+        return "-"
+    if isinstance(value, dict | list | bool):
+        return json.dumps(value, separators=(",", ":"))
+    text = str(value)
+    return text if _BARE.fullmatch(text) else json.dumps(text)
+
+
+def _audit_json(r: AuditRecord) -> str:
+    return json.dumps(
+        {
+            "id": r.id,
+            "at": r.at.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z"),
+            "event": r.event,
+            "outcome": r.outcome,
+            "user_id": None if r.user_id is None else str(r.user_id),
+            "session_id": None if r.session_id is None else str(r.session_id),
+            "ip": r.ip,
+            "user_agent": r.user_agent,
+            "detail": r.detail,
+        }
+    )
 
 
 def _when(at: datetime | None) -> str:

@@ -8,6 +8,7 @@ in a 0600 file; outside development a missing or weak secret is refused.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import re
@@ -16,7 +17,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, SecretStr, ValidationError, model_validator
+from limits import parse_many
+from pydantic import BeforeValidator, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from .errors import ConfigurationError
@@ -66,6 +68,20 @@ Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 
 def _alg(value: object) -> object:
     return "EdDSA" if isinstance(value, str) and value.lower() in {"ed25519", "eddsa"} else value
+
+
+def _networks(value: object) -> object:
+    """``KEYTURN_TRUSTED_PROXIES``: comma-separated addresses or networks (``10.0.0.0/8``)."""
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple):
+        return value
+    networks = tuple(str(n).strip() for n in items if str(n).strip())
+    for network in networks:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            raise ValueError(f"'{network}' is not an IP address or network") from None
+    return networks
 
 
 def _origins(value: object) -> object:
@@ -125,7 +141,28 @@ class Settings(BaseSettings):
     cookie_samesite: Literal["strict", "lax"] = "strict"
     cors_origins: Annotated[tuple[str, ...], NoDecode, BeforeValidator(_origins)] = ()
     web_page: bool | None = None
+    rate_limit_enabled: bool = True
+    redis_url: str | None = None
+    rate_limit_login_ip: str = "30/minute;300/hour"
+    rate_limit_login_failures: str = "5/minute;20/hour"
+    rate_limit_account_failures: str = "30/15minutes"
+    rate_limit_register_ip: str = "10/hour"
+    rate_limit_refresh_session: str = "60/minute"
+    rate_limit_global: str = "2000/second"
+    trusted_proxies: Annotated[tuple[str, ...], NoDecode, BeforeValidator(_networks)] = ()
     log_level: str = "info"
+
+    @field_validator(
+        "rate_limit_login_ip", "rate_limit_login_failures", "rate_limit_account_failures",
+        "rate_limit_register_ip", "rate_limit_refresh_session", "rate_limit_global",
+    )  # fmt: skip
+    @classmethod
+    def _limit(cls, value: str) -> str:
+        try:
+            parse_many(value)
+        except ValueError:
+            raise ValueError(f"'{value}' is not a rate limit such as 30/minute;300/hour") from None
+        return value
 
     @model_validator(mode="after")
     def _check(self) -> Settings:

@@ -29,6 +29,7 @@ core knows no HTTP: ``keyturn.http.errors`` maps codes to statuses in one table.
     │   └── TokenNotYetValid          reason: not_yet_valid
     ├── SigningKeyError               server_error (reason: key_seal_version | key_seal_mismatch | no_signing_key)
     ├── InsufficientScope             insufficient_scope (403)
+    ├── RateLimited                   rate_limited (429, with retry_after)
     ├── CsrfError                     csrf_failed (403)
     │   ├── OriginNotAllowed          origin_not_allowed
     │   ├── CsrfTokenInvalid          csrf_token_invalid
@@ -209,6 +210,17 @@ class InsufficientScope(KeyturnError):
     def __init__(self, required: tuple[str, ...]) -> None:
         self.required = required
         super().__init__(f"The access token lacks the scope(s): {' '.join(required)}.")
+
+
+class RateLimited(KeyturnError):
+    """Too many requests for one client, account, session or the whole server (429)."""
+
+    code = reason = "rate_limited"
+
+    def __init__(self, retry_after: int, limit: str = "") -> None:
+        self.retry_after = max(1, retry_after)
+        self.limit = limit
+        super().__init__(f"Too many requests; try again in {self.retry_after} s.")
 
 
 class CsrfError(KeyturnError):

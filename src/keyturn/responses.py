@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .errors import InsufficientScope, InvalidToken, KeyturnError, MissingToken
+from .errors import InsufficientScope, InvalidToken, KeyturnError, MissingToken, RateLimited
 
 __all__ = ["STATUS", "ErrorAnswer", "answer"]
 
@@ -59,5 +59,7 @@ def answer(exc: KeyturnError, realm: str = "keyturn") -> ErrorAnswer:
         headers["WWW-Authenticate"] = f'Bearer realm="{realm}", error="insufficient_scope", scope="{scope}"'
     if exc.code == "temporarily_unavailable":
         headers["Retry-After"] = "1"
+    elif isinstance(exc, RateLimited):
+        headers["Retry-After"] = str(exc.retry_after)
     body = {"error": exc.code, "error_description": exc.description}
     return ErrorAnswer(STATUS.get(exc.code, 400), body, headers)

@@ -20,6 +20,7 @@ from ..errors import KeyturnError
 from ..service import Service
 from .errors import error_response, install_error_handlers
 from .middleware import BodyLimit, SecurityHeaders
+from .ratelimit import RateLimits
 from .routes import router
 
 __all__ = ["create_app", "create_app_from_env"]
@@ -51,6 +52,7 @@ def create_app(settings: Settings, *, service: Service | None = None) -> FastAPI
         favicon_url="",
     )
     app.state.service = svc
+    app.state.limits = RateLimits(settings)
     app.include_router(router)
     _add_operational_routes(app, svc)
     if settings.serve_web_page:

@@ -19,6 +19,7 @@ from .cookies import (
     token_response,
     wants_cookie,
 )
+from .ratelimit import RateLimits, client_ip
 from .schemas import (
     Credentials,
     LoginRequest,
@@ -50,9 +51,20 @@ def service(request: Request) -> Service:
     return svc
 
 
+def limits(request: Request) -> RateLimits:
+    found: RateLimits = request.app.state.limits
+    return found
+
+
 def client(request: Request) -> Client:
-    host = request.client.host if request.client else ""
-    return Client(ip=host, user_agent=request.headers.get("user-agent", ""))
+    ip = client_ip(request, service(request).settings.trusted_proxies)
+    return Client(ip=ip, user_agent=request.headers.get("user-agent", ""))
+
+
+async def ceiling(request: Request) -> None:
+    """The server-wide ceiling on auth requests (per process, or shared through Redis)."""
+    lim = limits(request)
+    await lim.hit(lim.ceiling, "global")
 
 
 async def caller(
@@ -80,42 +92,48 @@ def session_cookie(request: Request) -> str | None:
     return token
 
 
+router.dependencies.append(Depends(ceiling))
+
 Svc = Annotated[Service, Depends(service)]
+Limits = Annotated[RateLimits, Depends(limits)]
 Who = Annotated[Client, Depends(client)]
 Authed = Annotated[Caller, Depends(caller)]
 Cookie = Annotated[str | None, Depends(session_cookie)]
 
 
 @router.post("/register", status_code=201, responses={**_ERRORS, 409: {"description": "Username taken"}})
-async def register(body: Credentials, svc: Svc, who: Who) -> UserOut:
-    """Create an account (when `KEYTURN_ALLOW_REGISTRATION` is on)."""
+async def register(body: Credentials, svc: Svc, who: Who, lim: Limits) -> UserOut:
+    """Create an account (when `KEYTURN_ALLOW_REGISTRATION` is on); limited per client IP."""
+    await lim.hit(lim.register_ip, "register-ip", who.ip)
     user = await svc.auth.register(body.username, body.password, who)
     return UserOut(id=str(user.id), username=user.username, created_at=user.created_at)
 
 
 @router.post("/login", **_TOKENS)
-async def login(body: LoginRequest, request: Request, svc: Svc, who: Who) -> Response:
+async def login(body: LoginRequest, request: Request, svc: Svc, who: Who, lim: Limits) -> Response:
     """Sign in with a password; opens a session. With `"mode": "cookie"` the refresh token is
     set as an HttpOnly cookie instead of being returned."""
     cookie = wants_cookie(body.mode, svc.settings)
     if cookie:
         check_origin(request, svc.settings)  # no logging a victim into the attacker's account
-    pair = await svc.auth.login(body.username, body.password, who, body.device_name)
+    async with lim.login_attempt(body.username, who.ip):
+        pair = await svc.auth.login(body.username, body.password, who, body.device_name)
     return token_response(pair, svc.settings, cookie=cookie)
 
 
 @router.post("/refresh", **_TOKENS)
 async def refresh(
-    svc: Svc, who: Who, cookie: Cookie, body: Annotated[RefreshRequest | None, Body()] = None
+    svc: Svc, who: Who, lim: Limits, cookie: Cookie, body: Annotated[RefreshRequest | None, Body()] = None
 ) -> Response:
     """Rotate: trade the current refresh token (body, or cookie in browser mode) for a new pair."""
-    if body is not None and body.refresh_token is not None:
-        if svc.settings.cookie_mode == "always":
-            raise InvalidRequest("This server takes refresh tokens only from its cookie.")
-        return token_response(await svc.auth.refresh(body.refresh_token, who), svc.settings, cookie=False)
-    if cookie is None:
+    from_body = body is not None and body.refresh_token is not None
+    token = body.refresh_token if body is not None and from_body else cookie
+    if from_body and svc.settings.cookie_mode == "always":
+        raise InvalidRequest("This server takes refresh tokens only from its cookie.")
+    if token is None:
         raise InvalidRequest("Send refresh_token in the body, or the session cookie.")
-    return token_response(await svc.auth.refresh(cookie, who), svc.settings, cookie=True)
+    await lim.hit(lim.refresh_session, "refresh", str(svc.ctx.codec.decode(token).session_id))
+    return token_response(await svc.auth.refresh(token, who), svc.settings, cookie=not from_body)
 
 
 @router.post("/logout", status_code=204, responses=_ERRORS)

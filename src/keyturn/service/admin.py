@@ -1,24 +1,26 @@
-"""Operator use cases behind the CLI: users, keys, sessions, token inspection."""
+"""Operator use cases behind the CLI: users, keys, sessions, token inspection, the audit log."""
 
 from __future__ import annotations
 
 import base64
 import json
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from ..errors import KeyturnError, NotFound
 from ..keys import SigningKey
-from ..store import SessionRecord, UserRecord
+from ..store import AuditRecord, SessionRecord, UserRecord
 from ..tokens import AccessClaims, verify_access_token
 from ..users import normalize_username
 from .context import Client, Context
 
-__all__ = ["AdminService", "KeyStatus", "TokenReport"]
+__all__ = ["MAX_AUDIT_LIMIT", "AdminService", "KeyStatus", "TokenReport"]
 
 _OPERATOR = Client(ip="", user_agent="keyturn-cli")
+MAX_AUDIT_LIMIT = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +109,38 @@ class AdminService:
                 raise NotFound("No live session has that id.")
             await tx.revoke_sessions(record.user_id, now, "admin_revoked", only=sid)
             await self.ctx.audit(tx, now, "session_revoked", _OPERATOR, user_id=record.user_id, session_id=sid)
+
+    async def audit(
+        self,
+        username: str | None = None,
+        events: Sequence[str] = (),
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 50,
+    ) -> list[AuditRecord]:
+        """Read the audit log, newest first.
+
+        Args:
+            username: Only this user's events (failed logins for unknown names belong to no user).
+            events: Only these event names (``login``, ``refresh``, ...); empty means all.
+            since: Only events at or after this aware time.
+            until: Only events before this aware time.
+            limit: At most this many events, from 1 to ``MAX_AUDIT_LIMIT``.
+
+        Returns:
+            The matching audit records, newest first.
+
+        Raises:
+            NotFound: no user has that name.
+            ValueError: a naive ``since``/``until``, or a limit out of range.
+        """
+        if any(t is not None and t.utcoffset() is None for t in (since, until)):
+            raise ValueError("since and until must be aware datetimes")
+        if not 1 <= limit <= MAX_AUDIT_LIMIT:
+            raise ValueError(f"limit must be between 1 and {MAX_AUDIT_LIMIT}")
+        user_id = (await self.user(username)).id if username is not None else None
+        async with self.ctx.store.read() as tx:
+            return await tx.audit_events(user_id=user_id, events=events, since=since, until=until, limit=limit)
 
     async def inspect(self, token: str) -> TokenReport:
         """Decode a token without trusting it, then verify it against this deployment's keys."""

@@ -164,13 +164,26 @@ class Tx:
         await self._conn.execute(insert(audit_events).values(**values))
 
     async def audit_events(
-        self, *, user_id: uuid.UUID | None = None, events: Sequence[str] = (), limit: int = 100
+        self,
+        *,
+        user_id: uuid.UUID | None = None,
+        events: Sequence[str] = (),
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 100,
     ) -> list[AuditRecord]:
-        stmt = select(audit_events).order_by(audit_events.c.id.desc()).limit(limit)
+        """Audit rows, newest first: of one user, of some events, at or after ``since``, before ``until``."""
+        # By time, not id: instances commit in their own order; the id only breaks ties.
+        order = (audit_events.c.at.desc(), audit_events.c.id.desc())
+        stmt = select(audit_events).order_by(*order).limit(limit)
         if user_id is not None:
             stmt = stmt.where(audit_events.c.user_id == user_id)
         if events:
             stmt = stmt.where(audit_events.c.event.in_(events))
+        if since is not None:
+            stmt = stmt.where(audit_events.c.at >= since)
+        if until is not None:
+            stmt = stmt.where(audit_events.c.at < until)
         return [AuditRecord(**r._asdict()) for r in await self._conn.execute(stmt)]
 
     async def count(self, table: str) -> int:
