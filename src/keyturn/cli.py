@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import os
 import re
 import secrets
@@ -18,6 +17,7 @@ import typer
 
 from .config import Settings, load_settings, parse_duration
 from .errors import ConfigurationError, KeyturnError
+from .logs import configure_logging
 from .service import Client, Service
 from .service.admin import MAX_AUDIT_LIMIT
 from .store import AuditRecord
@@ -76,8 +76,10 @@ def _run(work: Callable[[Service], Awaitable[T]]) -> T:
         raise typer.Exit(1) from None
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+def _env_choice(name: str, default: str) -> str:
+    value = os.environ.get(f"KEYTURN_{name}", default).lower()
+    allowed = {"LOG_LEVEL": ("debug", "info", "warning", "error"), "LOG_FORMAT": ("text", "json")}[name]
+    return value if value in allowed else default
 
 
 @app.command()
@@ -91,14 +93,17 @@ def serve(
 
     from .http import create_app
 
+    # Log in the requested format from the first line on (settings may log while loading).
+    configure_logging(_env_choice("LOG_LEVEL", "info"), _env_choice("LOG_FORMAT", "text"))
     settings = _settings()
-    _configure_logging(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     common: dict[str, Any] = {
         "host": host,
         "port": port,
         "proxy_headers": False,
         "server_header": False,
         "log_level": settings.log_level,
+        "log_config": None,  # keep ours: same format for uvicorn's lines
     }
     if workers == 1:
         uvicorn.run(create_app(settings), **common)

@@ -150,7 +150,8 @@ class Settings(BaseSettings):
     rate_limit_refresh_session: str = "60/minute"
     rate_limit_global: str = "2000/second"
     trusted_proxies: Annotated[tuple[str, ...], NoDecode, BeforeValidator(_networks)] = ()
-    log_level: str = "info"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["text", "json"] = "text"
 
     @field_validator(
         "rate_limit_login_ip", "rate_limit_login_failures", "rate_limit_account_failures",

@@ -183,3 +183,13 @@ async def test_database_outage_at_refresh_keeps_the_token_usable(
     assert recovered.status_code == 200
     with sqlite3.connect(db_path) as check:
         assert check.execute("SELECT generation FROM sessions").fetchone() == (1,)
+
+
+@pytest.mark.parametrize("body", [b"[" * 5000 + b"]" * 5000, b'{"a":' * 40 + b"1" + b"}" * 40])
+async def test_deeply_nested_json_is_refused_before_parsing(client: httpx.AsyncClient, body: bytes) -> None:
+    """Nesting beyond 16 levels is a 400 with a clear message; brackets inside strings do not count."""
+    response = await client.post("/v1/auth/login", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 400
+    assert "nested too deeply" in response.json()["error_description"]
+    flat = await client.post("/v1/auth/login", json={"username": "[[[[[[[[[[[[[[[[[[[[", "password": "{" * 40})
+    assert flat.status_code == 401

@@ -17,6 +17,7 @@ from fastapi_offline import FastAPIOffline
 from .. import __version__
 from ..config import Settings, load_settings
 from ..errors import KeyturnError
+from ..logs import configure_logging
 from ..service import Service
 from .errors import error_response, install_error_handlers
 from .middleware import BodyLimit, SecurityHeaders
@@ -124,4 +125,6 @@ def _add_operational_routes(app: FastAPI, svc: Service) -> None:
 
 def create_app_from_env() -> FastAPI:
     """Factory for ``uvicorn --factory`` and worker processes: settings from the environment."""
-    return create_app(load_settings())
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    return create_app(settings)

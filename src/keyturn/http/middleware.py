@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import json
+import re
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["BodyLimit", "SecurityHeaders"]
+__all__ = ["MAX_JSON_DEPTH", "BodyLimit", "SecurityHeaders"]
+
+MAX_JSON_DEPTH = 16  # our bodies are flat objects; deep nesting only costs parser stack
+_STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_BRACKETS = re.compile(rb"[\[\]{}]")
 
 _API_CSP = b"default-src 'none'; frame-ancestors 'none'"
 _DOCS_CSP = (
@@ -83,6 +88,9 @@ class BodyLimit:
             if len(body) > self.limit:
                 await _too_large(send)
                 return
+        if _nesting(bytes(body)) > MAX_JSON_DEPTH:
+            await _refuse(send, 400, "invalid_request", "The JSON body is nested too deeply.")
+            return
         replayed = False
 
         async def replay() -> Message:
@@ -96,12 +104,22 @@ class BodyLimit:
 
 
 async def _too_large(send: Send) -> None:
-    payload = json.dumps({"error": "request_too_large", "error_description": "The request body is too large."})
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 413,
-            "headers": [(b"content-type", b"application/json"), (b"connection", b"close")],
-        }
-    )
+    await _refuse(send, 413, "request_too_large", "The request body is too large.")
+
+
+async def _refuse(send: Send, status: int, code: str, description: str) -> None:
+    payload = json.dumps({"error": code, "error_description": description})
+    headers = [(b"content-type", b"application/json"), (b"connection", b"close")]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": payload.encode()})
+
+
+def _nesting(body: bytes) -> int:
+    """How deeply a JSON text nests arrays and objects (strings ignored), without parsing it."""
+    if b"[" not in body and b"{" not in body:
+        return 0
+    depth = deepest = 0
+    for bracket in _BRACKETS.findall(_STRINGS.sub(b"", body)):
+        depth += 1 if bracket in b"[{" else -1
+        deepest = max(deepest, depth)
+    return deepest

@@ -33,6 +33,9 @@ from ..errors import KeyturnError, Unavailable
 __all__ = ["Database"]
 
 _log = logging.getLogger("keyturn.store")
+# aiosqlite logs every statement *with its parameters* (password hashes among them) at DEBUG;
+# keep it quiet even when an application turns the root logger to DEBUG.
+logging.getLogger("aiosqlite").setLevel(logging.INFO)
 _OUTAGE = (DBAPIError, InterfaceError, PoolTimeout, OSError, asyncio.TimeoutError)
 _WRITE = "keyturn_write"
 _MIGRATION_LOCKS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
@@ -45,7 +48,9 @@ class Database:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         self._timeout = timeout.total_seconds()
-        self.engine: AsyncEngine = create_async_engine(url, **self._engine_options(pool_size))
+        # hide_parameters: SQL logs and driver errors never show values (password hashes, IPs).
+        options = self._engine_options(pool_size)
+        self.engine: AsyncEngine = create_async_engine(url, hide_parameters=True, **options)
         if self.is_sqlite:
             _create_private_file(make_url(url).database)
             event.listen(self.engine.sync_engine, "connect", self._sqlite_connect)
