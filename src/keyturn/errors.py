@@ -217,9 +217,10 @@ class RateLimited(KeyturnError):
 
     code = reason = "rate_limited"
 
-    def __init__(self, retry_after: int, limit: str = "") -> None:
+    def __init__(self, retry_after: int, limit: str = "", kind: str = "") -> None:
         self.retry_after = max(1, retry_after)
         self.limit = limit
+        self.kind = kind
         super().__init__(f"Too many requests; try again in {self.retry_after} s.")
 
 

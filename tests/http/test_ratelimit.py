@@ -164,3 +164,19 @@ def test_bad_limit_settings_name_themselves(variable: str, value: str, no_env: N
     with pytest.raises(ConfigurationError) as caught:
         load_settings(secret="Zq8Kd2Lp0Xv7Tn4Rb1Ws9Yc6Hj3Mf5Ga0Et8Uo2Ik7Ql", **{variable: value})
     assert caught.value.setting == f"KEYTURN_{variable.upper()}"
+
+
+async def test_refusals_are_audited_once_a_minute_not_once_each(app: App, db_path: Path) -> None:
+    """A burst of 429s leaves one `rate_limited` audit row per kind and address, not one per request."""
+    import sqlite3
+
+    async with app(rate_limit_login_ip="1/minute") as client:
+        await make_alice(client)
+        await login(client)
+        for _ in range(5):
+            assert_limited(await login(client))
+    with sqlite3.connect(db_path) as db:
+        rows = db.execute("SELECT outcome, ip, detail FROM audit_events WHERE event = 'rate_limited'").fetchall()
+    assert len(rows) == 1
+    assert rows[0][:2] == ("refused", "198.51.100.1")
+    assert '"kind": "login-ip"' in rows[0][2]

@@ -9,7 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
 
-from ..errors import InvalidGrant, KeyturnError
+from ..errors import InvalidGrant, KeyturnError, RateLimited
 from ..responses import NO_STORE, STATUS, answer
 from .cookies import REFRESH_COOKIE, clear_session_cookies
 
@@ -28,14 +28,27 @@ def error_response(code: str, description: str, headers: dict[str, str] | None =
     )
 
 
-def keyturn_error(request: Request, exc: Exception) -> JSONResponse:
+async def keyturn_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, KeyturnError)
+    if isinstance(exc, RateLimited):
+        await _audit_refusal(request, exc)
     reply = answer(exc)
     response = JSONResponse(reply.body, status_code=reply.status, headers=reply.headers)
     if isinstance(exc, InvalidGrant) and REFRESH_COOKIE in request.cookies:
         # The session behind the cookie is over (or the cookie is bad): the browser should forget it.
         clear_session_cookies(response, request.app.state.service.settings)
     return response
+
+
+async def _audit_refusal(request: Request, exc: RateLimited) -> None:
+    from .routes import client, limits, service
+
+    who = client(request)
+    try:
+        if await limits(request).first_refusal(exc, who.ip):
+            await service(request).auth.record_rate_limited(who, exc.kind, exc.limit)
+    except KeyturnError:  # the store is down: the 429 still goes out
+        _log.warning("could not audit a rate-limited request")
 
 
 def validation_error(_request: Request, exc: Exception) -> Response:

@@ -26,6 +26,8 @@ from ..users import normalize_username
 
 __all__ = ["RateLimits", "client_ip"]
 
+_AUDIT_ONCE = parse_many("1/minute")[0]
+
 
 class RateLimits:
     """The deployment's limits, checked against one shared counter storage."""
@@ -82,9 +84,14 @@ class RateLimits:
             await self.count(self.account_failures, "account-fail", account)
             raise
 
+    async def first_refusal(self, error: RateLimited, ip: str) -> bool:
+        """Whether this refusal is the first of its kind from ``ip`` this minute (worth an audit row:
+        a flood of 429s must not become a flood of database writes)."""
+        return await self._limiter.hit(_AUDIT_ONCE, "audited", error.kind, ip)
+
     async def _refusal(self, item: RateLimitItem, key: tuple[str, ...]) -> RateLimited:
         stats = await self._limiter.get_window_stats(item, *key)
-        return RateLimited(math.ceil(stats.reset_time - time.time()), limit=str(item))
+        return RateLimited(math.ceil(stats.reset_time - time.time()), limit=str(item), kind=key[0])
 
 
 def client_ip(request: Request, trusted: Sequence[str]) -> str:

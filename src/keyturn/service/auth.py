@@ -273,6 +273,12 @@ class AuthService:
             return await self.ctx.issue(record, state_of(record), now)
         raise Unavailable("The session is being refreshed too often; try again.")
 
+    async def record_rate_limited(self, client: Client, kind: str, limit: str) -> None:
+        """Audit a refused request (the caller decides how often: not once per 429)."""
+        now = self.ctx.clock()
+        async with self.ctx.store.write() as tx:
+            await self.ctx.audit(tx, now, "rate_limited", client, outcome="refused", kind=kind, limit=limit)
+
     async def _audit_session(
         self,
         tx: Tx,
