@@ -1,0 +1,84 @@
+"""Integration test: two keyturn app instances share rate-limit counters through a real Redis
+(Debian's redis-server, started by the test on a free loopback port, stopped at the end).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack
+from pathlib import Path
+
+import httpx
+import pytest
+
+from keyturn.http import create_app
+from keyturn.passwords import Passwords
+from keyturn.service import Service
+from tests.conftest import ISSUER, Clock, make_settings
+from tests.helpers import PASSWORD
+from tests.servers import free_port
+
+pytestmark = [pytest.mark.server, pytest.mark.anyio]
+
+REDIS = shutil.which("redis-server")
+if REDIS is None:  # pragma: no cover - the test command installs it
+    if os.environ.get("CI"):
+        raise RuntimeError("redis-server is missing; ./scripts/test installs Debian's redis-server")
+    pytest.skip("redis-server is not installed (./scripts/test installs it)", allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = free_port()
+    workdir = tmp_path_factory.mktemp("redis")
+    args = [str(REDIS), "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            "--dir", str(workdir)]  # fmt: skip
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
+                    s.sendall(b"PING\r\n")
+                    if s.recv(16).startswith(b"+PONG"):
+                        break
+            except OSError:
+                time.sleep(0.05)
+        else:
+            raise AssertionError("redis-server did not start")
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture
+async def two_instances(
+    redis_url: str, db_path: Path, clock: Clock, fast_passwords: Passwords
+) -> AsyncIterator[tuple[httpx.AsyncClient, httpx.AsyncClient]]:
+    settings = make_settings(db_path, redis_url=redis_url, rate_limit_login_ip="4/minute")
+    async with AsyncExitStack() as stack:
+        clients = []
+        for _ in range(2):
+            svc = Service(settings, passwords=fast_passwords, clock=clock)
+            await svc.start()
+            stack.push_async_callback(svc.close)
+            transport = httpx.ASGITransport(app=create_app(settings, service=svc), client=("198.51.100.50", 1))
+            clients.append(await stack.enter_async_context(httpx.AsyncClient(transport=transport, base_url=ISSUER)))
+        yield clients[0], clients[1]
+
+
+async def test_instances_share_counters_through_redis(
+    two_instances: tuple[httpx.AsyncClient, httpx.AsyncClient],
+) -> None:
+    """Attempts spread over two instances count against one budget: the fifth is refused on either."""
+    a, b = two_instances
+    creds = {"username": "shared", "password": PASSWORD}
+    assert (await a.post("/v1/auth/register", json=creds)).status_code == 201
+    statuses = [(await (a if i % 2 else b).post("/v1/auth/login", json=creds)).status_code for i in range(6)]
+    assert statuses == [200, 200, 200, 200, 429, 429]
