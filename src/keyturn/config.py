@@ -84,6 +84,12 @@ def _networks(value: object) -> object:
     return networks
 
 
+def _names(value: object) -> object:
+    """``KEYTURN_ADMINS``: comma-separated usernames whose sessions get the ``admin`` scope."""
+    items = value.split(",") if isinstance(value, str) else value
+    return tuple(str(n).strip() for n in items if str(n).strip()) if isinstance(items, list | tuple) else value
+
+
 def _origins(value: object) -> object:
     """``KEYTURN_CORS_ORIGINS``: comma-separated origins such as ``https://app.example.com``."""
     items = value.split(",") if isinstance(value, str) else value
@@ -149,6 +155,7 @@ class Settings(BaseSettings):
     rate_limit_register_ip: str = "10/hour"
     rate_limit_refresh_session: str = "60/minute"
     rate_limit_global: str = "2000/second"
+    admins: Annotated[tuple[str, ...], NoDecode, BeforeValidator(_names)] = ()
     trusted_proxies: Annotated[tuple[str, ...], NoDecode, BeforeValidator(_networks)] = ()
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["text", "json"] = "text"

@@ -19,6 +19,7 @@ from ..config import Settings, load_settings
 from ..errors import KeyturnError
 from ..logs import configure_logging
 from ..service import Service
+from .admin import router as admin_router
 from .errors import error_response, install_error_handlers
 from .middleware import BodyLimit, SecurityHeaders
 from .ratelimit import RateLimits
@@ -55,6 +56,7 @@ def create_app(settings: Settings, *, service: Service | None = None) -> FastAPI
     app.state.service = svc
     app.state.limits = RateLimits(settings)
     app.include_router(router)
+    app.include_router(admin_router)
     _add_operational_routes(app, svc)
     if settings.serve_web_page:
         _add_web_page(app)

@@ -27,6 +27,7 @@ from .context import Client, Context, TokenPair, state_of
 __all__ = ["AuthService", "Caller"]
 
 _CAS_ATTEMPTS = 3
+ADMIN_SCOPE = "admin"
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +109,7 @@ class AuthService:
             rotated_at=now,
             last_used_at=now,
             client_id=self.ctx.settings.client_id,
-            scope=self.ctx.settings.default_scope,
+            scope=self._scope(user),
             user_agent=c.user_agent,
             ip=c.ip,
             device_name=(device_name or None) and device_name[:128],
@@ -119,6 +120,12 @@ class AuthService:
             await tx.insert_session(record)
             await self.ctx.audit(tx, now, "login", client, user_id=user.id, session_id=record.id)
         return await self.ctx.issue(record, state_of(record), now)
+
+    def _scope(self, user: UserRecord) -> str:
+        """The session's scope: the default one, plus ``admin`` for ``KEYTURN_ADMINS``."""
+        admins = {normalize_username(name)[1] for name in self.ctx.settings.admins}
+        scope = self.ctx.settings.default_scope
+        return f"{scope} {ADMIN_SCOPE}".strip() if user.username_key in admins else scope
 
     async def refresh(self, refresh_token: object, client: Client) -> TokenPair:
         """Rotate a session: the current token moves it one generation on; the previous one,
