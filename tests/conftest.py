@@ -6,9 +6,12 @@ SQLite file in pytest's temporary directory.
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import secrets
-from collections.abc import AsyncIterator
+import sqlite3
+from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,10 +19,13 @@ from typing import Any
 import httpx
 import pytest
 
+from keyturn import tokens
 from keyturn.config import Settings
 from keyturn.http import create_app
 from keyturn.passwords import Passwords
+from keyturn.refresh import RefreshTokenCodec
 from keyturn.service import Service
+from keyturn.service import context as context_module
 
 T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 ISSUER = "https://auth.keyturn.test"
@@ -99,3 +105,68 @@ def no_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("KEYTURN_"):
             monkeypatch.delenv(name)
+
+
+# --- Secrecy over the whole suite -------------------------------------------------------------
+# Every token keyturn mints in this process is remembered; every log record (at DEBUG) and every
+# audit row of every test database is searched for them, and for the suite's passwords, at the end.
+
+_TOKEN_LIKE = re.compile(r"eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*|kt_rt_[A-Za-z0-9_-]+")
+_PASSWORDS = ("correct horse battery staple", "a whole new passphrase", "an entirely new passphrase")
+
+
+class _Collect(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.lines.append(f"{record.getMessage()} {record.exc_text or ''}")
+        except Exception:  # a broken third-party log call must not fail the suite
+            self.lines.append(str(record.msg))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_secret_in_any_log_or_audit_row(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Scan every log line and audit row the suite produced for a token or password it used."""
+    minted: set[str] = set()
+    original_issue, original_encode = tokens.issue_access_token, RefreshTokenCodec.encode
+
+    def issue(*args: Any, **kwargs: Any) -> tuple[str, int]:
+        token, exp = original_issue(*args, **kwargs)
+        minted.add(token)
+        return token, exp
+
+    def encode(self: RefreshTokenCodec, *args: Any) -> str:
+        token = original_encode(self, *args)
+        minted.add(token)
+        return token
+
+    collector = _Collect()
+    root = logging.getLogger()
+    previous_level = root.level
+    root.addHandler(collector)
+    root.setLevel(logging.DEBUG)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(tokens, "issue_access_token", issue)
+        patch.setattr(context_module, "issue_access_token", issue)
+        patch.setattr(RefreshTokenCodec, "encode", encode)
+        yield
+    root.removeHandler(collector)
+    root.setLevel(previous_level)
+    texts = collector.lines + _audit_rows(tmp_path_factory.getbasetemp())
+    leaked = {m for text in texts for m in _TOKEN_LIKE.findall(text) if m in minted}
+    leaked |= {p for p in _PASSWORDS for text in texts if p in text}
+    assert not leaked, f"{len(leaked)} secret(s) found in logs or audit rows"
+
+
+def _audit_rows(base: Path) -> list[str]:
+    rows: list[str] = []
+    for db in base.rglob("*.db"):
+        try:
+            with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+                rows += [repr(row) for row in conn.execute("SELECT * FROM audit_events")]
+        except sqlite3.Error:
+            continue
+    return rows
