@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from keyturn.cli import app
 from keyturn.config import load_settings
 from keyturn.errors import InvalidCredentials
-from keyturn.service import Client, Service
+from keyturn.service import Client, Service, run_with
 
 PASSWORD = "correct horse battery staple"
 T = TypeVar("T")
@@ -84,24 +84,9 @@ def test_keys_rotate_with_delay_keeps_the_old_signer(run: Cli) -> None:
 
 def test_token_inspect_valid_and_invalid(run: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
     """`token inspect` decodes and verifies against the deployment's keys."""
-    import asyncio
-
-    from keyturn.config import load_settings
-    from keyturn.service import Client, Service
-
     run("users", "add", "carol", "--password-stdin", input=PASSWORD + "\n")
-
-    async def login() -> str:
-        svc = Service(load_settings())
-        try:
-            await svc.start()
-            return (await svc.auth.login("carol", PASSWORD, Client())).access_token
-        finally:
-            await svc.close()
-
-    for name, value in run.env.items():
-        monkeypatch.setenv(name, value)
-    token = asyncio.run(login())
+    pair = _with_service(run, monkeypatch, lambda svc: svc.auth.login("carol", PASSWORD, Client()))
+    token = pair.access_token
     out = run("token", "inspect", token)
     assert "VALID" in out
     assert '"typ": "at+jwt"' in out
@@ -161,15 +146,7 @@ def _with_service(run: Cli, monkeypatch: pytest.MonkeyPatch, work: Callable[[Ser
     for name, value in run.env.items():
         monkeypatch.setenv(name, value)
 
-    async def go() -> T:
-        svc = Service(load_settings())
-        try:
-            await svc.start()
-            return await work(svc)
-        finally:
-            await svc.close()
-
-    return asyncio.run(go())
+    return asyncio.run(run_with(load_settings(), work))
 
 
 def _user_id(out: str) -> str:

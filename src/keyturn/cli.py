@@ -18,7 +18,7 @@ import typer
 from .config import Settings, load_settings, parse_duration
 from .errors import ConfigurationError, KeyturnError
 from .logs import configure_logging
-from .service import Client, Service
+from .service import Client, Service, run_with
 from .service.admin import MAX_AUDIT_LIMIT
 from .store import AuditRecord
 
@@ -61,16 +61,9 @@ def _settings() -> Settings:
 def _run(work: Callable[[Service], Awaitable[T]]) -> T:
     """Run one operation against the configured store, turning keyturn errors into one line."""
 
-    async def go() -> T:
-        svc = Service(_settings())
-        try:
-            await svc.start()
-            return await work(svc)
-        finally:
-            await svc.close()
-
+    settings = _settings()
     try:
-        return asyncio.run(go())
+        return asyncio.run(run_with(settings, work))
     except KeyturnError as exc:
         typer.echo(f"keyturn: {exc.description}", err=True)
         raise typer.Exit(1) from None

@@ -148,6 +148,7 @@ class KeyRing:
     def __init__(self, keys: Iterable[SigningKey], *, token_ttl: timedelta, leeway: timedelta) -> None:
         self._keys = sorted(keys, key=_order)
         self._by_kid = {k.kid: k for k in self._keys}
+        self._position = {k.kid: i for i, k in enumerate(self._keys)}
         self._keep = token_ttl + leeway
 
     def __len__(self) -> int:
@@ -198,7 +199,7 @@ class KeyRing:
 
     def _superseded_at(self, key: SigningKey, now: datetime) -> datetime | None:
         """When a newer active key took over signing from ``key``, if one has."""
-        newer = self._keys[self._keys.index(key) + 1 :]
+        newer = self._keys[self._position[key.kid] + 1 :]
         starts = [k.activates_at for k in newer if k.retired_at is None and _active(k, now) and k.activates_at]
         return min(starts) if starts else None
 

@@ -12,6 +12,7 @@ from starlette.responses import JSONResponse, Response
 from ..errors import InvalidGrant, KeyturnError, RateLimited
 from ..responses import NO_STORE, STATUS, answer
 from .cookies import REFRESH_COOKIE, clear_session_cookies
+from .routes import client, limits, service
 
 __all__ = ["STATUS", "error_response", "install_error_handlers"]
 
@@ -41,8 +42,6 @@ async def keyturn_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _audit_refusal(request: Request, exc: RateLimited) -> None:
-    from .routes import client, limits, service
-
     who = client(request)
     try:
         if await limits(request).first_refusal(exc, who.ip):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 
 from fastapi import Request
@@ -49,19 +49,19 @@ class RateLimits:
         Raises:
             RateLimited: with the seconds until the fullest window has room again.
         """
-        if not self.enabled:
-            return
-        for item in items:
-            if not await self._limiter.hit(item, *key):
-                raise await self._refusal(item, key)
+        await self._enforce(self._limiter.hit, items, key)
 
     async def check(self, items: Sequence[RateLimitItem], *key: str) -> None:
         """Raise if any window is already full, without counting this request."""
-        if not self.enabled:
-            return
-        for item in items:
-            if not await self._limiter.test(item, *key):
-                raise await self._refusal(item, key)
+        await self._enforce(self._limiter.test, items, key)
+
+    async def _enforce(
+        self, allowed: Callable[..., Awaitable[bool]], items: Sequence[RateLimitItem], key: tuple[str, ...]
+    ) -> None:
+        if self.enabled:
+            for item in items:
+                if not await allowed(item, *key):
+                    raise await self._refusal(item, key)
 
     async def count(self, items: Sequence[RateLimitItem], *key: str) -> None:
         """Count an event (a failed login) against every window, never raising."""

@@ -126,14 +126,14 @@ async def refresh(
     svc: Svc, who: Who, lim: Limits, cookie: Cookie, body: Annotated[RefreshRequest | None, Body()] = None
 ) -> Response:
     """Rotate: trade the current refresh token (body, or cookie in browser mode) for a new pair."""
-    from_body = body is not None and body.refresh_token is not None
-    token = body.refresh_token if body is not None and from_body else cookie
-    if from_body and svc.settings.cookie_mode == "always":
+    from_body = body.refresh_token if body is not None else None
+    token = from_body if from_body is not None else cookie
+    if from_body is not None and svc.settings.cookie_mode == "always":
         raise InvalidRequest("This server takes refresh tokens only from its cookie.")
     if token is None:
         raise InvalidRequest("Send refresh_token in the body, or the session cookie.")
     await lim.hit(lim.refresh_session, "refresh", str(svc.ctx.codec.decode(token).session_id))
-    return token_response(await svc.auth.refresh(token, who), svc.settings, cookie=not from_body)
+    return token_response(await svc.auth.refresh(token, who), svc.settings, cookie=from_body is None)
 
 
 @router.post("/logout", status_code=204, responses=_ERRORS)

@@ -5,6 +5,9 @@ The only layer that joins the pure core to the store.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
 from ..config import Settings
 from ..passwords import Passwords
 from ..store import Store
@@ -16,7 +19,9 @@ from .context import Clock, utcnow
 from .context import Context as Context
 from .context import TokenPair as TokenPair
 
-__all__ = ["AdminService", "AuthService", "Caller", "Client", "Context", "Service", "TokenPair"]
+__all__ = ["AdminService", "AuthService", "Caller", "Client", "Context", "Service", "TokenPair", "run_with"]
+
+T = TypeVar("T")
 
 
 class Service:
@@ -45,3 +50,13 @@ class Service:
 
     async def close(self) -> None:
         await self.store.close()
+
+
+async def run_with(settings: Settings, work: Callable[[Service], Awaitable[T]]) -> T:
+    """Start a service on ``settings``, run ``work`` with it, and close it (one-shot tools)."""
+    svc = Service(settings)
+    try:
+        await svc.start()
+        return await work(svc)
+    finally:
+        await svc.close()

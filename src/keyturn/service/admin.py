@@ -13,7 +13,7 @@ from typing import Any
 from ..errors import KeyturnError, NotFound
 from ..keys import SigningKey
 from ..store import AuditRecord, SessionRecord, UserRecord
-from ..tokens import AccessClaims, verify_access_token
+from ..tokens import AccessClaims
 from ..users import normalize_username
 from .context import Client, Context
 
@@ -146,13 +146,8 @@ class AdminService:
         """Decode a token without trusting it, then verify it against this deployment's keys."""
         parts = token.split(".")
         header, claims = (_peek(parts[i]) if len(parts) == 3 else {} for i in (0, 1))
-        now = self.ctx.clock()
-        s = self.ctx.settings
         try:
-            ring = await self.ctx.keys.ring(now, kid=header.get("kid"))
-            verified = verify_access_token(
-                token, ring, issuer=s.issuer, audience=s.token_audience, now=now, leeway=s.leeway
-            )
+            verified = await self.ctx.verify_access(token, self.ctx.clock())
         except KeyturnError as exc:
             return TokenReport(header, claims, None, exc)
         return TokenReport(header, claims, verified, None)

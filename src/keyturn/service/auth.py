@@ -14,13 +14,11 @@ from ..errors import (
     RefreshTokenReused,
     RegistrationClosed,
     Unavailable,
-    UnknownKey,
     UnknownSession,
 )
-from ..keys import KeyRing
 from ..sessions import Action, decide_refresh
 from ..store import SessionRecord, Tx, UserRecord
-from ..tokens import AccessClaims, verify_access_token
+from ..tokens import AccessClaims
 from ..users import normalize_username
 from .context import Client, Context, TokenPair, state_of
 
@@ -123,9 +121,8 @@ class AuthService:
 
     def _scope(self, user: UserRecord) -> str:
         """The session's scope: the default one, plus ``admin`` for ``KEYTURN_ADMINS``."""
-        admins = {normalize_username(name)[1] for name in self.ctx.settings.admins}
         scope = self.ctx.settings.default_scope
-        return f"{scope} {ADMIN_SCOPE}".strip() if user.username_key in admins else scope
+        return f"{scope} {ADMIN_SCOPE}".strip() if user.username_key in self.ctx.admin_keys else scope
 
     async def refresh(self, refresh_token: object, client: Client) -> TokenPair:
         """Rotate a session: the current token moves it one generation on; the previous one,
@@ -179,10 +176,7 @@ class AuthService:
             InvalidToken (or a subclass), Unavailable.
         """
         now = self.ctx.clock()
-        try:
-            claims = self._verify(access_token, await self.ctx.keys.ring(now), now)
-        except UnknownKey as exc:  # maybe a key another instance just made: reload (rate-limited)
-            claims = self._verify(access_token, await self.ctx.keys.ring(now, kid=exc.kid), now)
+        claims = await self.ctx.verify_access(access_token, now)
         sid = _parse_uuid(claims.sid)
         async with self.ctx.store.read() as tx:
             found = await tx.session_and_user(sid) if sid else None
@@ -197,12 +191,6 @@ class AuthService:
             and session.revoked_at is None
             and user.disabled_at is None
             and now < state_of(session).absolute_expiry(self.ctx.lifetimes)
-        )
-
-    def _verify(self, access_token: object, ring: KeyRing, now: datetime) -> AccessClaims:
-        s = self.ctx.settings
-        return verify_access_token(
-            access_token, ring, issuer=s.issuer, audience=s.token_audience, now=now, leeway=s.leeway
         )
 
     async def logout(self, caller: Caller | None, refresh_token: object, client: Client) -> None:

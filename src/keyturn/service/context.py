@@ -11,12 +11,14 @@ from typing import Any
 
 from ..config import Settings
 from ..csrf import CsrfTokens
+from ..errors import UnknownKey
 from ..masterkey import MasterKey
 from ..passwords import Passwords
 from ..refresh import RefreshTokenCodec
 from ..sessions import Lifetimes, SessionState
 from ..store import AuditRecord, SessionRecord, Store, Tx
-from ..tokens import issue_access_token
+from ..tokens import AccessClaims, issue_access_token, verify_access_token
+from ..users import normalize_username
 from .keyring import KeyManager
 
 __all__ = ["Client", "Context", "TokenPair", "utcnow"]
@@ -75,6 +77,7 @@ class Context:
         self.passwords = passwords or Passwords(
             min_length=settings.password_min_length, max_length=settings.password_max_length
         )
+        self.admin_keys = frozenset(normalize_username(name)[1] for name in settings.admins)
         self.lifetimes = Lifetimes(
             idle=settings.refresh_idle_ttl, absolute=settings.session_max_ttl, grace=settings.reuse_grace
         )
@@ -84,6 +87,27 @@ class Context:
         if self.settings.auto_migrate:
             await self.store.db.migrate()
         await self.keys.ensure_signing_key(self.clock())
+
+    async def verify_access(self, token: object, now: datetime) -> AccessClaims:
+        """Verify an access token with this deployment's rules and keys.
+
+        An unknown ``kid`` may be a key another instance just made: the ring is reloaded (at most
+        every few seconds) and the token tried once more.
+
+        Raises:
+            InvalidToken: one of its subclasses.
+        """
+        s = self.settings
+        try:
+            ring = await self.keys.ring(now)
+            return verify_access_token(
+                token, ring, issuer=s.issuer, audience=s.token_audience, now=now, leeway=s.leeway
+            )
+        except UnknownKey as exc:
+            ring = await self.keys.ring(now, kid=exc.kid)
+            return verify_access_token(
+                token, ring, issuer=s.issuer, audience=s.token_audience, now=now, leeway=s.leeway
+            )
 
     async def hash_password(self, password: str) -> str:
         return await asyncio.to_thread(self.passwords.hash, password)
