@@ -1,11 +1,17 @@
-"""Shared fixtures: a controllable clock, settings on a real SQLite file, a started service, an app.
+"""Shared fixtures: a controllable clock, settings on a real database, a started service, an app.
 
-Nothing here mocks the database: every store, service and HTTP test runs on a
-SQLite file in pytest's temporary directory.
+Nothing here mocks the database. Every test that uses ``database_url`` (directly or through
+``settings``, ``service`` or ``client``) runs twice: on a SQLite file in pytest's temporary
+directory and on its own database of a throwaway PostgreSQL server that the suite starts itself
+(``tests/postgres.py``) and stops at the end. ``--backends sqlite`` (or
+``KEYTURN_TEST_BACKENDS=sqlite``) runs only the first; ``@pytest.mark.sqlite_only`` marks a
+test about SQLite itself.
 """
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import logging
 import os
 import re
@@ -26,6 +32,9 @@ from keyturn.passwords import Passwords
 from keyturn.refresh import RefreshTokenCodec
 from keyturn.service import Service
 from keyturn.service import context as context_module
+from keyturn.store import Store
+
+from .postgres import PostgresServer
 
 T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 ISSUER = "https://auth.keyturn.test"
@@ -60,9 +69,83 @@ def db_path(tmp_path: Path) -> Path:
     return tmp_path / "keyturn.db"
 
 
-def make_settings(db_path: Path, **overrides: Any) -> Settings:
+BACKENDS = ("sqlite", "postgresql")
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--backends",
+        default=os.environ.get("KEYTURN_TEST_BACKENDS", ",".join(BACKENDS)),
+        help="comma-separated databases to run the store, service and HTTP tests on (sqlite,postgresql)",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "sqlite_only: a test of SQLite itself (runs on the SQLite backend only)")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Run every test that needs a database once per backend."""
+    if "backend" not in metafunc.fixturenames:
+        return
+    wanted = [b.strip() for b in metafunc.config.getoption("backends").split(",") if b.strip()]
+    unknown = set(wanted) - set(BACKENDS)
+    if unknown:
+        raise pytest.UsageError(f"--backends: unknown {sorted(unknown)}; choose from {', '.join(BACKENDS)}")
+    if metafunc.definition.get_closest_marker("sqlite_only"):
+        wanted = [b for b in wanted if b == "sqlite"]
+    metafunc.parametrize("backend", wanted)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """The suite's PostgreSQL server, with a migrated template database every test copies."""
+    server = PostgresServer()
+    try:
+        server.start()
+        template = server.create_database(PG_TEMPLATE)
+        asyncio.run(_migrate(template))
+        yield server
+    finally:
+        server.destroy()
+
+
+PG_TEMPLATE = "keyturn_template"
+_pg_names = itertools.count(1)
+_pg_audit_rows: list[str] = []  # audit rows of dropped PostgreSQL test databases, for the secrecy scan
+
+
+async def _migrate(url: str) -> None:
+    store = Store.open(url)
+    try:
+        await store.db.migrate()
+    finally:
+        await store.close()
+
+
+@pytest.fixture
+def database_url(backend: str, db_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A new, migrated database of the test's backend, as a SQLAlchemy URL."""
+    if backend == "sqlite":
+        yield f"sqlite+aiosqlite:///{db_path}"
+        return
+    server: PostgresServer = request.getfixturevalue("postgres")
+    name = f"test_{next(_pg_names)}"
+    url = server.create_database(name, template=PG_TEMPLATE)
+    try:
+        yield url
+    finally:
+        try:
+            _pg_audit_rows.extend(repr(r) for r in server.execute("SELECT * FROM audit_events", name))
+        finally:
+            server.drop_database(name)
+
+
+def make_settings(database: Path | str, **overrides: Any) -> Settings:
+    """Settings for tests: ``database`` is a SQLite file's path or a database URL."""
+    url = database if isinstance(database, str) else f"sqlite+aiosqlite:///{database}"
     values: dict[str, Any] = {
-        "database_url": f"sqlite+aiosqlite:///{db_path}",
+        "database_url": url,
         "secret": secrets.token_urlsafe(48),
         "issuer": ISSUER,
         "env": "production",
@@ -72,8 +155,8 @@ def make_settings(db_path: Path, **overrides: Any) -> Settings:
 
 
 @pytest.fixture
-def settings(db_path: Path) -> Settings:
-    return make_settings(db_path)
+def settings(database_url: str) -> Settings:
+    return make_settings(database_url)
 
 
 @pytest.fixture(scope="session")
@@ -155,7 +238,7 @@ def no_secret_in_any_log_or_audit_row(tmp_path_factory: pytest.TempPathFactory) 
         yield
     root.removeHandler(collector)
     root.setLevel(previous_level)
-    texts = collector.lines + _audit_rows(tmp_path_factory.getbasetemp())
+    texts = collector.lines + _audit_rows(tmp_path_factory.getbasetemp()) + _pg_audit_rows
     leaked = {m for text in texts for m in _TOKEN_LIKE.findall(text) if m in minted}
     leaked |= {p for p in _PASSWORDS for text in texts if p in text}
     assert not leaked, f"{len(leaked)} secret(s) found in logs or audit rows"

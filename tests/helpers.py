@@ -36,3 +36,16 @@ def bearer(tokens: dict[str, Any]) -> dict[str, str]:
 
 async def refresh(client: httpx.AsyncClient, refresh_token: str) -> httpx.Response:
     return await client.post("/v1/auth/refresh", json={"refresh_token": refresh_token})
+
+
+async def fetch(database_url: str, sql: str, **params: Any) -> list[tuple[Any, ...]]:
+    """Rows of one query, on a connection of its own (to look at what a test's server stored)."""
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.connect() as conn:
+            return [tuple(r) for r in await conn.execute(text(sql), params)]
+    finally:
+        await engine.dispose()

@@ -241,3 +241,18 @@ def test_audit_unknown_user_is_one_clear_error(run: Cli) -> None:
     """`--user` with an unknown name exits 1 with one line, not an empty listing."""
     out = run("audit", "--user", "nobody", code=1)
     assert out.strip() == "keyturn: No user named 'nobody'."
+
+
+def test_prune_removes_ended_sessions_past_their_retention(run: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`keyturn prune` deletes a signed-out session once KEYTURN_SESSION_RETENTION has passed, and says so."""
+    run("users", "add", "alice", "--password-stdin", input=PASSWORD + "\n")
+
+    async def sign_in_and_out(svc: Service) -> None:
+        pair = await svc.auth.login("alice", PASSWORD, Client())
+        await svc.auth.logout(None, pair.refresh_token, Client())
+
+    _with_service(run, monkeypatch, sign_in_and_out)
+    assert run("prune").strip() == "pruned 0 sessions and 0 audit rows"  # kept for 7 days by default
+    run.env["KEYTURN_SESSION_RETENTION"] = "0"
+    assert run("prune").strip() == "pruned 1 sessions and 0 audit rows"
+    assert "pruned" in run("audit", "--event", "pruned")

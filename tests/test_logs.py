@@ -19,7 +19,7 @@ import pytest
 from keyturn.logs import JsonFormatter
 from keyturn.service import Service
 from tests.conftest import Clock
-from tests.helpers import PASSWORD, bearer
+from tests.helpers import PASSWORD, bearer, fetch
 from tests.servers import keyturn_server
 
 NEW_PASSWORD = "a completely different passphrase"
@@ -63,24 +63,26 @@ async def lifecycle(client: httpx.AsyncClient, clock: Clock) -> set[str]:
     return secrets
 
 
-def audit_text(db_path: Path) -> str:
-    with sqlite3.connect(db_path) as db:
-        return "\n".join(repr(row) for row in db.execute("SELECT * FROM audit_events"))
+async def audit_text(database_url: str) -> str:
+    return "\n".join(repr(row) for row in await fetch(database_url, "SELECT * FROM audit_events"))
 
 
 @pytest.mark.anyio
 async def test_no_secret_in_debug_logs_or_audit_rows(
-    client: httpx.AsyncClient, service: Service, clock: Clock, db_path: Path, caplog: pytest.LogCaptureFixture
+    client: httpx.AsyncClient,
+    service: Service,
+    clock: Clock,
+    database_url: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Every logger at DEBUG through a whole lifecycle: no password, token, hash or secret appears."""
     caplog.set_level(logging.DEBUG)
     secrets = await lifecycle(client, clock)
-    with sqlite3.connect(db_path) as db:
-        secrets |= {h for (h,) in db.execute("SELECT password_hash FROM users")}
+    secrets |= {h for (h,) in await fetch(database_url, "SELECT password_hash FROM users")}
     assert service.settings.secret is not None
     secrets.add(service.settings.secret.get_secret_value())
     logs = "\n".join(f"{r.getMessage()} {r.exc_text or ''}" for r in caplog.records)
-    audit = audit_text(db_path)
+    audit = await audit_text(database_url)
     assert "reuse_detected" in audit
     for secret in secrets:
         assert secret not in logs

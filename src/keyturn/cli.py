@@ -97,6 +97,8 @@ def serve(
         "server_header": False,
         "log_level": settings.log_level,
         "log_config": None,  # keep ours: same format for uvicorn's lines
+        # SIGTERM: stop accepting, let in-flight requests finish (bounded), then close the pool.
+        "timeout_graceful_shutdown": 30,
     }
     if workers == 1:
         uvicorn.run(create_app(settings), **common)
@@ -121,6 +123,14 @@ def migrate() -> None:
 
     asyncio.run(go())
     typer.echo("migrations applied")
+
+
+@app.command()
+def prune() -> None:
+    """Delete sessions dead for longer than KEYTURN_SESSION_RETENTION and audit rows older than
+    KEYTURN_AUDIT_RETENTION, in batches (safe while servers run, and on several hosts at once)."""
+    result = _run(lambda svc: svc.maintenance.prune())
+    typer.echo(f"pruned {result.sessions} sessions and {result.audit_events} audit rows")
 
 
 @app.command()

@@ -143,6 +143,14 @@ class Settings(BaseSettings):
     password_min_length: int = Field(default=8, ge=1, le=256)
     password_max_length: int = Field(default=1024, ge=8, le=4096)
     db_timeout: Duration = timedelta(seconds=5)
+    db_pool_size: int = Field(default=10, ge=1, le=500)
+    db_max_overflow: int = Field(default=10, ge=0, le=500)
+    session_retention: Duration = timedelta(days=7)
+    audit_retention: Duration = timedelta(days=90)
+    prune_interval: Duration = timedelta(hours=1)
+    prune_batch_size: int = Field(default=1000, ge=1, le=100_000)
+    metrics_enabled: bool = True
+    metrics_token: SecretStr | None = None
     cookie_mode: Literal["auto", "always", "never"] = "auto"
     cookie_samesite: Literal["strict", "lax"] = "strict"
     cors_origins: Annotated[tuple[str, ...], NoDecode, BeforeValidator(_origins)] = ()

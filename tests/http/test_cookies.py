@@ -5,9 +5,7 @@ The app runs for real on a SQLite file; httpx keeps the cookies like a browser w
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,7 +15,7 @@ from keyturn.http import create_app
 from keyturn.passwords import Passwords
 from keyturn.service import Service
 from tests.conftest import ISSUER, Clock, make_settings
-from tests.helpers import PASSWORD, bearer, register
+from tests.helpers import PASSWORD, bearer, fetch, register
 
 pytestmark = pytest.mark.anyio
 
@@ -47,9 +45,8 @@ async def cookie_refresh(client: httpx.AsyncClient, **headers: str) -> httpx.Res
     return await client.post("/v1/auth/refresh", json={}, headers=csrf_headers(client, **headers))
 
 
-def generation(db_path: Path) -> list[int]:
-    with sqlite3.connect(db_path) as db:
-        return [g for (g,) in db.execute("SELECT generation FROM sessions ORDER BY created_at")]
+async def generation(database_url: str) -> list[int]:
+    return [g for (g,) in await fetch(database_url, "SELECT generation FROM sessions ORDER BY created_at")]
 
 
 async def test_cookie_login_sets_hardened_cookies_and_no_body_token(client: httpx.AsyncClient) -> None:
@@ -70,7 +67,7 @@ async def test_cookie_login_sets_hardened_cookies_and_no_body_token(client: http
     assert "domain" not in csrf
 
 
-async def test_cookie_refresh_rotates_the_cookie(client: httpx.AsyncClient, db_path: Path) -> None:
+async def test_cookie_refresh_rotates_the_cookie(client: httpx.AsyncClient, database_url: str) -> None:
     """A refresh with cookie + CSRF header + own Origin rotates; the new token is only in the cookie."""
     await cookie_login(client)
     old = client.cookies[REFRESH]
@@ -78,7 +75,7 @@ async def test_cookie_refresh_rotates_the_cookie(client: httpx.AsyncClient, db_p
     assert response.status_code == 200
     assert "refresh_token" not in response.json()
     assert client.cookies[REFRESH] != old
-    assert generation(db_path) == [1]
+    assert await generation(database_url) == [1]
 
 
 @pytest.mark.parametrize(
@@ -94,7 +91,7 @@ async def test_cookie_refresh_rotates_the_cookie(client: httpx.AsyncClient, db_p
     ],
 )
 async def test_cookie_refresh_refused_by_each_check(
-    client: httpx.AsyncClient, db_path: Path, headers: dict[str, str], code: str
+    client: httpx.AsyncClient, database_url: str, headers: dict[str, str], code: str
 ) -> None:
     """Each failed check answers 403 with its own code, and the session does not move."""
     await cookie_login(client)
@@ -102,7 +99,7 @@ async def test_cookie_refresh_refused_by_each_check(
     response = await client.post("/v1/auth/refresh", content=b"{}", headers=all_headers)
     assert response.status_code == 403
     assert response.json()["error"] == code
-    assert generation(db_path) == [0]
+    assert await generation(database_url) == [0]
 
 
 async def test_missing_origin_needs_fetch_metadata(client: httpx.AsyncClient) -> None:
@@ -138,7 +135,7 @@ async def test_cookie_login_from_another_origin_is_refused(client: httpx.AsyncCl
     assert "set-cookie" not in response.headers
 
 
-async def test_logout_by_cookie_clears_both_cookies(client: httpx.AsyncClient, db_path: Path) -> None:
+async def test_logout_by_cookie_clears_both_cookies(client: httpx.AsyncClient, database_url: str) -> None:
     """Logout with only the cookie ends the session and expires the cookies."""
     await cookie_login(client)
     response = await client.post("/v1/auth/logout", json={}, headers=csrf_headers(client))
@@ -147,8 +144,7 @@ async def test_logout_by_cookie_clears_both_cookies(client: httpx.AsyncClient, d
     assert "max-age=0" in cleared[REFRESH].lower()
     assert "max-age=0" in cleared[CSRF].lower()
     assert REFRESH not in client.cookies
-    with sqlite3.connect(db_path) as db:
-        assert db.execute("SELECT revoked_at IS NOT NULL FROM sessions").fetchone() == (1,)
+    assert await fetch(database_url, "SELECT count(*) FROM sessions WHERE revoked_at IS NOT NULL") == [(1,)]
 
 
 async def test_logout_all_with_cookie_needs_csrf_and_clears(client: httpx.AsyncClient) -> None:
@@ -194,9 +190,9 @@ async def test_refresh_without_any_token_is_400(client: httpx.AsyncClient) -> No
 
 
 async def make_client(
-    db_path: Path, clock: Clock, passwords: Passwords, **settings: Any
+    database_url: str, clock: Clock, passwords: Passwords, **settings: Any
 ) -> AsyncIterator[httpx.AsyncClient]:
-    config = make_settings(db_path, **settings)
+    config = make_settings(database_url, **settings)
     svc = Service(config, passwords=passwords, clock=clock)
     await svc.start()
     transport = httpx.ASGITransport(app=create_app(config, service=svc))
@@ -206,14 +202,14 @@ async def make_client(
 
 
 @pytest.fixture
-async def always_cookie(db_path: Path, clock: Clock, fast_passwords: Passwords) -> AsyncIterator[httpx.AsyncClient]:
-    async for c in make_client(db_path, clock, fast_passwords, cookie_mode="always"):
+async def always_cookie(database_url: str, clock: Clock, fast_passwords: Passwords) -> AsyncIterator[httpx.AsyncClient]:
+    async for c in make_client(database_url, clock, fast_passwords, cookie_mode="always"):
         yield c
 
 
 @pytest.fixture
-async def cors_client(db_path: Path, clock: Clock, fast_passwords: Passwords) -> AsyncIterator[httpx.AsyncClient]:
-    async for c in make_client(db_path, clock, fast_passwords, cors_origins="https://app.example", web_page=True):
+async def cors_client(database_url: str, clock: Clock, fast_passwords: Passwords) -> AsyncIterator[httpx.AsyncClient]:
+    async for c in make_client(database_url, clock, fast_passwords, cors_origins="https://app.example", web_page=True):
         yield c
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import AsyncIterator
-from pathlib import Path
+from contextlib import asynccontextmanager
 
 import httpx
 import pytest
@@ -17,7 +17,7 @@ from keyturn.http import create_app
 from keyturn.passwords import Passwords
 from keyturn.service import Service
 from tests.conftest import Clock, make_settings
-from tests.helpers import PASSWORD, bearer, refresh, register, signed_in
+from tests.helpers import PASSWORD, bearer, fetch, refresh, register, signed_in
 
 pytestmark = pytest.mark.anyio
 
@@ -133,10 +133,33 @@ async def test_odd_input_never_answers_500(client: httpx.AsyncClient, method: st
     assert "Traceback" not in response.text
 
 
+@asynccontextmanager
+async def database_locked(database_url: str) -> AsyncIterator[None]:
+    """Another client holds the write lock (SQLite) or an exclusive lock on the tables (PostgreSQL)."""
+    if database_url.startswith("sqlite"):
+        lock = sqlite3.connect(database_url.split("///", 1)[1], isolation_level=None)
+        lock.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        finally:
+            lock.execute("ROLLBACK")
+            lock.close()
+        return
+    import asyncpg
+
+    conn = await asyncpg.connect(database_url.replace("+asyncpg", ""))
+    try:
+        async with conn.transaction():
+            await conn.execute("LOCK TABLE users, sessions IN ACCESS EXCLUSIVE MODE")
+            yield
+    finally:
+        await conn.close()
+
+
 @pytest.fixture
-async def outage_client(db_path: Path, clock: Clock, fast_passwords: Passwords) -> AsyncIterator[httpx.AsyncClient]:
+async def outage_client(database_url: str, clock: Clock, fast_passwords: Passwords) -> AsyncIterator[httpx.AsyncClient]:
     """The app with a short database timeout, so a held lock is an outage quickly."""
-    settings = make_settings(db_path, db_timeout="0.3")
+    settings = make_settings(database_url, db_timeout="0.3")
     svc = Service(settings, passwords=fast_passwords, clock=clock)
     await svc.start()
     transport = httpx.ASGITransport(app=create_app(settings, service=svc))
@@ -146,43 +169,31 @@ async def outage_client(db_path: Path, clock: Clock, fast_passwords: Passwords) 
 
 
 async def test_database_outage_at_login_is_503_and_issues_nothing(
-    outage_client: httpx.AsyncClient, db_path: Path
+    outage_client: httpx.AsyncClient, database_url: str
 ) -> None:
     """The session cannot be persisted, so no token is issued; 503 with Retry-After."""
     await register(outage_client)
-    lock = sqlite3.connect(db_path, isolation_level=None)
-    lock.execute("BEGIN IMMEDIATE")
-    try:
+    async with database_locked(database_url):
         response = await outage_client.post("/v1/auth/login", json={"username": "alice", "password": PASSWORD})
-    finally:
-        lock.execute("ROLLBACK")
-        lock.close()
     assert response.status_code == 503
     assert response.json()["error"] == "temporarily_unavailable"
     assert response.headers["retry-after"] == "1"
     assert "access_token" not in response.text
-    with sqlite3.connect(db_path) as check:
-        assert check.execute("SELECT count(*) FROM sessions").fetchone() == (0,)
+    assert await fetch(database_url, "SELECT count(*) FROM sessions") == [(0,)]
 
 
 async def test_database_outage_at_refresh_keeps_the_token_usable(
-    outage_client: httpx.AsyncClient, db_path: Path
+    outage_client: httpx.AsyncClient, database_url: str
 ) -> None:
     """A refresh that could not commit rotated nothing: the same token works once the database is back."""
     tokens = await signed_in(outage_client)
-    lock = sqlite3.connect(db_path, isolation_level=None)
-    lock.execute("BEGIN IMMEDIATE")
-    try:
+    async with database_locked(database_url):
         failed = await refresh(outage_client, tokens["refresh_token"])
-    finally:
-        lock.execute("ROLLBACK")
-        lock.close()
     assert failed.status_code == 503
     assert "refresh_token" not in failed.json()
     recovered = await refresh(outage_client, tokens["refresh_token"])
     assert recovered.status_code == 200
-    with sqlite3.connect(db_path) as check:
-        assert check.execute("SELECT generation FROM sessions").fetchone() == (1,)
+    assert await fetch(database_url, "SELECT generation FROM sessions") == [(1,)]
 
 
 @pytest.mark.parametrize("body", [b"[" * 5000 + b"]" * 5000, b'{"a":' * 40 + b"1" + b"}" * 40])

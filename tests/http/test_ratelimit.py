@@ -6,9 +6,9 @@ transport's address), which also exercises the trusted-proxy rule.
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -20,7 +20,7 @@ from keyturn.http import create_app
 from keyturn.passwords import Passwords
 from keyturn.service import Service
 from tests.conftest import ISSUER, Clock, make_settings
-from tests.helpers import PASSWORD, bearer
+from tests.helpers import PASSWORD, bearer, fetch
 
 pytestmark = pytest.mark.anyio
 
@@ -29,10 +29,10 @@ App = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]
 
 
 @pytest.fixture
-def app(db_path: Path, clock: Clock, fast_passwords: Passwords) -> App:
+def app(database_url: str, clock: Clock, fast_passwords: Passwords) -> App:
     @asynccontextmanager
     async def make(**settings: Any) -> AsyncIterator[httpx.AsyncClient]:
-        config = make_settings(db_path, **{"trusted_proxies": PROXY, **settings})
+        config = make_settings(database_url, **{"trusted_proxies": PROXY, **settings})
         svc = Service(config, passwords=fast_passwords, clock=clock)
         await svc.start()
         transport = httpx.ASGITransport(app=create_app(config, service=svc), client=(PROXY, 4000))
@@ -166,17 +166,15 @@ def test_bad_limit_settings_name_themselves(variable: str, value: str, no_env: N
     assert caught.value.setting == f"KEYTURN_{variable.upper()}"
 
 
-async def test_refusals_are_audited_once_a_minute_not_once_each(app: App, db_path: Path) -> None:
+async def test_refusals_are_audited_once_a_minute_not_once_each(app: App, database_url: str) -> None:
     """A burst of 429s leaves one `rate_limited` audit row per kind and address, not one per request."""
-    import sqlite3
-
     async with app(rate_limit_login_ip="1/minute") as client:
         await make_alice(client)
         await login(client)
         for _ in range(5):
             assert_limited(await login(client))
-    with sqlite3.connect(db_path) as db:
-        rows = db.execute("SELECT outcome, ip, detail FROM audit_events WHERE event = 'rate_limited'").fetchall()
+    rows = await fetch(database_url, "SELECT outcome, ip, detail FROM audit_events WHERE event = 'rate_limited'")
     assert len(rows) == 1
     assert rows[0][:2] == ("refused", "198.51.100.1")
-    assert '"kind": "login-ip"' in rows[0][2]
+    detail = rows[0][2]
+    assert (json.loads(detail) if isinstance(detail, str) else detail)["kind"] == "login-ip"

@@ -11,7 +11,6 @@ import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack
-from pathlib import Path
 
 import httpx
 import pytest
@@ -59,9 +58,13 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture
 async def two_instances(
-    redis_url: str, db_path: Path, clock: Clock, fast_passwords: Passwords
+    redis_url: str, database_url: str, clock: Clock, fast_passwords: Passwords
 ) -> AsyncIterator[tuple[httpx.AsyncClient, httpx.AsyncClient]]:
-    settings = make_settings(db_path, redis_url=redis_url, rate_limit_login_ip="4/minute")
+    settings = make_settings(database_url, redis_url=redis_url, rate_limit_login_ip="4/minute")
+    port = int(redis_url.rsplit(":", 1)[1].split("/")[0])
+    with socket.create_connection(("127.0.0.1", port), timeout=2) as s:  # each test starts from zero
+        s.sendall(b"FLUSHALL\r\n")
+        assert s.recv(16).startswith(b"+OK")
     async with AsyncExitStack() as stack:
         clients = []
         for _ in range(2):
@@ -82,3 +85,23 @@ async def test_instances_share_counters_through_redis(
     assert (await a.post("/v1/auth/register", json=creds)).status_code == 201
     statuses = [(await (a if i % 2 else b).post("/v1/auth/login", json=creds)).status_code for i in range(6)]
     assert statuses == [200, 200, 200, 200, 429, 429]
+
+
+async def test_unreachable_redis_answers_503_at_once(
+    database_url: str, clock: Clock, fast_passwords: Passwords
+) -> None:
+    """With Redis away the limits cannot be checked: auth requests fail closed with a prompt 503, never a 500."""
+    settings = make_settings(database_url, redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    svc = Service(settings, passwords=fast_passwords, clock=clock)
+    await svc.start()
+    try:
+        transport = httpx.ASGITransport(app=create_app(settings, service=svc), client=("198.51.100.51", 1))
+        async with httpx.AsyncClient(transport=transport, base_url=ISSUER) as client:
+            started = time.monotonic()
+            response = await client.post("/v1/auth/login", json={"username": "a", "password": PASSWORD})
+            assert time.monotonic() - started < 5
+            assert response.status_code == 503
+            assert response.json()["error"] == "temporarily_unavailable"
+            assert (await client.get("/healthz")).status_code == 200
+    finally:
+        await svc.close()

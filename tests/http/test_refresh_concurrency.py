@@ -1,28 +1,28 @@
-"""Integration tests of concurrent refreshes in-process, on a real SQLite file."""
+"""Integration tests of concurrent refreshes in-process, on a real SQLite file and PostgreSQL database."""
 
 from __future__ import annotations
 
 import asyncio
-import sqlite3
-from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.helpers import bearer, refresh, signed_in
+from tests.helpers import bearer, fetch, refresh, signed_in
 
 pytestmark = pytest.mark.anyio
 
 
-async def test_thirty_parallel_refreshes_get_one_new_token(client: httpx.AsyncClient, db_path: Path) -> None:
+async def test_thirty_parallel_refreshes_get_one_new_token(client: httpx.AsyncClient, database_url: str) -> None:
     """30 refreshes of one token at once: all 200, all the same new token, one generation further."""
     tokens = await signed_in(client)
     responses = await asyncio.gather(*(refresh(client, tokens["refresh_token"]) for _ in range(30)))
     assert [r.status_code for r in responses] == [200] * 30
     assert len({r.json()["refresh_token"] for r in responses}) == 1
-    with sqlite3.connect(db_path) as db:
-        assert db.execute("SELECT generation, revoked_at FROM sessions").fetchall() == [(1, None)]
-        events = dict(db.execute("SELECT event, count(*) FROM audit_events WHERE event LIKE 'refresh%' GROUP BY event"))
+    assert await fetch(database_url, "SELECT generation, revoked_at FROM sessions") == [(1, None)]
+    rows = await fetch(
+        database_url, "SELECT event, count(*) FROM audit_events WHERE event LIKE 'refresh%' GROUP BY event"
+    )
+    events = dict(rows)
     assert events == {"refresh": 1, "refresh_replay": 29}
     new = responses[0].json()
     assert (await client.get("/v1/auth/me", headers=bearer(new))).status_code == 200

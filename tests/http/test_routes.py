@@ -33,12 +33,12 @@ async def test_register_taken_username_is_409_case_insensitively(client: httpx.A
     assert response.json()["error"] == "username_taken"
 
 
-async def test_register_closed_when_disabled(db_path: object, clock: Clock, fast_passwords: object) -> None:
+async def test_register_closed_when_disabled(database_url: str, clock: Clock, fast_passwords: object) -> None:
     """KEYTURN_ALLOW_REGISTRATION=false answers 403 registration_closed."""
     from keyturn.http import create_app
     from tests.conftest import make_settings
 
-    settings = make_settings(db_path, allow_registration=False)  # type: ignore[arg-type]
+    settings = make_settings(database_url, allow_registration=False)  # type: ignore[arg-type]
     svc = Service(settings, passwords=fast_passwords, clock=clock)  # type: ignore[arg-type]
     await svc.start()
     try:

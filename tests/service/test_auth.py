@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 import pytest
 
@@ -64,7 +63,9 @@ async def test_absolute_lifetime_ends_a_session_that_keeps_refreshing(service: S
     assert caught.value.reason == "absolute_expired"
 
 
-async def test_login_for_unknown_user_does_the_same_hashing_work(settings: object, clock: Clock, db_path: Path) -> None:
+async def test_login_for_unknown_user_does_the_same_hashing_work(
+    settings: object, clock: Clock, database_url: str
+) -> None:
     """Unknown user and wrong password each cost exactly one argon2 verification."""
 
     class Counting(Passwords):
@@ -74,7 +75,7 @@ async def test_login_for_unknown_user_does_the_same_hashing_work(settings: objec
             Counting.verifications += 1
             super().verify(stored, password)
 
-    svc = Service(make_settings(db_path), passwords=Counting(time_cost=1, memory_cost=1024), clock=clock)
+    svc = Service(make_settings(database_url), passwords=Counting(time_cost=1, memory_cost=1024), clock=clock)
     await svc.start()
     try:
         await svc.auth.create_user("alice", PW, WHO)
@@ -88,9 +89,9 @@ async def test_login_for_unknown_user_does_the_same_hashing_work(settings: objec
         await svc.close()
 
 
-async def test_login_rehashes_when_parameters_change(db_path: Path, clock: Clock) -> None:
+async def test_login_rehashes_when_parameters_change(database_url: str, clock: Clock) -> None:
     """A hash made with old parameters is replaced on the next successful login."""
-    settings = make_settings(db_path)
+    settings = make_settings(database_url)
     old = Service(settings, passwords=Passwords(time_cost=1, memory_cost=1024), clock=clock)
     await old.start()
     user = await old.auth.create_user("alice", PW, WHO)

@@ -1,11 +1,9 @@
-"""Integration tests of signing keys between the store and the ring, on a real SQLite file."""
+"""Integration tests of signing keys between the store and the ring, on a real SQLite file and PostgreSQL database."""
 
 from __future__ import annotations
 
 import asyncio
 import secrets
-import sqlite3
-from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -13,37 +11,36 @@ from cryptography.hazmat.primitives import serialization
 from keyturn.errors import UnknownKey
 from keyturn.service import Client, Service
 from tests.conftest import Clock, make_settings
+from tests.helpers import fetch
 
 pytestmark = pytest.mark.anyio
 
 PW = "correct horse battery staple"
 
 
-async def test_first_key_is_created_once_even_when_started_concurrently(db_path: Path, clock: Clock) -> None:
+async def test_first_key_is_created_once_even_when_started_concurrently(database_url: str, clock: Clock) -> None:
     """Several services starting at once on one database make exactly one key."""
-    settings = make_settings(db_path)
+    settings = make_settings(database_url)
     first = Service(settings, clock=clock)
     await first.store.db.migrate()
     services = [Service(settings, clock=clock) for _ in range(4)]
     await asyncio.gather(*(s.start() for s in services))
     for s in [first, *services]:
         await s.close()
-    with sqlite3.connect(db_path) as db:
-        assert db.execute("SELECT count(*) FROM signing_keys").fetchone() == (1,)
+    assert await fetch(database_url, "SELECT count(*) FROM signing_keys") == [(1,)]
 
 
-async def test_private_keys_are_encrypted_at_rest(service: Service, db_path: Path) -> None:
+async def test_private_keys_are_encrypted_at_rest(service: Service, database_url: str) -> None:
     """The stored blob does not contain the private key, and another secret cannot open it."""
     ring = await service.ctx.keys.ring(service.ctx.clock())
     key = ring.signer(service.ctx.clock())
     der = key.private_key.private_bytes(
         serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    with sqlite3.connect(db_path) as db:
-        (blob,) = db.execute("SELECT private_sealed FROM signing_keys").fetchone()
+    [(blob,)] = await fetch(database_url, "SELECT private_sealed FROM signing_keys")
     assert der not in blob
     assert der[-32:] not in blob
-    other = Service(make_settings(db_path, secret=secrets.token_urlsafe(48)))
+    other = Service(make_settings(database_url, secret=secrets.token_urlsafe(48)))
     try:
         with pytest.raises(Exception, match="cannot be decrypted"):
             await other.ctx.keys.ring(service.ctx.clock())
@@ -69,3 +66,36 @@ async def test_rotation_keeps_old_tokens_valid_until_they_expire(service: Servic
     assert [k.kid for k in ring.published(clock())] == [new_key.kid]
     with pytest.raises(UnknownKey):
         ring.get(old_kid, clock())
+
+
+async def test_keys_stay_published_while_the_database_is_down(clock: Clock, request: pytest.FixtureRequest) -> None:
+    """PostgreSQL stopped: the JWKS keeps serving the last keys read (verifiers keep working), /readyz
+    answers 503, and when the server is back the keys are read again without a restart."""
+    import httpx
+
+    from keyturn.http import create_app
+    from tests.postgres import PostgresServer
+
+    if "postgresql" not in request.config.getoption("backends"):
+        pytest.skip("PostgreSQL backend not selected")
+    server = PostgresServer()
+    try:
+        server.start()
+        settings = make_settings(await asyncio.to_thread(server.create_database, "keys"), db_timeout="2s")
+        svc = Service(settings, clock=clock)
+        await svc.start()
+        transport = httpx.ASGITransport(app=create_app(settings, service=svc))
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            before = (await client.get("/.well-known/jwks.json")).json()
+            server.stop("fast")
+            clock.advance(60)  # the ring is stale: a reload is due, and fails
+            during = await client.get("/.well-known/jwks.json")
+            assert (during.status_code, during.json()) == (200, before)
+            assert (await client.get("/readyz")).status_code == 503
+            server.start()
+            clock.advance(60)
+            assert (await client.get("/readyz")).status_code == 200
+            assert (await client.get("/.well-known/jwks.json")).json() == before
+        await svc.close()
+    finally:
+        server.destroy()

@@ -21,7 +21,14 @@ from typing import Any, TypeVar
 import pytest
 from hypothesis import event, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 
 from keyturn.errors import (
     InvalidCredentials,
@@ -33,7 +40,8 @@ from keyturn.errors import (
 )
 from keyturn.passwords import Passwords
 from keyturn.service import Caller, Client, Service, TokenPair
-from tests.conftest import Clock, make_settings
+from tests.conftest import PG_TEMPLATE, Clock, make_settings
+from tests.postgres import PostgresServer
 
 T = TypeVar("T")
 
@@ -119,8 +127,13 @@ class SessionLifecycle(RuleBasedStateMachine):
         self.loop = asyncio.new_event_loop()
         self.tmp = Path(tempfile.mkdtemp(prefix="keyturn-sm-"))
         self.clock = Clock()
+        self.pg_name = None
+        database: Path | str = self.tmp / "keyturn.db"
+        if POSTGRES is not None:  # one database per example, copied from the migrated template
+            self.pg_name = f"sm_{uuid.uuid4().hex}"
+            database = POSTGRES.create_database(self.pg_name, template=PG_TEMPLATE)
         cfg = make_settings(
-            self.tmp / "keyturn.db",
+            database,
             refresh_idle_ttl=IDLE,
             session_max_ttl=ABSOLUTE,
             reuse_grace=GRACE,
@@ -147,6 +160,8 @@ class SessionLifecycle(RuleBasedStateMachine):
         finally:
             self.loop.close()
             shutil.rmtree(self.tmp, ignore_errors=True)
+            if POSTGRES is not None and self.pg_name:
+                POSTGRES.drop_database(self.pg_name)
 
     # helpers
 
@@ -359,8 +374,17 @@ class SessionLifecycle(RuleBasedStateMachine):
         return {str(r.id) for r in rows if self.now() < min(r.rotated_at + life.idle, r.created_at + life.absolute)}
 
 
-SessionLifecycle.TestCase.settings = settings(max_examples=25, stateful_step_count=20, deadline=None, database=None)
+POSTGRES: PostgresServer | None = None  # set while the PostgreSQL run goes
 
 
-class TestSessionLifecycle(SessionLifecycle.TestCase):  # type: ignore[misc,valid-type]
-    """Random lifecycles of sessions: the service always agrees with the model."""
+def test_session_lifecycle(backend: str, request: pytest.FixtureRequest) -> None:
+    """Random lifecycles of sessions: the service always agrees with the model (on each backend)."""
+    global POSTGRES
+    POSTGRES = request.getfixturevalue("postgres") if backend == "postgresql" else None
+    try:
+        run_state_machine_as_test(
+            SessionLifecycle,
+            settings=settings(max_examples=25, stateful_step_count=20, deadline=None, database=None),
+        )
+    finally:
+        POSTGRES = None

@@ -1,9 +1,9 @@
-"""Integration tests of the store on a real SQLite file: schema, transactions, compare-and-swap."""
+"""Integration tests of the store on a real SQLite file and PostgreSQL database: schema,
+transactions, compare-and-swap."""
 
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import threading
 import uuid
 from collections.abc import AsyncIterator
@@ -11,9 +11,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import inspect
 
 from keyturn.errors import Unavailable, UsernameTaken
 from keyturn.store import AuditRecord, SessionRecord, Store, UserRecord
+from tests.helpers import fetch
+from tests.servers import free_port
 
 pytestmark = pytest.mark.anyio
 
@@ -21,8 +24,8 @@ NOW = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
 
 
 @pytest.fixture
-async def store(db_path: Path) -> AsyncIterator[Store]:
-    s = Store.open(f"sqlite+aiosqlite:///{db_path}")
+async def store(database_url: str) -> AsyncIterator[Store]:
+    s = Store.open(database_url)
     await s.db.migrate()
     yield s
     await s.close()
@@ -49,14 +52,15 @@ async def seed(store: Store) -> tuple[UserRecord, SessionRecord]:
     return alice, s
 
 
-async def test_migrations_create_the_schema_and_are_current(store: Store, db_path: Path) -> None:
+async def test_migrations_create_the_schema_and_are_current(store: Store) -> None:
     """After migrate: the four tables exist and the schema is at head."""
     assert await store.db.migrations_current()
-    with sqlite3.connect(db_path) as db:
-        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    async with store.db.engine.connect() as conn:
+        tables = set(await conn.run_sync(lambda c: inspect(c).get_table_names()))
     assert {"users", "sessions", "signing_keys", "audit_events", "alembic_version"} <= tables
 
 
+@pytest.mark.sqlite_only
 async def test_sqlite_runs_in_wal_mode_with_full_sync(store: Store) -> None:
     """WAL journal, synchronous=FULL (2) and foreign keys on every pooled connection."""
     async with store.db.engine.connect() as conn:
@@ -65,6 +69,7 @@ async def test_sqlite_runs_in_wal_mode_with_full_sync(store: Store) -> None:
         assert (await conn.exec_driver_sql("PRAGMA foreign_keys")).scalar() == 1
 
 
+@pytest.mark.sqlite_only
 async def test_new_database_files_are_private(store: Store, db_path: Path) -> None:
     """The SQLite file and its WAL companions are created with mode 0600."""
     async with store.write() as tx:
@@ -148,17 +153,18 @@ async def test_revoke_only_one_or_all_but_one(store: Store) -> None:
     assert [s.id for s in live] == [c.id]
 
 
-async def test_storage_per_session_is_constant_across_rotations(store: Store, db_path: Path) -> None:
+async def test_storage_per_session_is_constant_across_rotations(store: Store, database_url: str) -> None:
     """1,000 rotations leave one session row of the same size."""
     _, s = await seed(store)
-    sql = "SELECT count(*), length(id) + length(generation) + length(rotated_at) FROM sessions"
-    with sqlite3.connect(db_path) as db:
-        before = db.execute(sql).fetchone()
+    if store.db.is_sqlite:
+        sql = "SELECT count(*), length(id) + length(generation) + length(rotated_at) FROM sessions"
+    else:
+        sql = "SELECT count(*), sum(pg_column_size(s.*)) FROM sessions s"
+    [before] = await fetch(database_url, sql)
     for generation in range(1000):
         async with store.write() as tx:
             assert await tx.rotate_session(s.id, generation, NOW + timedelta(seconds=generation))
-    with sqlite3.connect(db_path) as db:
-        after = db.execute(sql).fetchone()
+    [after] = await fetch(database_url, sql)
     assert before[0] == after[0] == 1
     assert abs(after[1] - before[1]) <= 3  # the generation number's digits
 
@@ -174,6 +180,16 @@ async def test_audit_events_round_trip_and_filter(store: Store) -> None:
         mine = await tx.audit_events(user_id=uid, events=["login"])
     assert len(mine) == 1
     assert (mine[0].event, mine[0].ip, mine[0].detail) == ("login", "::1", {"n": 1})
+
+
+async def test_unreachable_postgresql_is_unavailable_at_once() -> None:
+    """A PostgreSQL server that refuses connections raises Unavailable, not a driver error."""
+    s = Store.open(f"postgresql+asyncpg://keyturn@127.0.0.1:{free_port()}/keyturn", timeout=timedelta(seconds=2))
+    try:
+        with pytest.raises(Unavailable):
+            await s.db.ping()
+    finally:
+        await s.close()
 
 
 async def test_unreachable_database_is_unavailable(tmp_path: Path) -> None:
@@ -194,3 +210,17 @@ async def _aiosqlite_threads_finished() -> None:
         if not any("_connection_worker_thread" in t.name for t in threading.enumerate()):
             return
         await asyncio.sleep(0.01)
+
+
+async def test_a_schema_migrated_by_a_newer_version_is_served_not_touched(store: Store) -> None:
+    """Rolling deploy: a revision this version does not know is newer; it stays ready and migrate leaves it be."""
+    async with store.write() as tx:
+        await tx._conn.exec_driver_sql("UPDATE alembic_version SET version_num = 'f00dfeed9999'")
+    assert await store.db.migration_state() == "ahead"
+    assert await store.db.migrations_current()
+    await store.db.migrate()
+    assert await store.db.migration_state() == "ahead"
+    async with store.write() as tx:
+        await tx._conn.exec_driver_sql("DELETE FROM alembic_version")
+    assert await store.db.migration_state() == "pending"
+    assert not await store.db.migrations_current()

@@ -1,13 +1,16 @@
-"""Operator routes over HTTP: reading the audit log, for access tokens with the ``admin`` scope."""
+"""Operator routes over HTTP, for access tokens with the ``admin`` scope: the audit log and the
+signing keys."""
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel
 
+from ..config import parse_duration
 from ..errors import InsufficientScope, InvalidRequest
 from ..service import Caller
 from ..service.auth import ADMIN_SCOPE
@@ -35,6 +38,30 @@ class AuditLog(BaseModel):
     events: list[AuditEvent]
 
 
+class Key(BaseModel):
+    kid: str
+    alg: str
+    created_at: datetime | None
+    activates_at: datetime | None
+    retired_at: datetime | None
+    published: bool
+    signing: bool
+
+
+class Keys(BaseModel):
+    keys: list[Key]
+
+
+class Rotation(BaseModel):
+    delay: str | None = None  # a duration such as 10m; the default is KEYTURN_KEY_PUBLISH_DELAY
+
+
+_ADMIN_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"description": "No valid token"},
+    403: {"description": "Not an admin"},
+}
+
+
 def admin(me: Authed) -> Caller:
     """The caller, if its access token carries the ``admin`` scope (403 otherwise)."""
     if ADMIN_SCOPE not in me.claims.scope:
@@ -42,7 +69,7 @@ def admin(me: Authed) -> Caller:
     return me
 
 
-@router.get("/audit", responses={401: {"description": "No valid token"}, 403: {"description": "Not an admin"}})
+@router.get("/audit", responses=_ADMIN_ERRORS)
 async def audit(
     svc: Svc,
     _: Annotated[Caller, Depends(admin)],
@@ -57,6 +84,24 @@ async def audit(
         raise InvalidRequest("since and until need a time zone, e.g. 2026-01-01T00:00:00Z.")
     records = await svc.admin.audit(user, event or (), since, until, limit)
     return AuditLog(events=[_event(r) for r in records])
+
+
+@router.get("/keys", responses=_ADMIN_ERRORS)
+async def keys(svc: Svc, _: Annotated[Caller, Depends(admin)]) -> Keys:
+    """Every stored signing key: published (in the JWKS) and signing now, or not."""
+    return Keys(keys=[Key(**asdict(k)) for k in await svc.admin.keys()])
+
+
+@router.post("/keys/rotate", status_code=201, responses={**_ADMIN_ERRORS, 400: {"description": "Bad delay"}})
+async def rotate(svc: Svc, _: Annotated[Caller, Depends(admin)], body: Rotation | None = None) -> Key:
+    """Publish a new signing key now; it takes over signing after ``delay``. Every instance
+    publishes it within seconds; give verifiers' caches time (the default delay) before it signs."""
+    try:
+        delay = parse_duration(body.delay) if body and body.delay is not None else None
+    except ValueError as exc:
+        raise InvalidRequest(f"delay: {exc}") from None
+    kid = (await svc.admin.rotate_key(delay)).kid
+    return next(Key(**asdict(k)) for k in await svc.admin.keys() if k.kid == kid)
 
 
 def _event(r: AuditRecord) -> AuditEvent:

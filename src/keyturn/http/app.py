@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -21,6 +23,7 @@ from ..logs import configure_logging
 from ..service import Service
 from .admin import router as admin_router
 from .errors import error_response, install_error_handlers
+from .metrics import install_metrics
 from .middleware import BodyLimit, SecurityHeaders
 from .ratelimit import RateLimits
 from .routes import router
@@ -40,9 +43,16 @@ def create_app(settings: Settings, *, service: Service | None = None) -> FastAPI
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await svc.start()
         _log.info("keyturn ready: issuer %s, signing %s", settings.issuer, settings.signing_alg)
+        pruner = None
+        if settings.prune_interval:
+            pruner = asyncio.create_task(svc.maintenance.prune_periodically(), name="keyturn-prune")
         try:
             yield
         finally:
+            if pruner is not None:
+                pruner.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await pruner
             await svc.close()
 
     app = FastAPIOffline(
@@ -73,6 +83,7 @@ def create_app(settings: Settings, *, service: Service | None = None) -> FastAPI
             max_age=600,
         )
     app.add_middleware(SecurityHeaders)
+    install_metrics(app, svc)  # last: its middleware is the outermost, so it times all the others
     return app
 
 

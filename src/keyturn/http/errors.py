@@ -12,6 +12,7 @@ from starlette.responses import JSONResponse, Response
 from ..errors import InvalidGrant, KeyturnError, RateLimited
 from ..responses import NO_STORE, STATUS, answer
 from .cookies import REFRESH_COOKIE, clear_session_cookies
+from .metrics import observe_refusal
 from .routes import client, limits, service
 
 __all__ = ["STATUS", "error_response", "install_error_handlers"]
@@ -31,6 +32,7 @@ def error_response(code: str, description: str, headers: dict[str, str] | None =
 
 async def keyturn_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, KeyturnError)
+    observe_refusal(request, exc)
     if isinstance(exc, RateLimited):
         await _audit_refusal(request, exc)
     reply = answer(exc)

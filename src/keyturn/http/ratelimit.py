@@ -5,11 +5,15 @@ several windows, so repeated guessing slows down step by step; an attacker sprea
 many IPs can hold one account back for at most the longest account window (15 minutes by default),
 never lock it for good. Counters live in memory, or in Redis (``KEYTURN_REDIS_URL``) so that every
 instance shares them. The client IP comes from the socket unless the peer is a trusted proxy.
+
+If Redis cannot be reached (within one second), the request answers 503: without its counters
+keyturn would let brute force through, so it fails closed, like a database outage.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import logging
 import math
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -18,15 +22,17 @@ from contextlib import asynccontextmanager
 from fastapi import Request
 from limits import RateLimitItem, parse_many
 from limits.aio.strategies import MovingWindowRateLimiter
+from limits.errors import StorageError
 from limits.storage import storage_from_string
 
 from ..config import Settings
-from ..errors import InvalidCredentials, InvalidRequest, RateLimited
+from ..errors import InvalidCredentials, InvalidRequest, RateLimited, Unavailable
 from ..users import normalize_username
 
 __all__ = ["RateLimits", "client_ip"]
 
 _AUDIT_ONCE = parse_many("1/minute")[0]
+_log = logging.getLogger("keyturn.ratelimit")
 
 
 class RateLimits:
@@ -34,8 +40,14 @@ class RateLimits:
 
     def __init__(self, settings: Settings) -> None:
         self.enabled = settings.rate_limit_enabled
-        url = f"async+{settings.redis_url}" if settings.redis_url else "async+memory://"
-        self._limiter = MovingWindowRateLimiter(storage_from_string(url))
+        if settings.redis_url:
+            # Bounded waits: an unreachable Redis is an outage answered at once, not a hang.
+            storage = storage_from_string(
+                f"async+{settings.redis_url}", wrap_exceptions=True, connect_timeout=1.0, stream_timeout=1.0
+            )
+        else:
+            storage = storage_from_string("async+memory://", wrap_exceptions=True)
+        self._limiter = MovingWindowRateLimiter(storage)
         self.login_ip = parse_many(settings.rate_limit_login_ip)
         self.login_failures = parse_many(settings.rate_limit_login_failures)
         self.account_failures = parse_many(settings.rate_limit_account_failures)
@@ -49,11 +61,13 @@ class RateLimits:
         Raises:
             RateLimited: with the seconds until the fullest window has room again.
         """
-        await self._enforce(self._limiter.hit, items, key)
+        async with _storage():
+            await self._enforce(self._limiter.hit, items, key)
 
     async def check(self, items: Sequence[RateLimitItem], *key: str) -> None:
         """Raise if any window is already full, without counting this request."""
-        await self._enforce(self._limiter.test, items, key)
+        async with _storage():
+            await self._enforce(self._limiter.test, items, key)
 
     async def _enforce(
         self, allowed: Callable[..., Awaitable[bool]], items: Sequence[RateLimitItem], key: tuple[str, ...]
@@ -66,8 +80,9 @@ class RateLimits:
     async def count(self, items: Sequence[RateLimitItem], *key: str) -> None:
         """Count an event (a failed login) against every window, never raising."""
         if self.enabled:
-            for item in items:
-                await self._limiter.hit(item, *key)
+            async with _storage():
+                for item in items:
+                    await self._limiter.hit(item, *key)
 
     @asynccontextmanager
     async def login_attempt(self, username: object, ip: str) -> AsyncIterator[None]:
@@ -87,11 +102,22 @@ class RateLimits:
     async def first_refusal(self, error: RateLimited, ip: str) -> bool:
         """Whether this refusal is the first of its kind from ``ip`` this minute (worth an audit row:
         a flood of 429s must not become a flood of database writes)."""
-        return await self._limiter.hit(_AUDIT_ONCE, "audited", error.kind, ip)
+        async with _storage():
+            return await self._limiter.hit(_AUDIT_ONCE, "audited", error.kind, ip)
 
     async def _refusal(self, item: RateLimitItem, key: tuple[str, ...]) -> RateLimited:
         stats = await self._limiter.get_window_stats(item, *key)
         return RateLimited(math.ceil(stats.reset_time - time.time()), limit=str(item), kind=key[0])
+
+
+@asynccontextmanager
+async def _storage() -> AsyncIterator[None]:
+    """Turn a counter-storage failure into ``Unavailable`` (503), never a 500."""
+    try:
+        yield
+    except StorageError as exc:
+        _log.warning("rate-limit storage unavailable: %s", type(exc.storage_error).__name__)
+        raise Unavailable() from exc
 
 
 def client_ip(request: Request, trusted: Sequence[str]) -> str:

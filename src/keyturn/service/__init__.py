@@ -18,8 +18,13 @@ from .context import Client as Client
 from .context import Clock, utcnow
 from .context import Context as Context
 from .context import TokenPair as TokenPair
+from .maintenance import Maintenance as Maintenance
+from .maintenance import PruneResult as PruneResult
 
-__all__ = ["AdminService", "AuthService", "Caller", "Client", "Context", "Service", "TokenPair", "run_with"]
+__all__ = [
+    "AdminService", "AuthService", "Caller", "Client", "Context", "Maintenance", "PruneResult", "Service",
+    "TokenPair", "run_with",
+]  # fmt: skip
 
 T = TypeVar("T")
 
@@ -35,10 +40,16 @@ class Service:
         passwords: Passwords | None = None,
         clock: Clock = utcnow,
     ) -> None:
-        self.store = store or Store.open(settings.database_url, timeout=settings.db_timeout)
+        self.store = store or Store.open(
+            settings.database_url,
+            timeout=settings.db_timeout,
+            pool_size=settings.db_pool_size,
+            max_overflow=settings.db_max_overflow,
+        )
         self.ctx = Context(settings, self.store, passwords=passwords, clock=clock)
         self.auth = AuthService(self.ctx)
         self.admin = AdminService(self.ctx)
+        self.maintenance = Maintenance(self.ctx)
 
     @property
     def settings(self) -> Settings:

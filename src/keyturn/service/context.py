@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,9 +22,13 @@ from ..tokens import AccessClaims, issue_access_token, verify_access_token
 from ..users import normalize_username
 from .keyring import KeyManager
 
-__all__ = ["Client", "Context", "TokenPair", "utcnow"]
+__all__ = ["AuditObserver", "Client", "Context", "TokenPair", "utcnow"]
 
 Clock = Callable[[], datetime]
+AuditObserver = Callable[[AuditRecord], None]
+"""Told of every audit row a use case writes (metrics count them); must be quick and not raise."""
+
+_log = logging.getLogger("keyturn.service")
 
 
 def utcnow() -> datetime:
@@ -81,6 +86,7 @@ class Context:
         self.lifetimes = Lifetimes(
             idle=settings.refresh_idle_ttl, absolute=settings.session_max_ttl, grace=settings.reuse_grace
         )
+        self.audit_observers: list[AuditObserver] = []  # the HTTP layer's metrics add one
 
     async def start(self) -> None:
         """Apply migrations (if enabled) and make sure a key can sign."""
@@ -143,8 +149,8 @@ class Context:
             csrf_token=self.csrf.token(record.id),
         )
 
-    @staticmethod
     async def audit(
+        self,
         tx: Tx,
         now: datetime,
         event: str,
@@ -155,20 +161,25 @@ class Context:
         session_id: uuid.UUID | None = None,
         **detail: Any,
     ) -> None:
-        """Record a security event in the same transaction as the change it describes."""
+        """Record a security event in the same transaction as the change it describes, then tell
+        the audit observers (once the row is written, before the transaction commits)."""
         clipped = client.clipped()
-        await tx.audit(
-            AuditRecord(
-                at=now,
-                event=event,
-                outcome=outcome,
-                user_id=user_id,
-                session_id=session_id,
-                ip=clipped.ip or None,
-                user_agent=clipped.user_agent or None,
-                detail=detail or None,
-            )
+        record = AuditRecord(
+            at=now,
+            event=event,
+            outcome=outcome,
+            user_id=user_id,
+            session_id=session_id,
+            ip=clipped.ip or None,
+            user_agent=clipped.user_agent or None,
+            detail=detail or None,
         )
+        await tx.audit(record)
+        for observe in self.audit_observers:
+            try:
+                observe(record)
+            except Exception:  # a broken observer must not undo a sign-in
+                _log.exception("audit observer failed on %s", event)
 
 
 def state_of(record: SessionRecord) -> SessionState:

@@ -8,6 +8,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 from ..config import Settings
+from ..errors import Unavailable
 from ..keys import KeyRing, SigningKey, generate_key, open_private_key, seal_private_key
 from ..masterkey import MasterKey
 from ..store import KeyRecord, Store, Tx
@@ -33,9 +34,11 @@ class KeyManager:
     async def ensure_signing_key(self, now: datetime) -> SigningKey | None:
         """Create the first signing key if none can sign; returns it, or None if one existed.
 
-        Runs in one write transaction, so concurrent start-ups on one database create one key.
+        Runs in one write transaction under a lock, so instances starting at once on one
+        database create one key.
         """
         async with self._store.write() as tx:
+            await tx.lock("signing-keys")
             ring = self._to_ring(await tx.signing_keys())
             if any(k.retired_at is None for k in ring.published(now)):
                 return None
@@ -62,8 +65,15 @@ class KeyManager:
             or (kid is not None and kid not in ring and now - loaded > UNKNOWN_KID_RELOAD)
         ):
             async with self._lock:
-                async with self._store.read() as tx:
-                    records = await tx.signing_keys()
+                try:
+                    async with self._store.read() as tx:
+                        records = await tx.signing_keys()
+                except Unavailable:
+                    if ring is None:
+                        raise
+                    # Keep signing and publishing the keys we have; try the database again later.
+                    self._loaded_at = now
+                    return ring
                 self._ring, self._loaded_at = self._to_ring(records), now
             return self._ring
         return ring

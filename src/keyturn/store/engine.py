@@ -4,12 +4,18 @@ SQLite runs in WAL mode with ``synchronous=FULL`` (a committed rotation survives
 power cut). Write transactions there start with ``BEGIN IMMEDIATE`` so that two
 writers queue on the lock instead of failing when one upgrades a read snapshot;
 reads run in autocommit mode.
+
+PostgreSQL connections come from a pool that pings each connection as it is checked out, so a
+restarted server is picked up without restarting keyturn; connecting and every statement are
+bounded by the configured timeout. Work that must happen once across processes (migrations, the
+first signing key) takes a transaction-scoped advisory lock.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import os
 import weakref
@@ -22,15 +28,16 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util.exc import CommandError
 from sqlalchemy import Connection, event, make_url, text
 from sqlalchemy.exc import DBAPIError, InterfaceError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
-from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.pool import ConnectionPoolEntry, NullPool
 
 from ..errors import KeyturnError, Unavailable
 
-__all__ = ["Database"]
+__all__ = ["Database", "advisory_lock"]
 
 _log = logging.getLogger("keyturn.store")
 # aiosqlite logs every statement *with its parameters* (password hashes among them) at DEBUG;
@@ -38,33 +45,41 @@ _log = logging.getLogger("keyturn.store")
 logging.getLogger("aiosqlite").setLevel(logging.INFO)
 _OUTAGE = (DBAPIError, InterfaceError, PoolTimeout, OSError, asyncio.TimeoutError)
 _WRITE = "keyturn_write"
+MIGRATION_TIMEOUT_S = 600.0
 _MIGRATION_LOCKS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
 
 
 class Database:
     """An async engine with read and write transactions and Alembic migrations."""
 
-    def __init__(self, url: str, *, timeout: timedelta = timedelta(seconds=5), pool_size: int = 10) -> None:
+    def __init__(
+        self, url: str, *, timeout: timedelta = timedelta(seconds=5), pool_size: int = 10, max_overflow: int = 10
+    ) -> None:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         self._timeout = timeout.total_seconds()
         # hide_parameters: SQL logs and driver errors never show values (password hashes, IPs).
-        options = self._engine_options(pool_size)
+        options = self._engine_options(pool_size, max_overflow)
         self.engine: AsyncEngine = create_async_engine(url, hide_parameters=True, **options)
         if self.is_sqlite:
             _create_private_file(make_url(url).database)
             event.listen(self.engine.sync_engine, "connect", self._sqlite_connect)
             event.listen(self.engine.sync_engine, "begin", _sqlite_begin)
 
-    def _engine_options(self, pool_size: int) -> dict[str, Any]:
+    def _engine_options(self, pool_size: int, max_overflow: int) -> dict[str, Any]:
         if self.is_sqlite:
             return {"connect_args": {"timeout": self._timeout}, "pool_size": pool_size, "max_overflow": 0}
         return {
             "pool_pre_ping": True,
             "pool_size": pool_size,
-            "max_overflow": pool_size,
+            "max_overflow": max_overflow,
             "pool_timeout": self._timeout,
-            "connect_args": {"timeout": self._timeout, "command_timeout": self._timeout},
+            "pool_recycle": 1800,  # behind a proxy or load balancer idle connections get cut
+            "connect_args": {
+                "timeout": self._timeout,
+                "command_timeout": self._timeout,
+                "server_settings": {"application_name": "keyturn"},
+            },
         }
 
     def _sqlite_connect(self, dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
@@ -119,18 +134,63 @@ class Database:
     async def migrate(self) -> None:
         """Apply every Alembic migration up to head.
 
-        Alembic keeps its migration context in module globals, so migrations in one
-        process run one at a time (other processes are kept apart by the database).
+        A schema that a newer keyturn has already migrated further is left alone (migrations are
+        additive, so this version keeps working during a rolling deploy). Alembic keeps its
+        migration context in module globals, so migrations in one process run one at a time;
+        other processes wait on an advisory lock, for as long as a migration takes.
         """
         lock = _MIGRATION_LOCKS.setdefault(asyncio.get_running_loop(), asyncio.Lock())
-        async with lock, self._guard(), self.engine.begin() as conn:
-            await conn.run_sync(_upgrade)
+        engine = self._migration_engine()
+        try:
+            async with lock, self._guard(), engine.begin() as conn:
+                await advisory_lock(conn, "migrate")  # instances starting together migrate one by one
+                await conn.run_sync(_upgrade)
+        finally:
+            if engine is not self.engine:
+                await engine.dispose()
+
+    def _migration_engine(self) -> AsyncEngine:
+        """PostgreSQL: a connection without the statement timeout (waiting for another instance's
+        migration, or a long one, is not an outage). SQLite: the engine itself."""
+        if self.is_sqlite:
+            return self.engine
+        args = {"timeout": self._timeout, "command_timeout": MIGRATION_TIMEOUT_S}
+        return create_async_engine(self.url, hide_parameters=True, poolclass=NullPool, connect_args=args)
+
+    async def migration_state(self) -> str:
+        """``current`` (at this version's newest migration), ``ahead`` (a newer keyturn migrated
+        further), or ``pending`` (migrations to apply)."""
+        async with self.read() as conn:
+            revision = await conn.run_sync(lambda c: MigrationContext.configure(c).get_current_revision())
+        return _state(revision)
 
     async def migrations_current(self) -> bool:
-        """Whether the schema is at the newest migration."""
-        async with self.read() as conn:
-            current = await conn.run_sync(lambda c: MigrationContext.configure(c).get_current_revision())
-        return current == ScriptDirectory.from_config(_alembic_config()).get_current_head()
+        """Whether the schema serves this version: at its newest migration, or beyond it."""
+        return await self.migration_state() != "pending"
+
+
+def _state(revision: str | None) -> str:
+    script = ScriptDirectory.from_config(_alembic_config())
+    if revision == script.get_current_head():
+        return "current"
+    if revision is None:
+        return "pending"
+    try:
+        script.get_revision(revision)
+    except CommandError:
+        return "ahead"
+    return "pending"
+
+
+async def advisory_lock(conn: AsyncConnection, name: str) -> None:
+    """Hold the lock ``name`` until the transaction ends, across every process on the database.
+
+    PostgreSQL: a transaction-scoped advisory lock. SQLite: nothing to do, a write transaction
+    (``BEGIN IMMEDIATE``) already excludes every other writer.
+    """
+    if conn.dialect.name == "postgresql":
+        key = int.from_bytes(hashlib.sha256(f"keyturn:{name}".encode()).digest()[:8], "big", signed=True)
+        await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
 
 def _create_private_file(path: str | None) -> None:
@@ -154,6 +214,10 @@ def _alembic_config() -> Config:
 
 
 def _upgrade(conn: Connection) -> None:
+    revision = MigrationContext.configure(conn).get_current_revision()
+    if _state(revision) == "ahead":
+        _log.warning("database schema %s is newer than this keyturn; not migrating", revision)
+        return
     cfg = _alembic_config()
     cfg.attributes["connection"] = conn
     command.upgrade(cfg, "head")

@@ -9,12 +9,12 @@ from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, func, insert, select, update
+from sqlalchemy import Row, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..errors import UsernameTaken
-from .engine import Database
+from .engine import Database, advisory_lock
 from .records import AuditRecord, KeyRecord, SessionRecord, UserRecord
 from .schema import audit_events, sessions, signing_keys, users
 
@@ -28,8 +28,10 @@ class Store:
         self.db = db
 
     @classmethod
-    def open(cls, url: str, *, timeout: timedelta = timedelta(seconds=5)) -> Store:
-        return cls(Database(url, timeout=timeout))
+    def open(
+        cls, url: str, *, timeout: timedelta = timedelta(seconds=5), pool_size: int = 10, max_overflow: int = 10
+    ) -> Store:
+        return cls(Database(url, timeout=timeout, pool_size=pool_size, max_overflow=max_overflow))
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[Tx]:
@@ -50,6 +52,10 @@ class Tx:
 
     def __init__(self, conn: AsyncConnection) -> None:
         self._conn = conn
+
+    async def lock(self, name: str) -> None:
+        """Serialize this transaction with every other one that takes ``name`` (all processes)."""
+        await advisory_lock(self._conn, name)
 
     # users
 
@@ -146,7 +152,8 @@ class Tx:
     # signing keys
 
     async def signing_keys(self) -> list[KeyRecord]:
-        rows = await self._conn.execute(select(signing_keys).order_by(signing_keys.c.activates_at))
+        order = (signing_keys.c.activates_at, signing_keys.c.created_at)
+        rows = await self._conn.execute(select(signing_keys).order_by(*order))
         return [KeyRecord(**r._asdict()) for r in rows]
 
     async def insert_key(self, key: KeyRecord) -> None:
@@ -185,6 +192,40 @@ class Tx:
         if until is not None:
             stmt = stmt.where(audit_events.c.at < until)
         return [AuditRecord(**r._asdict()) for r in await self._conn.execute(stmt)]
+
+    # pruning
+
+    async def prune_sessions(self, *, revoked_before: datetime, rotated_before: datetime, created_before: datetime,
+                             limit: int) -> int:  # fmt: skip
+        """Delete up to ``limit`` sessions revoked, idle or past their lifetime before the given
+        times; rows another transaction holds are skipped, not waited for."""
+        dead = or_(
+            sessions.c.revoked_at < revoked_before,
+            sessions.c.rotated_at < rotated_before,
+            sessions.c.created_at < created_before,
+        )
+        batch = select(sessions.c.id).where(dead).limit(limit).with_for_update(skip_locked=True)
+        return (await self._conn.execute(delete(sessions).where(sessions.c.id.in_(batch)))).rowcount
+
+    async def prune_audit_events(self, *, before: datetime, limit: int) -> int:
+        """Delete up to ``limit`` audit rows older than ``before`` (skipping rows held elsewhere)."""
+        batch = select(audit_events.c.id).where(audit_events.c.at < before).limit(limit)
+        batch = batch.with_for_update(skip_locked=True)
+        return (await self._conn.execute(delete(audit_events).where(audit_events.c.id.in_(batch)))).rowcount
+
+    async def count_live_sessions(self, now: datetime, *, idle: timedelta, absolute: timedelta) -> int:
+        """Sessions that are not revoked and, at ``now``, not past their idle expiry (``rotated_at
+        + idle``) or absolute expiry (``created_at + absolute``)."""
+        stmt = (
+            select(func.count())
+            .select_from(sessions)
+            .where(
+                sessions.c.revoked_at.is_(None),
+                sessions.c.rotated_at > now - idle,
+                sessions.c.created_at > now - absolute,
+            )
+        )
+        return int((await self._conn.execute(stmt)).scalar_one())
 
     async def count(self, table: str) -> int:
         target = {"users": users, "sessions": sessions, "audit_events": audit_events}[table]
