@@ -7,9 +7,9 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -23,6 +23,7 @@ class Server:
     port: int
     cwd: Path
     log: Path
+    proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
 
 def free_port() -> int:
@@ -51,10 +52,9 @@ def wait_ready_url(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: 
     raise AssertionError(f"server not ready in {timeout}s:\n{log.read_text()}")
 
 
-@contextmanager
-def keyturn_server(cwd: Path, *args: str, own_issuer: bool = True, **settings: str) -> Iterator[Server]:
-    """`keyturn <args> serve` in ``cwd`` with only the given KEYTURN_* settings (the issuer is the
-    server's own URL unless given); stopped on exit."""
+def spawn_keyturn(cwd: Path, *args: str, own_issuer: bool = True, **settings: str) -> Server:
+    """Start `keyturn <args> serve` in ``cwd`` with only the given KEYTURN_* settings and return
+    at once, without waiting for it to be ready (the caller stops ``server.proc``)."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("KEYTURN_")}
     if own_issuer:
@@ -68,10 +68,51 @@ def keyturn_server(cwd: Path, *args: str, own_issuer: bool = True, **settings: s
         proc = subprocess.Popen(
             [str(KEYTURN), *args, "serve", "--port", str(port)], cwd=cwd, env=env, stdout=out, stderr=out
         )
-    url = f"http://127.0.0.1:{port}"
+    return Server(f"http://127.0.0.1:{port}", port, cwd, log, proc)
+
+
+def stop(server: Server, timeout: float = 15.0) -> None:
+    """SIGTERM the server and wait for it (bounded); SIGKILL it if it does not exit in time."""
+    proc = server.proc
+    if proc is None:
+        return
+    proc.terminate()
     try:
-        wait_ready(url, proc, log)
-        yield Server(url, port, cwd, log)
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=timeout)
+        raise
+
+
+@contextmanager
+def keyturn_server(cwd: Path, *args: str, own_issuer: bool = True, **settings: str) -> Iterator[Server]:
+    """`keyturn <args> serve` in ``cwd`` with only the given KEYTURN_* settings (the issuer is the
+    server's own URL unless given); stopped on exit."""
+    server = spawn_keyturn(cwd, *args, own_issuer=own_issuer, **settings)
+    assert server.proc is not None
+    try:
+        wait_ready(server.url, server.proc, server.log)
+        yield server
     finally:
-        proc.terminate()
-        proc.wait(timeout=15)
+        stop(server)
+
+
+@contextmanager
+def keyturn_servers(
+    cwds: Sequence[Path], *args: str, ready_timeout: float = 90.0, **settings: str
+) -> Iterator[list[Server]]:
+    """One `keyturn <args> serve` per directory, all started at the same moment with the same
+    settings (give them a shared ``issuer``, ``secret`` and ``database_url``), all ready within
+    ``ready_timeout`` seconds on entry, all stopped on exit."""
+    with ExitStack() as stack:
+        servers = []
+        for cwd in cwds:
+            server = spawn_keyturn(cwd, *args, own_issuer=False, **settings)
+            stack.callback(stop, server)
+            servers.append(server)
+        deadline = time.monotonic() + ready_timeout
+        for server in servers:
+            assert server.proc is not None
+            wait_ready(server.url, server.proc, server.log, max(1.0, deadline - time.monotonic()))
+        yield servers
