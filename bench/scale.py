@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import json
 import os
 import platform
@@ -36,7 +35,6 @@ import shutil
 import signal
 import sqlite3
 import statistics
-import struct
 import subprocess
 import sys
 import tempfile
@@ -55,17 +53,17 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the test suite's PostgreSQL and server helpers live in tests/
 
 from tests.postgres import PostgresServer  # noqa: E402 -- importable only after the path insert
-from tests.servers import free_port, wait_ready  # noqa: E402 -- importable only after the path insert
+from tests.servers import Server, spawn_keyturn, stop, wait_ready  # noqa: E402 -- importable only after the path insert
 
-KEYTURN = Path(sys.executable).with_name("keyturn")
+from keyturn.masterkey import MasterKey  # noqa: E402
+from keyturn.refresh import RefreshTokenCodec  # noqa: E402
+
 LOAD = Path(__file__).with_name("load.mjs")
 RESULTS = Path(__file__).with_name("results")
 PASSWORD = "correct horse battery staple"  # noqa: S105 -- the seeded bench users' password, not a secret
 ISSUER = "https://auth.bench.invalid"
 USERS = 64
 TICK = os.sysconf("SC_CLK_TCK")
-# The refresh-token body (see keyturn/refresh.py): version, key id, session id, generation.
-_TOKEN_BODY = struct.Struct(">B4s16sQ")
 
 
 @dataclass
@@ -80,8 +78,16 @@ class Chain:
 @dataclass
 class Instance:
     name: str
-    url: str
-    proc: subprocess.Popen[bytes]
+    server: Server
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    @property
+    def proc(self) -> subprocess.Popen[bytes]:
+        assert self.server.proc is not None
+        return self.server.proc
 
 
 # processes and CPU time
@@ -175,40 +181,29 @@ def allowed_cpus(pid: int) -> str:
 
 
 def start_instance(name: str, database_url: str, args: argparse.Namespace, workdir: Path, cpus: str | None) -> Instance:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KEYTURN_")}
-    env |= {
-        "KEYTURN_DATABASE_URL": database_url,
-        "KEYTURN_SECRET": args.secret,
-        "KEYTURN_ISSUER": ISSUER,
-        "KEYTURN_RATE_LIMIT_ENABLED": "false",
-        "KEYTURN_LOG_LEVEL": "warning",  # access logging would dominate the profile
-        "KEYTURN_PRUNE_INTERVAL": "0",
-        "KEYTURN_DB_POOL_SIZE": str(args.pool_size),
-        "KEYTURN_DB_MAX_OVERFLOW": str(args.max_overflow),
-    }
     cwd = workdir / name
     cwd.mkdir()
-    log = cwd / "server.log"
-    pin = ["taskset", "-c", cpus] if cpus else []
-    with log.open("wb") as out:
-        # A fixed argv of our own binaries: no shell, no untrusted input.
-        proc = subprocess.Popen(  # noqa: S603
-            [*pin, str(KEYTURN), "serve", "--port", str(port)], cwd=cwd, env=env, stdout=out, stderr=out
-        )
-    url = f"http://127.0.0.1:{port}"
-    wait_ready(url, proc, log, timeout=60)
-    return Instance(name, url, proc)
+    server = spawn_keyturn(
+        cwd,
+        own_issuer=False,
+        launcher=["taskset", "-c", cpus] if cpus else [],
+        database_url=database_url,
+        secret=args.secret,
+        issuer=ISSUER,
+        rate_limit_enabled="false",
+        log_level="warning",  # access logging would dominate the profile
+        prune_interval="0",
+        db_pool_size=str(args.pool_size),
+        db_max_overflow=str(args.max_overflow),
+    )
+    assert server.proc is not None
+    wait_ready(server.url, server.proc, server.log, timeout=60)
+    return Instance(name, server)
 
 
 def stop_instance(instance: Instance) -> None:
-    if instance.proc.poll() is None:
-        instance.proc.terminate()
-        try:
-            instance.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            instance.proc.kill()
-            instance.proc.wait(timeout=5)
+    if instance.server.proc is not None and instance.server.proc.poll() is None:
+        stop(instance.server)
 
 
 def postmaster_pid(pg: PostgresServer) -> int:
@@ -242,11 +237,10 @@ def seed(bases: list[str], usernames: list[str]) -> list[Chain]:
     return asyncio.run(_seed(bases, usernames))
 
 
-def token_generation(token: str) -> tuple[str, int]:
-    raw = token.removeprefix("kt_rt_")
-    body = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4))[: _TOKEN_BODY.size]
-    _, _, session, generation = _TOKEN_BODY.unpack(body)
-    return str(uuid.UUID(bytes=session)), generation
+def token_generation(secret: str, token: str) -> tuple[str, int]:
+    """The session and generation a refresh token names (checked with the deployment's secret)."""
+    decoded = RefreshTokenCodec.from_master(MasterKey(secret)).decode(token)
+    return str(decoded.session_id), decoded.generation
 
 
 class Generations:
@@ -265,7 +259,9 @@ class Generations:
         return {str(uuid.UUID(str(sid))): int(gen) for sid, gen in rows}
 
 
-def verify(chains: list[Chain], before: dict[str, int], after: dict[str, int], load: dict[str, Any]) -> dict[str, Any]:
+def verify(
+    chains: list[Chain], before: dict[str, int], after: dict[str, int], load: dict[str, Any], secret: str
+) -> dict[str, Any]:
     """Compare each session's generation step with the 200s its virtual user counted."""
     problems = []
     for chain, counted in zip(chains, load["chains"], strict=False):
@@ -273,7 +269,7 @@ def verify(chains: list[Chain], before: dict[str, int], after: dict[str, int], l
         if moved != counted["ok"]:
             problems.append(f"{chain.username}: generation moved {moved}, load generator counted {counted['ok']}")
         if counted["stopped"] is None:
-            session, generation = token_generation(chain.token)
+            session, generation = token_generation(secret, chain.token)
             if (session, generation) != (chain.session_id, after[chain.session_id]):
                 problems.append(f"{chain.username}: newest token names generation {generation}")
         else:
@@ -396,7 +392,7 @@ def run_phase(
     counters = pg_counters(pg, "keyturn") if pg else None
     load, cpu = run_load(phase, chains, args.groups, args, tmp)
     after = db.read()
-    check = verify(chains, before, after, load)
+    check = verify(chains, before, after, load, args.secret)
     stats = None
     if pg is not None and counters is not None:
         time.sleep(1.1)  # backends flush their statistics at most once a second

@@ -14,7 +14,6 @@ import asyncio
 import itertools
 import logging
 import os
-import re
 import secrets
 import sqlite3
 from collections.abc import AsyncIterator, Iterator
@@ -34,6 +33,7 @@ from keyturn.service import Service
 from keyturn.service import context as context_module
 from keyturn.store import Store
 
+from .helpers import TOKEN_LIKE
 from .postgres import PostgresServer
 
 T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
@@ -194,7 +194,6 @@ def no_env(monkeypatch: pytest.MonkeyPatch) -> None:
 # Every token keyturn mints in this process is remembered; every log record (at DEBUG) and every
 # audit row of every test database is searched for them, and for the suite's passwords, at the end.
 
-_TOKEN_LIKE = re.compile(r"eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*|kt_rt_[A-Za-z0-9_-]+")
 _PASSWORDS = ("correct horse battery staple", "a whole new passphrase", "an entirely new passphrase")
 
 
@@ -239,7 +238,7 @@ def no_secret_in_any_log_or_audit_row(tmp_path_factory: pytest.TempPathFactory) 
     root.removeHandler(collector)
     root.setLevel(previous_level)
     texts = collector.lines + _audit_rows(tmp_path_factory.getbasetemp()) + _pg_audit_rows
-    leaked = {m for text in texts for m in _TOKEN_LIKE.findall(text) if m in minted}
+    leaked = {m for text in texts for m in TOKEN_LIKE.findall(text) if m in minted}
     leaked |= {p for p in _PASSWORDS for text in texts if p in text}
     assert not leaked, f"{len(leaked)} secret(s) found in logs or audit rows"
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import httpx
 
 PASSWORD = "correct horse battery staple"
+# An access token (JWS compact form) or a refresh token, as they would appear in a log or a row.
+TOKEN_LIKE = re.compile(r"eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*|kt_rt_[A-Za-z0-9_-]+")
 
 
 async def register(client: httpx.AsyncClient, username: str = "alice", password: str = PASSWORD) -> dict[str, Any]:

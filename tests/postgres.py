@@ -18,12 +18,13 @@ import contextlib
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from .servers import free_port
 
 __all__ = ["PostgresServer", "bindir"]
 
@@ -43,13 +44,6 @@ def bindir() -> Path | None:
     return next((p for p in candidates if (p / "initdb").exists() and (p / "pg_ctl").exists()), None)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 class PostgresServer:
     """One PostgreSQL cluster: ``start()``, ``stop()``, ``url(db)``, ``create_database(name)``."""
 
@@ -63,7 +57,7 @@ class PostgresServer:
         self.root = Path(tempfile.mkdtemp(prefix="keyturn-pg-"))
         self.data = self.root / "data"
         self.log = self.root / "server.log"
-        self.port = _free_port()
+        self.port = free_port()
         self._as: list[str] = []
         if os.geteuid() == 0:
             owner = pwd.getpwnam("postgres")

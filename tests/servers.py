@@ -52,9 +52,12 @@ def wait_ready_url(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: 
     raise AssertionError(f"server not ready in {timeout}s:\n{log.read_text()}")
 
 
-def spawn_keyturn(cwd: Path, *args: str, own_issuer: bool = True, **settings: str) -> Server:
+def spawn_keyturn(
+    cwd: Path, *args: str, own_issuer: bool = True, launcher: Sequence[str] = (), **settings: str
+) -> Server:
     """Start `keyturn <args> serve` in ``cwd`` with only the given KEYTURN_* settings and return
-    at once, without waiting for it to be ready (the caller stops ``server.proc``)."""
+    at once, without waiting for it to be ready (the caller stops ``server.proc``). ``launcher``
+    goes in front of the command (e.g. ``taskset -c 0``)."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("KEYTURN_")}
     if own_issuer:
@@ -66,7 +69,7 @@ def spawn_keyturn(cwd: Path, *args: str, own_issuer: bool = True, **settings: st
     log = cwd / "server.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [str(KEYTURN), *args, "serve", "--port", str(port)], cwd=cwd, env=env, stdout=out, stderr=out
+            [*launcher, str(KEYTURN), *args, "serve", "--port", str(port)], cwd=cwd, env=env, stdout=out, stderr=out
         )
     return Server(f"http://127.0.0.1:{port}", port, cwd, log, proc)
 

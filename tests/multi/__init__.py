@@ -8,7 +8,6 @@ together from threads, and a check that no token reached a server's log.
 
 from __future__ import annotations
 
-import re
 import secrets
 import threading
 from collections.abc import Callable, Sequence
@@ -19,11 +18,10 @@ import httpx
 
 from keyturn.masterkey import MasterKey
 from keyturn.refresh import RefreshTokenCodec
-from tests.helpers import PASSWORD
+from tests.helpers import PASSWORD, TOKEN_LIKE
 from tests.servers import Server
 
 T = TypeVar("T")
-_TOKEN_LIKE = re.compile(r"eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.|kt_rt_[A-Za-z0-9_-]{20,}")
 ISSUER = "https://auth.multi.keyturn.test"  # one issuer for the whole fleet: tokens carry it as `iss`
 
 
@@ -72,4 +70,4 @@ def at_once(calls: Sequence[Callable[[], T]], timeout: float = 60.0) -> list[T]:
 def assert_no_token_logged(servers: Sequence[Server]) -> None:
     """No access or refresh token in any server's log (the suite's own scan sees only this process)."""
     for server in servers:
-        assert not _TOKEN_LIKE.search(server.log.read_text(errors="replace")), f"a token in {server.log}"
+        assert not TOKEN_LIKE.search(server.log.read_text(errors="replace")), f"a token in {server.log}"

@@ -3,7 +3,6 @@ signing keys."""
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -13,6 +12,7 @@ from pydantic import BaseModel
 from ..config import parse_duration
 from ..errors import InsufficientScope, InvalidRequest
 from ..service import Caller
+from ..service.admin import KeyStatus
 from ..service.auth import ADMIN_SCOPE
 from ..store import AuditRecord
 from .routes import Authed, Svc
@@ -38,18 +38,8 @@ class AuditLog(BaseModel):
     events: list[AuditEvent]
 
 
-class Key(BaseModel):
-    kid: str
-    alg: str
-    created_at: datetime | None
-    activates_at: datetime | None
-    retired_at: datetime | None
-    published: bool
-    signing: bool
-
-
 class Keys(BaseModel):
-    keys: list[Key]
+    keys: list[KeyStatus]
 
 
 class Rotation(BaseModel):
@@ -89,11 +79,11 @@ async def audit(
 @router.get("/keys", responses=_ADMIN_ERRORS)
 async def keys(svc: Svc, _: Annotated[Caller, Depends(admin)]) -> Keys:
     """Every stored signing key: published (in the JWKS) and signing now, or not."""
-    return Keys(keys=[Key(**asdict(k)) for k in await svc.admin.keys()])
+    return Keys(keys=await svc.admin.keys())
 
 
 @router.post("/keys/rotate", status_code=201, responses={**_ADMIN_ERRORS, 400: {"description": "Bad delay"}})
-async def rotate(svc: Svc, _: Annotated[Caller, Depends(admin)], body: Rotation | None = None) -> Key:
+async def rotate(svc: Svc, _: Annotated[Caller, Depends(admin)], body: Rotation | None = None) -> KeyStatus:
     """Publish a new signing key now; it takes over signing after ``delay``. Every instance
     publishes it within seconds; give verifiers' caches time (the default delay) before it signs."""
     try:
@@ -101,7 +91,7 @@ async def rotate(svc: Svc, _: Annotated[Caller, Depends(admin)], body: Rotation 
     except ValueError as exc:
         raise InvalidRequest(f"delay: {exc}") from None
     kid = (await svc.admin.rotate_key(delay)).kid
-    return next(Key(**asdict(k)) for k in await svc.admin.keys() if k.kid == kid)
+    return next(k for k in await svc.admin.keys() if k.kid == kid)
 
 
 def _event(r: AuditRecord) -> AuditEvent:

@@ -38,7 +38,8 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..errors import InvalidGrant, InvalidToken, KeyturnError, MissingToken, RateLimited, Unavailable
+from ..errors import InvalidGrant, InvalidToken, KeyturnError, RateLimited, Unavailable
+from ..integrations._common import bearer_token
 from ..service import Service
 from ..store import AuditRecord
 from . import routes
@@ -255,10 +256,8 @@ def _check_token(authorization: str, svc: Service) -> None:
     expected = svc.settings.metrics_token
     if expected is None:
         return
-    scheme, _, token = authorization.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise MissingToken("This route needs the metrics bearer token.")
-    if not hmac.compare_digest(token.strip().encode(), expected.get_secret_value().encode()):
+    token = bearer_token(authorization)
+    if not hmac.compare_digest(token.encode(), expected.get_secret_value().encode()):
         raise InvalidToken("The metrics token is incorrect.", reason="bad_metrics_token")
 
 
