@@ -52,7 +52,7 @@ _ADMIN_ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def admin(me: Authed) -> Caller:
+async def admin(me: Authed) -> Caller:
     """The caller, if its access token carries the ``admin`` scope (403 otherwise)."""
     if ADMIN_SCOPE not in me.claims.scope:
         raise InsufficientScope((ADMIN_SCOPE,))

@@ -46,24 +46,29 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 _TOKENS: dict[str, Any] = {"response_model": TokenResponse, "response_model_exclude_none": True, "responses": _ERRORS}
 
 
-def service(request: Request) -> Service:
+# The dependencies are ``async def`` although they never await: FastAPI runs a plain ``def``
+# dependency in a worker thread, a thread hop on every request for a dictionary lookup.
+
+
+async def service(request: Request) -> Service:
     svc: Service = request.app.state.service
     return svc
 
 
-def limits(request: Request) -> RateLimits:
+async def limits(request: Request) -> RateLimits:
     found: RateLimits = request.app.state.limits
     return found
 
 
-def client(request: Request) -> Client:
-    ip = client_ip(request, service(request).settings.trusted_proxies)
+async def client(request: Request) -> Client:
+    svc: Service = request.app.state.service
+    ip = client_ip(request, svc.settings.trusted_proxies)
     return Client(ip=ip, user_agent=request.headers.get("user-agent", ""))
 
 
 async def ceiling(request: Request) -> None:
     """The server-wide ceiling on auth requests (per process, or shared through Redis)."""
-    lim = limits(request)
+    lim: RateLimits = request.app.state.limits
     await lim.hit(lim.ceiling, "global")
 
 
@@ -72,7 +77,8 @@ async def caller(
 ) -> Caller:
     if credentials is None:
         raise MissingToken()
-    return await service(request).auth.authenticate(credentials.credentials)
+    svc: Service = request.app.state.service
+    return await svc.auth.authenticate(credentials.credentials)
 
 
 async def optional_caller(
@@ -81,14 +87,14 @@ async def optional_caller(
     return None if credentials is None else await caller(request, credentials)
 
 
-def session_cookie(request: Request) -> str | None:
+async def session_cookie(request: Request) -> str | None:
     """The refresh cookie, after the CSRF checks every request that carries it must pass.
 
     Declared before the bearer dependency on each route, so a forged request is refused
     by these checks before anything else is looked at."""
     token = request.cookies.get(REFRESH_COOKIE)
     if token is not None:
-        check_cookie_request(request, service(request), token)
+        check_cookie_request(request, request.app.state.service, token)
     return token
 
 

@@ -58,6 +58,7 @@ class Database:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         self._timeout = timeout.total_seconds()
+        self._writers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
         # hide_parameters: SQL logs and driver errors never show values (password hashes, IPs).
         options = self._engine_options(pool_size, max_overflow)
         self.engine: AsyncEngine = create_async_engine(url, hide_parameters=True, **options)
@@ -111,10 +112,26 @@ class Database:
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
         """A write transaction: committed on success, rolled back on any error."""
-        async with self._guard(), self.engine.connect() as conn:
+        async with self._guard(), self._one_writer(), self.engine.connect() as conn:
             await conn.execution_options(**{_WRITE: True})
             async with conn.begin():
                 yield conn
+
+    @asynccontextmanager
+    async def _one_writer(self) -> AsyncIterator[None]:
+        """SQLite: this process's write transactions queue here, one at a time, instead of each
+        taking a connection and sleeping in SQLite's busy handler (backing off up to 100 ms)
+        until the file's write lock is free. The wait is bounded by the database timeout."""
+        if not self.is_sqlite:
+            yield
+            return
+        lock = self._writers.setdefault(asyncio.get_running_loop(), asyncio.Lock())
+        async with asyncio.timeout(self._timeout):
+            await lock.acquire()
+        try:
+            yield
+        finally:
+            lock.release()
 
     @asynccontextmanager
     async def _guard(self) -> AsyncIterator[None]:

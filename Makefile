@@ -1,0 +1,10 @@
+.PHONY: test bench bench-quick
+
+test:
+	./scripts/test
+
+bench:
+	./scripts/bench
+
+bench-quick:
+	./scripts/bench --quick

@@ -1,0 +1,242 @@
+"""keyturn over HTTP: real server processes pinned to one core, wrk on the other, in one run.
+
+For each backend it starts ``keyturn serve`` (uvicorn, one worker, pinned to CPU 0), logs in the
+chains it needs, and runs wrk (``-t1``, pinned to CPU 1, ``bench/wrk/keyturn.lua``) against
+``GET /v1/auth/me``, ``POST /v1/auth/refresh`` with chained rotation, and ``POST /v1/auth/login``
+at each connection count. Next to them, on the same uvicorn: the bare ASGI ceiling and a
+resource server protected by keyturn's Starlette adapter (``bench/apps.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # the test suite's server and PostgreSQL helpers live in tests/
+
+from tests.servers import Server, free_port, spawn_keyturn, stop, wait_ready, wait_ready_url  # noqa: E402
+
+from keyturn.masterkey import MasterKey  # noqa: E402
+from keyturn.refresh import RefreshTokenCodec  # noqa: E402
+
+SERVER_CPU = "0"
+LOAD_CPU = "1"
+LUA = ROOT / "bench" / "wrk" / "keyturn.lua"
+PASSWORD = "correct horse battery staple"
+# Rate limiting stays on (its cost is part of every request), with limits no benchmark reaches:
+# one user logs in, and one session refreshes, far more often than any real client would.
+LIMITS = ("login_ip", "login_failures", "account_failures", "register_ip", "refresh_session", "global")
+HIGH_LIMITS = {f"rate_limit_{name}": "1000000/second" for name in LIMITS}
+
+
+def pinned(cpu: str) -> list[str]:
+    return ["taskset", "-c", cpu] if shutil.which("taskset") and (os.cpu_count() or 1) > 1 else []
+
+
+def wrk(
+    url: str, connections: int, seconds: float, mode: str = "get", file: Path | None = None, headers: Sequence[str] = ()
+) -> dict[str, Any]:
+    """One wrk run (one thread, on the load core); returns the script's JSON report plus req_s."""
+    cmd = [*pinned(LOAD_CPU), "wrk", "-t1", f"-c{connections}", f"-d{round(seconds)}s", "--timeout", "10s"]
+    cmd += ["-s", str(LUA)]
+    for header in headers:
+        cmd += ["-H", header]
+    cmd += [url, "--", mode, *([str(file)] if file else [])]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60, check=True).stdout
+    report: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    report["req_s"] = report["ok"] / (report["duration_us"] / 1e6)
+    report["p50_ms"], report["p99_ms"] = report["p50_us"] / 1000, report["p99_us"] / 1000
+    return report
+
+
+def wrk_version() -> str:
+    probe = subprocess.run(["wrk", "-v"], capture_output=True, text=True, check=False)
+    return (probe.stdout + probe.stderr).split("[")[0].strip()
+
+
+@dataclass
+class Chain:
+    session_id: str
+    refresh_token: str
+    access_token: str
+
+
+@dataclass
+class Keyturn:
+    server: Server
+    database_url: str
+    secret: str
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def generation(self, token: str) -> tuple[str, int]:
+        decoded = RefreshTokenCodec.from_master(MasterKey(self.secret)).decode(token)
+        return str(decoded.session_id), decoded.generation
+
+
+@contextmanager
+def keyturn(
+    workdir: Path, database_url: str, secret: str, *, cpu: str | None = SERVER_CPU, **extra: str
+) -> Iterator[Keyturn]:
+    """``keyturn serve`` on ``database_url``, pinned to ``cpu``, ready on entry, stopped on exit."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    server = spawn_keyturn(
+        workdir,
+        launcher=pinned(cpu) if cpu else [],
+        database_url=database_url,
+        secret=secret,
+        log_level="warning",  # uvicorn's access log is off at warning, as it is in the examples
+        prune_interval="0",
+        **{**HIGH_LIMITS, "rate_limit_enabled": "true", **extra},
+    )
+    assert server.proc is not None
+    try:
+        wait_ready(server.url, server.proc, server.log, timeout=90)
+        yield Keyturn(server, database_url, secret)
+    finally:
+        stop(server)
+
+
+@contextmanager
+def asgi_app(workdir: Path, target: str, *, factory: bool = False, env: dict[str, str] | None = None) -> Iterator[str]:
+    """Serve ``target`` with uvicorn as ``keyturn serve`` runs it (same loop, parser and logging
+    level), pinned to the server core; yields its base URL."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    uvicorn = Path(sys.executable).with_name("uvicorn")
+    cmd = [*pinned(SERVER_CPU), str(uvicorn), target, "--host", "127.0.0.1", "--port", str(port)]
+    cmd += ["--log-level", "warning", "--no-server-header", "--no-proxy-headers", *(["--factory"] if factory else [])]
+    log = workdir / "server.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=out, stderr=out)
+    server = Server(f"http://127.0.0.1:{port}", port, workdir, log, proc)
+    try:
+        wait_ready_url(f"{server.url}/healthz", proc, log)
+        yield server.url
+    finally:
+        stop(server)
+
+
+async def _sign_in(base: str, username: str, count: int) -> list[Chain]:
+    creds = {"username": username, "password": PASSWORD}
+    async with httpx.AsyncClient(base_url=base, timeout=120) as client:
+        r = await client.post("/v1/auth/register", json=creds)
+        if r.status_code not in (201, 409):
+            raise RuntimeError(f"register: {r.status_code} {r.text}")
+        gate = asyncio.Semaphore(4)
+
+        async def one() -> Chain:
+            async with gate:
+                r = await client.post("/v1/auth/login", json=creds)
+            r.raise_for_status()
+            body = r.json()
+            return Chain(body["session_id"], body["refresh_token"], body["access_token"])
+
+        return list(await asyncio.gather(*(one() for _ in range(count))))
+
+
+def sign_in(base: str, count: int, username: str = "bench") -> list[Chain]:
+    """Register ``username`` (if new) and open ``count`` sessions: one refresh chain each."""
+    return asyncio.run(_sign_in(base, username, count))
+
+
+async def _generations(database_url: str, ids: list[str]) -> dict[str, int]:
+    from tests.helpers import fetch
+
+    rows = await fetch(database_url, "SELECT id, generation FROM sessions")
+    wanted = {i.replace("-", "") for i in ids}
+    return {str(r[0]).replace("-", ""): int(r[1]) for r in rows if str(r[0]).replace("-", "") in wanted}
+
+
+def refresh_run(kt: Keyturn, chains: list[Chain], seconds: float, tmp: Path) -> dict[str, Any]:
+    """Chained rotation with one chain per connection; checks the database afterwards: the
+    generations moved by at least the 200s wrk counted, and by at most one more per connection
+    (requests still in flight when wrk stopped)."""
+    start = dict(kt.generation(c.refresh_token) for c in chains)
+    tokens = tmp / f"chains-{len(chains)}.txt"
+    tokens.write_text("".join(c.refresh_token + "\n" for c in chains))
+    report = wrk(f"{kt.url}/v1/auth/refresh", len(chains), seconds, "refresh", tokens)
+    after = asyncio.run(_generations(kt.database_url, list(start)))
+    moved = sum(after[sid.replace("-", "")] - gen for sid, gen in start.items())
+    report["generations_moved"] = moved
+    report["verified"] = report["ok"] <= moved <= report["ok"] + len(chains) and report["non_2xx"] == 0
+    return report
+
+
+def row(backend: str, endpoint: str, connections: int, report: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "backend": backend, "endpoint": endpoint, "connections": connections,
+        "req_s": round(report["req_s"], 1), "p50_ms": round(report["p50_ms"], 2), "p99_ms": round(report["p99_ms"], 2),
+        "non_2xx": report["non_2xx"], "socket_errors": report["socket_errors"], "verified": report.get("verified"),
+    }  # fmt: skip
+
+
+def run_backend(
+    backend: str, kt: Keyturn, levels: Sequence[int], seconds: float, tmp: Path, *, resource: bool = False
+) -> list[dict[str, Any]]:
+    """``/me``, refresh and login at every level on one keyturn server (and, once, the bare
+    ceiling and the protected resource server beside it)."""
+    chains = sign_in(kt.url, sum(levels))
+    rows: list[dict[str, Any]] = []
+    login_body = tmp / "login.json"
+    login_body.write_text(json.dumps({"username": "bench", "password": PASSWORD}))
+    bearer = f"Authorization: Bearer {chains[0].access_token}"
+    with ceiling_apps(resource, tmp, kt.url) as urls:
+        taken = 0
+        for level in levels:
+            if urls:
+                rows.append(row("none", "bare", level, wrk(f"{urls[0]}/", level, seconds)))
+                rows.append(row("none", "protected", level, wrk(f"{urls[1]}/orders", level, seconds, headers=[bearer])))
+            rows.append(row(backend, "me", level, wrk(f"{kt.url}/v1/auth/me", level, seconds, headers=[bearer])))
+            rows.append(row(backend, "refresh", level, refresh_run(kt, chains[taken : taken + level], seconds, tmp)))
+            taken += level
+            # A login costs one argon2id hash (~35 ms): with many connections the first answers
+            # take seconds to come, so login runs long enough for that start to matter little.
+            login = wrk(f"{kt.url}/v1/auth/login", level, seconds * (1 if level == 1 else 4), "post", login_body)
+            rows.append(row(backend, "login", level, login))
+    return rows
+
+
+@contextmanager
+def ceiling_apps(enabled: bool, tmp: Path, issuer: str) -> Iterator[list[str]]:
+    if not enabled:
+        yield []
+        return
+    with (
+        asgi_app(tmp / "bare", "bench.apps:bare") as bare,
+        asgi_app(tmp / "resource", "bench.apps:resource", factory=True, env={"BENCH_ISSUER": issuer}) as res,
+    ):
+        yield [bare, res]
+
+
+def main() -> None:
+    levels = [int(x) for x in (sys.argv[1:] or ["1", "16", "64"])]
+    secret = "bench-" + os.urandom(24).hex()
+    with tempfile.TemporaryDirectory(prefix="keyturn-bench-") as t:
+        tmp = Path(t)
+        started = time.monotonic()
+        with keyturn(tmp / "sqlite", f"sqlite+aiosqlite:///{tmp / 'keyturn.db'}", secret) as kt:
+            rows = run_backend("sqlite", kt, levels, 5, tmp, resource=True)
+        for r in rows:
+            print(json.dumps(r))
+        print(f"{time.monotonic() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

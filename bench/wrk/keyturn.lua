@@ -1,0 +1,87 @@
+-- wrk script for keyturn's benchmark: wrk -t1 -cN -dS -s bench/wrk/keyturn.lua URL -- MODE [FILE]
+--
+-- MODE get      requests as given on the command line (-H for headers)
+-- MODE post     POST the JSON body in FILE (login)
+-- MODE refresh  chained rotation: FILE holds one refresh token a line, one chain each. A request
+--               takes a chain's newest token and the 200 answer's refresh_token continues that
+--               chain, so no token is ever sent twice. A non-200 ends its chain.
+--
+-- done() prints one JSON line: requests, non-2xx, socket errors, duration, latency percentiles.
+
+local threads = {}
+
+function setup(thread)
+  table.insert(threads, thread)
+end
+
+local function slurp(path)
+  local f = assert(io.open(path, "r"))
+  local text = f:read("*a")
+  f:close()
+  return text
+end
+
+function init(args)
+  mode = args[1]
+  ok, non2xx, lost = 0, 0, 0
+  if mode == "post" or mode == "refresh" then
+    wrk.method = "POST"
+    wrk.headers["Content-Type"] = "application/json"
+  end
+  if mode == "post" then
+    wrk.body = slurp(args[2])
+  end
+  chains = {}
+  if mode == "refresh" then
+    for line in io.lines(args[2]) do
+      if #line > 0 then chains[#chains + 1] = line end
+    end
+  end
+  fixed = wrk.format()
+end
+
+function request()
+  if mode ~= "refresh" then
+    return fixed
+  end
+  if not checked then
+    -- wrk calls request() once after init() to check what it returns, and sends nothing: no
+    -- chain is spent on that call (wrk 4: thread 1 only; the benchmark runs one thread).
+    checked = true
+    return wrk.format(nil, nil, nil, '{"refresh_token":"kt_rt_unused"}')
+  end
+  local token = table.remove(chains, 1)
+  if token == nil then
+    lost = lost + 1 -- every chain ended: this request is refused and counted as non-2xx
+    token = "kt_rt_ended"
+  end
+  return wrk.format(nil, nil, nil, '{"refresh_token":"' .. token .. '"}')
+end
+
+function response(status, headers, body)
+  if status >= 200 and status < 300 then
+    ok = ok + 1
+    if mode == "refresh" then
+      local token = string.match(body, '"refresh_token"%s*:%s*"([%w_%-]+)"')
+      chains[#chains + 1] = token
+    end
+  else
+    non2xx = non2xx + 1
+  end
+end
+
+function done(summary, latency, requests)
+  local ok_all, bad_all, lost_all = 0, 0, 0
+  for _, thread in ipairs(threads) do
+    ok_all = ok_all + thread:get("ok")
+    bad_all = bad_all + thread:get("non2xx")
+    lost_all = lost_all + thread:get("lost")
+  end
+  local e = summary.errors
+  io.write(string.format(
+    '{"requests":%d,"ok":%d,"non_2xx":%d,"ended_chains_requests":%d,"socket_errors":%d,' ..
+    '"duration_us":%d,"p50_us":%d,"p90_us":%d,"p99_us":%d,"max_us":%d,"mean_us":%.1f}\n',
+    summary.requests, ok_all, bad_all, lost_all, e.connect + e.read + e.write + e.timeout,
+    summary.duration, latency:percentile(50), latency:percentile(90), latency:percentile(99),
+    latency.max, latency.mean))
+end
