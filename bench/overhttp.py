@@ -28,7 +28,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # the test suite's server and PostgreSQL helpers live in tests/
 
-from tests.servers import Server, free_port, spawn_keyturn, stop, wait_ready, wait_ready_url  # noqa: E402
+from tests.servers import Server, free_port, keyturn_server, stop, wait_ready_url  # noqa: E402
 
 from keyturn.masterkey import MasterKey  # noqa: E402
 from keyturn.refresh import RefreshTokenCodec  # noqa: E402
@@ -96,7 +96,7 @@ def keyturn(
 ) -> Iterator[Keyturn]:
     """``keyturn serve`` on ``database_url``, pinned to ``cpu``, ready on entry, stopped on exit."""
     workdir.mkdir(parents=True, exist_ok=True)
-    server = spawn_keyturn(
+    with keyturn_server(
         workdir,
         launcher=pinned(cpu) if cpu else [],
         database_url=database_url,
@@ -104,13 +104,8 @@ def keyturn(
         log_level="warning",  # uvicorn's access log is off at warning, as it is in the examples
         prune_interval="0",
         **{**HIGH_LIMITS, "rate_limit_enabled": "true", **extra},
-    )
-    assert server.proc is not None
-    try:
-        wait_ready(server.url, server.proc, server.log, timeout=90)
+    ) as server:
         yield Keyturn(server, database_url, secret)
-    finally:
-        stop(server)
 
 
 @contextmanager

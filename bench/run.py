@@ -16,13 +16,10 @@ import os
 import platform
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import version
@@ -32,6 +29,7 @@ from typing import Any
 from tests.postgres import PostgresServer
 
 from bench import growth, inprocess, overhttp, report
+from bench.scale import deadline
 
 RESULTS = overhttp.ROOT / "bench" / "results"
 
@@ -53,22 +51,6 @@ PROFILES = {
     "default": Profile("default", (1, 16, 64), 5.0, ("sqlite", "postgresql"), SIZES, True, 1000, 600),
     "quick": Profile("quick", (1, 64), 3.0, ("sqlite",), SIZES[:2], False, 200, 120),
 }
-
-
-@contextmanager
-def deadline(seconds: int) -> Iterator[None]:
-    """Stop the run (and, through the context managers, everything it started) after ``seconds``."""
-
-    def expire(*_: object) -> None:
-        raise TimeoutError(f"the benchmark passed its {seconds} s bound")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 def database(backend: str, tmp: Path, pg: PostgresServer | None, name: str) -> str:

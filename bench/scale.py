@@ -590,7 +590,7 @@ def _phases(pg_a: Instance, pg_b: Instance, sqlite: Instance | None, args: argpa
 
 
 @contextmanager
-def _deadline(seconds: int) -> Iterator[None]:
+def deadline(seconds: int) -> Iterator[None]:
     def expire(*_: object) -> None:
         raise TimeoutError(f"the benchmark passed its {seconds} s bound")
 
@@ -717,5 +717,5 @@ def parse_args() -> argparse.Namespace:
 if __name__ == "__main__":
     arguments = parse_args()
     count = 2 * len(arguments.levels) * arguments.rounds + (len(arguments.levels) if arguments.sqlite else 0)
-    with _deadline(int(arguments.quiet_wait + count * (arguments.duration + arguments.warmup + 6) + 90)):
+    with deadline(int(arguments.quiet_wait + count * (arguments.duration + arguments.warmup + 6) + 90)):
         main(arguments)

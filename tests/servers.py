@@ -89,10 +89,12 @@ def stop(server: Server, timeout: float = 15.0) -> None:
 
 
 @contextmanager
-def keyturn_server(cwd: Path, *args: str, own_issuer: bool = True, **settings: str) -> Iterator[Server]:
+def keyturn_server(
+    cwd: Path, *args: str, own_issuer: bool = True, launcher: Sequence[str] = (), **settings: str
+) -> Iterator[Server]:
     """`keyturn <args> serve` in ``cwd`` with only the given KEYTURN_* settings (the issuer is the
     server's own URL unless given); stopped on exit."""
-    server = spawn_keyturn(cwd, *args, own_issuer=own_issuer, **settings)
+    server = spawn_keyturn(cwd, *args, own_issuer=own_issuer, launcher=launcher, **settings)
     assert server.proc is not None
     try:
         wait_ready(server.url, server.proc, server.log)

@@ -44,10 +44,10 @@ async def keyturn_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _audit_refusal(request: Request, exc: RateLimited) -> None:
-    who, lim, svc = await client(request), await limits(request), await service(request)
+    who = client(request)
     try:
-        if await lim.first_refusal(exc, who.ip):
-            await svc.auth.record_rate_limited(who, exc.kind, exc.limit)
+        if await limits(request).first_refusal(exc, who.ip):
+            await service(request).auth.record_rate_limited(who, exc.kind, exc.limit)
     except KeyturnError:  # the store is down: the 429 still goes out
         _log.warning("could not audit a rate-limited request")
 

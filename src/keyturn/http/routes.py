@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Body, Depends, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -35,6 +36,7 @@ from .schemas import (
 
 __all__ = ["router"]
 
+T = TypeVar("T")
 router = APIRouter(prefix="/v1/auth", tags=["auth"])
 _bearer = HTTPBearer(auto_error=False, description="An access token from /v1/auth/login or /v1/auth/refresh.")
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -46,29 +48,34 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 _TOKENS: dict[str, Any] = {"response_model": TokenResponse, "response_model_exclude_none": True, "responses": _ERRORS}
 
 
-# The dependencies are ``async def`` although they never await: FastAPI runs a plain ``def``
-# dependency in a worker thread, a thread hop on every request for a dictionary lookup.
-
-
-async def service(request: Request) -> Service:
+def service(request: Request) -> Service:
     svc: Service = request.app.state.service
     return svc
 
 
-async def limits(request: Request) -> RateLimits:
+def limits(request: Request) -> RateLimits:
     found: RateLimits = request.app.state.limits
     return found
 
 
-async def client(request: Request) -> Client:
-    svc: Service = request.app.state.service
-    ip = client_ip(request, svc.settings.trusted_proxies)
+def client(request: Request) -> Client:
+    ip = client_ip(request, service(request).settings.trusted_proxies)
     return Client(ip=ip, user_agent=request.headers.get("user-agent", ""))
+
+
+def _dependency(get: Callable[[Request], T]) -> Callable[[Request], Awaitable[T]]:
+    """``get`` as an ``async def`` dependency: FastAPI runs a plain ``def`` dependency in a worker
+    thread, a thread hop on every request for what is a dictionary lookup."""
+
+    async def dependency(request: Request) -> T:
+        return get(request)
+
+    return dependency
 
 
 async def ceiling(request: Request) -> None:
     """The server-wide ceiling on auth requests (per process, or shared through Redis)."""
-    lim: RateLimits = request.app.state.limits
+    lim = limits(request)
     await lim.hit(lim.ceiling, "global")
 
 
@@ -77,8 +84,7 @@ async def caller(
 ) -> Caller:
     if credentials is None:
         raise MissingToken()
-    svc: Service = request.app.state.service
-    return await svc.auth.authenticate(credentials.credentials)
+    return await service(request).auth.authenticate(credentials.credentials)
 
 
 async def optional_caller(
@@ -94,15 +100,15 @@ async def session_cookie(request: Request) -> str | None:
     by these checks before anything else is looked at."""
     token = request.cookies.get(REFRESH_COOKIE)
     if token is not None:
-        check_cookie_request(request, request.app.state.service, token)
+        check_cookie_request(request, service(request), token)
     return token
 
 
 router.dependencies.append(Depends(ceiling))
 
-Svc = Annotated[Service, Depends(service)]
-Limits = Annotated[RateLimits, Depends(limits)]
-Who = Annotated[Client, Depends(client)]
+Svc = Annotated[Service, Depends(_dependency(service))]
+Limits = Annotated[RateLimits, Depends(_dependency(limits))]
+Who = Annotated[Client, Depends(_dependency(client))]
 Authed = Annotated[Caller, Depends(caller)]
 Cookie = Annotated[str | None, Depends(session_cookie)]
 

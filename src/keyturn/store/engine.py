@@ -125,7 +125,10 @@ class Database:
         if not self.is_sqlite:
             yield
             return
-        lock = self._writers.setdefault(asyncio.get_running_loop(), asyncio.Lock())
+        loop = asyncio.get_running_loop()
+        lock = self._writers.get(loop)
+        if lock is None:
+            lock = self._writers[loop] = asyncio.Lock()
         async with asyncio.timeout(self._timeout):
             await lock.acquire()
         try:
