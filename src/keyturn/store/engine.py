@@ -3,7 +3,9 @@
 SQLite runs in WAL mode with ``synchronous=FULL`` (a committed rotation survives a
 power cut). Write transactions there start with ``BEGIN IMMEDIATE`` so that two
 writers queue on the lock instead of failing when one upgrades a read snapshot;
-reads run in autocommit mode.
+reads run in autocommit mode. Statements run on the event loop's thread and only the
+waits (``BEGIN IMMEDIATE``, ``COMMIT``) in a worker thread (``_sqlite``); a process's
+writers queue together and share commits (``_groupcommit``).
 
 PostgreSQL connections come from a pool that pings each connection as it is checked out, so a
 restarted server is picked up without restarting keyturn; connecting and every statement are
@@ -32,10 +34,12 @@ from alembic.util.exc import CommandError
 from sqlalchemy import Connection, event, make_url, text
 from sqlalchemy.exc import DBAPIError, InterfaceError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransaction, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry, NullPool
 
 from ..errors import KeyturnError, Unavailable
+from . import _sqlite
+from ._groupcommit import GroupCommit
 
 __all__ = ["Database", "advisory_lock"]
 
@@ -58,7 +62,7 @@ class Database:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         self._timeout = timeout.total_seconds()
-        self._writers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
+        self._writers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, GroupCommit] = weakref.WeakKeyDictionary()
         # hide_parameters: SQL logs and driver errors never show values (password hashes, IPs).
         options = self._engine_options(pool_size, max_overflow)
         self.engine: AsyncEngine = create_async_engine(url, hide_parameters=True, **options)
@@ -69,7 +73,14 @@ class Database:
 
     def _engine_options(self, pool_size: int, max_overflow: int) -> dict[str, Any]:
         if self.is_sqlite:
-            return {"connect_args": {"timeout": self._timeout}, "pool_size": pool_size, "max_overflow": 0}
+            url = make_url(self.url)
+            args, kwargs = url.get_dialect()().create_connect_args(url)
+            kwargs = {**kwargs, "timeout": self._timeout}
+
+            async def connect() -> Any:
+                return await _sqlite.connect(*args, **kwargs)
+
+            return {"async_creator": connect, "pool_size": pool_size, "max_overflow": 0}
         return {
             "pool_pre_ping": True,
             "pool_size": pool_size,
@@ -111,30 +122,36 @@ class Database:
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
-        """A write transaction: committed on success, rolled back on any error."""
-        async with self._guard(), self._one_writer(), self.engine.connect() as conn:
-            await conn.execution_options(**{_WRITE: True})
-            async with conn.begin():
-                yield conn
+        """A write transaction: committed on success, rolled back on any error.
 
-    @asynccontextmanager
-    async def _one_writer(self) -> AsyncIterator[None]:
-        """SQLite: this process's write transactions queue here, one at a time, instead of each
-        taking a connection and sleeping in SQLite's busy handler (backing off up to 100 ms)
-        until the file's write lock is free. The wait is bounded by the database timeout."""
-        if not self.is_sqlite:
-            yield
-            return
+        SQLite: this process's writers queue for the file's one write lock here (instead of each
+        sleeping in SQLite's busy handler), and those queued together share a commit
+        (``_groupcommit``); each still returns only once its work is durable."""
+        async with self._guard():
+            if self.is_sqlite:
+                async with self._group_commit().write() as conn:
+                    yield conn
+                return
+            async with self.engine.connect() as conn:
+                await conn.execution_options(**{_WRITE: True})
+                async with conn.begin():
+                    yield conn
+
+    def _group_commit(self) -> GroupCommit:
         loop = asyncio.get_running_loop()
-        lock = self._writers.get(loop)
-        if lock is None:
-            lock = self._writers[loop] = asyncio.Lock()
-        async with asyncio.timeout(self._timeout):
-            await lock.acquire()
+        found = self._writers.get(loop)
+        if found is None:
+            found = self._writers[loop] = GroupCommit(self._begin_write, self._timeout)
+        return found
+
+    async def _begin_write(self) -> tuple[AsyncConnection, AsyncTransaction]:
+        conn = await self.engine.connect()
         try:
-            yield
-        finally:
-            lock.release()
+            await conn.execution_options(**{_WRITE: True})
+            return conn, await conn.begin()
+        except BaseException:
+            await conn.close()
+            raise
 
     @asynccontextmanager
     async def _guard(self) -> AsyncIterator[None]:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import asdict
+from dataclasses import fields
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, delete, func, insert, or_, select, update
+from sqlalchemy import Row, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -63,13 +63,12 @@ class Tx:
         """Raises ``UsernameTaken`` when the normalized name exists."""
         try:
             async with self._conn.begin_nested():
-                await self._conn.execute(insert(users).values(**asdict(user)))
+                await self._conn.execute(insert(users).values(**_values(user)))
         except IntegrityError:
             raise UsernameTaken() from None
 
     async def user_by_key(self, username_key: str) -> UserRecord | None:
-        row = (await self._conn.execute(select(users).where(users.c.username_key == username_key))).first()
-        return _user(row)
+        return _user((await self._conn.execute(_USER_BY_KEY, {"key": username_key})).first())
 
     async def user_by_id(self, user_id: uuid.UUID) -> UserRecord | None:
         row = (await self._conn.execute(select(users).where(users.c.id == user_id))).first()
@@ -92,31 +91,25 @@ class Tx:
     # sessions
 
     async def insert_session(self, session: SessionRecord) -> None:
-        await self._conn.execute(insert(sessions).values(**asdict(session)))
+        await self._conn.execute(_INSERT_SESSION, _values(session))
 
     async def session(self, session_id: uuid.UUID) -> SessionRecord | None:
-        row = (await self._conn.execute(select(sessions).where(sessions.c.id == session_id))).first()
+        row = (await self._conn.execute(_SESSION, {"sid": session_id})).first()
         return None if row is None else SessionRecord(**row._asdict())
 
     async def session_and_user(self, session_id: uuid.UUID) -> tuple[SessionRecord, UserRecord] | None:
         """A session and its user in one query (the check behind every authenticated request)."""
-        user_cols = [c.label(f"u_{c.name}") for c in users.c]
-        stmt = select(sessions, *user_cols).join(users, users.c.id == sessions.c.user_id)
-        row = (await self._conn.execute(stmt.where(sessions.c.id == session_id))).first()
+        row = (await self._conn.execute(_SESSION_AND_USER, {"sid": session_id})).first()
         if row is None:
             return None
         values = row._asdict()
-        user = UserRecord(**{c.name: values.pop(f"u_{c.name}") for c in users.c})
+        user = UserRecord(**{name: values.pop(label) for name, label in _USER_LABELS})
         return SessionRecord(**values), user
 
     async def rotate_session(self, session_id: uuid.UUID, generation: int, now: datetime) -> bool:
         """Compare-and-swap ``generation`` to ``generation + 1``; False if another caller won."""
-        stmt = (
-            update(sessions)
-            .where(sessions.c.id == session_id, sessions.c.generation == generation, sessions.c.revoked_at.is_(None))
-            .values(generation=generation + 1, rotated_at=now, last_used_at=now)
-        )
-        return (await self._conn.execute(stmt)).rowcount == 1
+        params = {"sid": session_id, "gen": generation, "next": generation + 1, "at": now}
+        return (await self._conn.execute(_ROTATE, params)).rowcount == 1
 
     async def revoke_sessions(
         self,
@@ -157,7 +150,7 @@ class Tx:
         return [KeyRecord(**r._asdict()) for r in rows]
 
     async def insert_key(self, key: KeyRecord) -> None:
-        await self._conn.execute(insert(signing_keys).values(**asdict(key)))
+        await self._conn.execute(insert(signing_keys).values(**_values(key)))
 
     async def retire_key(self, kid: str, now: datetime) -> bool:
         stmt = update(signing_keys).where(signing_keys.c.kid == kid, signing_keys.c.retired_at.is_(None))
@@ -166,9 +159,9 @@ class Tx:
     # audit
 
     async def audit(self, record: AuditRecord) -> None:
-        values = asdict(record)
+        values = _values(record)
         values.pop("id")
-        await self._conn.execute(insert(audit_events).values(**values))
+        await self._conn.execute(_INSERT_AUDIT, values)
 
     async def audit_events(
         self,
@@ -232,5 +225,31 @@ class Tx:
         return int((await self._conn.execute(select(func.count()).select_from(target))).scalar_one())
 
 
+def _values(record: Any) -> dict[str, Any]:
+    """A record's fields by name (``dataclasses.asdict`` deep-copies every value: far slower)."""
+    return {f.name: getattr(record, f.name) for f in fields(record)}
+
+
 def _user(row: Row[Any] | None) -> UserRecord | None:
     return None if row is None else UserRecord(**row._asdict())
+
+
+# The statements behind every sign-in, refresh and authenticated request, built once: building a
+# statement and its cache key costs more than SQLite takes to run it. Values go in as parameters.
+_USER_BY_KEY = select(users).where(users.c.username_key == bindparam("key"))
+_INSERT_SESSION = insert(sessions)
+_INSERT_AUDIT = insert(audit_events)
+_SESSION = select(sessions).where(sessions.c.id == bindparam("sid"))
+_USER_LABELS = tuple((c.name, f"u_{c.name}") for c in users.c)
+_SESSION_AND_USER = (
+    select(sessions, *(users.c[name].label(label) for name, label in _USER_LABELS))
+    .join(users, users.c.id == sessions.c.user_id)
+    .where(sessions.c.id == bindparam("sid"))
+)
+_ROTATE = (
+    update(sessions)
+    .where(
+        sessions.c.id == bindparam("sid"), sessions.c.generation == bindparam("gen"), sessions.c.revoked_at.is_(None)
+    )
+    .values(generation=bindparam("next"), rotated_at=bindparam("at"), last_used_at=bindparam("at"))
+)

@@ -1,0 +1,133 @@
+"""SQLite for the event loop: statements run on the loop's thread; only waits go to a thread.
+
+SQLAlchemy's ``sqlite+aiosqlite`` dialect drives an aiosqlite connection, which sends every
+``cursor()``, ``execute()``, fetch and commit to a worker thread and waits for the answer: about
+twenty thread round trips for one refresh, each handing the GIL back and forth, for statements
+that take microseconds (an indexed read or write on a WAL database, pages in the cache).
+
+``connect`` gives the dialect an object with the same interface whose statements run inline,
+on the event loop's thread. What can wait does not: ``BEGIN IMMEDIATE`` (it may wait for
+another process's write lock, up to the busy timeout) and ``COMMIT`` (it waits for the fsync that
+makes the transaction durable, and for a WAL checkpoint now and then) run in a worker thread,
+so the loop serves other requests meanwhile. A connection is only ever used by one task at a
+time (the pool hands it out), so it never runs in two threads at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+__all__ = ["InlineConnection", "connect"]
+
+_WAITS = ("BEGIN IMMEDIATE", "BEGIN EXCLUSIVE", "COMMIT")
+
+
+async def connect(*args: Any, **kwargs: Any) -> InlineConnection:
+    """``sqlite3.connect(*args, **kwargs)``, for use from the loop (and, for waits, a thread)."""
+    kwargs.update(check_same_thread=False, isolation_level=None)
+    conn = await asyncio.to_thread(sqlite3.connect, *args, **kwargs)
+    return InlineConnection(conn)
+
+
+class InlineConnection:
+    """The part of ``aiosqlite.Connection`` that SQLAlchemy's aiosqlite dialect uses."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+        self._connection: sqlite3.Connection | None = conn  # the dialect checks it before commit/rollback
+        self._tx = _Inline()  # the dialect's isolation-level setter queues a function here
+
+    @property
+    def isolation_level(self) -> str | None:
+        return self._conn.isolation_level
+
+    def cursor(self) -> InlineCursor:
+        return InlineCursor(self._conn.cursor())
+
+    async def commit(self) -> None:
+        if self._conn.in_transaction:
+            await asyncio.to_thread(self._conn.commit)
+
+    async def rollback(self) -> None:
+        self._conn.rollback()  # discards the WAL frames not yet committed: no fsync to wait for
+
+    async def create_function(self, *args: Any, **kw: Any) -> None:
+        self._conn.create_function(*args, **kw)
+
+    async def close(self) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        if self._connection is not None:
+            self._connection = None
+            self._conn.close()
+
+
+class InlineCursor:
+    """An ``aiosqlite.Cursor`` look-alike over a ``sqlite3.Cursor``."""
+
+    def __init__(self, cursor: sqlite3.Cursor) -> None:
+        self._cursor = cursor
+
+    async def __aenter__(self) -> InlineCursor:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._cursor.close()
+
+    async def execute(self, sql: str, parameters: Sequence[Any] | dict[str, Any] = ()) -> InlineCursor:
+        if sql.lstrip().upper().startswith(_WAITS):
+            await asyncio.to_thread(self._cursor.execute, sql, parameters)
+        else:
+            self._cursor.execute(sql, parameters)
+        return self
+
+    async def executemany(self, sql: str, parameters: Iterable[Sequence[Any]]) -> InlineCursor:
+        self._cursor.executemany(sql, parameters)
+        return self
+
+    async def fetchone(self) -> Any:
+        return self._cursor.fetchone()
+
+    async def fetchmany(self, size: int | None = None) -> list[Any]:
+        return self._cursor.fetchmany(self._cursor.arraysize if size is None else size)
+
+    async def fetchall(self) -> list[Any]:
+        return self._cursor.fetchall()
+
+    async def close(self) -> None:
+        self._cursor.close()
+
+    @property
+    def description(self) -> Any:
+        return self._cursor.description
+
+    @property
+    def rowcount(self) -> int:
+        return self._cursor.rowcount
+
+    @property
+    def lastrowid(self) -> int | None:
+        return self._cursor.lastrowid
+
+    @property
+    def arraysize(self) -> int:
+        return self._cursor.arraysize
+
+    @arraysize.setter
+    def arraysize(self, value: int) -> None:
+        self._cursor.arraysize = value
+
+
+class _Inline:
+    """Stands in for aiosqlite's request queue: runs the function at once and answers its future."""
+
+    def put_nowait(self, item: tuple[asyncio.Future[Any], Callable[[], Any]]) -> None:
+        future, function = item
+        try:
+            future.set_result(function())
+        except Exception as exc:  # handed to the waiting caller, as aiosqlite would
+            future.set_exception(exc)
