@@ -12,12 +12,14 @@ import hashlib
 import hmac
 import json
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from keyturn.errors import (
     BadSignature,
@@ -32,7 +34,7 @@ from keyturn.errors import (
 from keyturn.keys import ALGORITHMS, KeyRing, SigningKey, generate_key
 from keyturn.masterkey import MasterKey
 from keyturn.refresh import RefreshTokenCodec
-from keyturn.tokens import MAX_TOKEN_LENGTH, AccessClaims, issue_access_token, verify_access_token
+from keyturn.tokens import MAX_TOKEN_LENGTH, AccessClaims, _b64decode, _header, issue_access_token, verify_access_token
 
 T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 NOW = int(T0.timestamp())
@@ -294,6 +296,60 @@ def test_token_signed_by_a_retired_key_refused(key: SigningKey) -> None:
         verify(issue(key)[0], retired)
 
 
+def test_cached_header_does_not_let_another_header_through(
+    key: SigningKey, keyring: KeyRing, other_keys: dict[str, SigningKey]
+) -> None:
+    """After a key's header is remembered, tokens naming that kid with another typ, alg or member are still refused."""
+    verify(issue(key)[0], keyring)
+    verify(forge(key), keyring)
+    refused = {
+        "typ": forge(key, header=header_for(key, typ="JWT")),
+        "jku": forge(key, header=header_for(key, jku="https://attacker.example/jwks.json")),
+        "alg": sign_segments(segment(header_for(key, alg="EdDSA")), segment(claims()), other_keys["EdDSA"]),
+    }
+    for name, token in refused.items():
+        for _ in range(2):  # a refusal is not remembered either
+            with pytest.raises(UnsupportedHeader) as excinfo:
+                verify(token, keyring)
+            assert excinfo.value.header == name
+
+
+def test_cached_header_still_needs_its_key_in_the_ring(
+    key: SigningKey, keyring: KeyRing, other_keys: dict[str, SigningKey]
+) -> None:
+    """The key comes from the ring on every call: a seen header does not outlive a retired or replaced key."""
+    token, _ = issue(key)
+    assert verify(token, keyring).sub == "user-1"
+    retired = KeyRing([replace(key, retired_at=T0)], token_ttl=TTL, leeway=timedelta(0))
+    with pytest.raises(UnknownKey):
+        verify(token, retired)
+    impostor = KeyRing([replace(other_keys["ES256"], kid=key.kid)], token_ttl=TTL, leeway=timedelta(0))
+    with pytest.raises(BadSignature):
+        verify(token, impostor)
+    assert verify(token, keyring).sub == "user-1"
+
+
+def test_refused_header_is_not_remembered(key: SigningKey, keyring: KeyRing) -> None:
+    """Headers that fail a rule take no room in the header cache."""
+    _header.cache_clear()
+    for typ in ("JWT", "jwt", "application/jwt"):
+        with pytest.raises(UnsupportedHeader):
+            verify(forge(key, header=header_for(key, typ=typ)), keyring)
+    assert _header.cache_info().currsize == 0
+
+
+def test_header_cache_stays_bounded(key: SigningKey, keyring: KeyRing) -> None:
+    """Any number of distinct well-formed headers (here with made-up kids) leaves the header cache at its bound."""
+    bound = _header.cache_info().maxsize
+    assert bound is not None
+    assert bound <= 1024
+    for n in range(bound + 20):
+        with pytest.raises(UnknownKey):
+            verify(forge(key, header=header_for(key, kid=f"made-up-{n}")), keyring)
+    assert _header.cache_info().currsize == bound
+    assert verify(issue(key)[0], keyring).sub == "user-1"
+
+
 # --- signature -------------------------------------------------------------------------------------
 
 
@@ -316,6 +372,48 @@ def test_truncated_signature_refused(key: SigningKey, keyring: KeyRing) -> None:
     raw = base64.urlsafe_b64decode(signature + "==")
     with pytest.raises(BadSignature):
         verify(f"{header}.{payload}.{b64url(raw[:-1])}", keyring)
+
+
+def raw_signature(token: str) -> bytes:
+    return base64.urlsafe_b64decode(token.split(".")[2] + "==")
+
+
+def with_signature(token: str, raw: bytes) -> str:
+    header, payload, _ = token.split(".")
+    return f"{header}.{payload}.{b64url(raw)}"
+
+
+def test_es256_signature_with_a_zero_byte_before_s_refused(key: SigningKey, keyring: KeyRing) -> None:
+    """R || 0x00 || S names the same S, but ES256 signatures are exactly 64 bytes (RFC 7518 §3.4)."""
+    token, _ = issue(key)
+    raw = raw_signature(token)
+    assert len(raw) == 64
+    with pytest.raises(BadSignature):
+        verify(with_signature(token, raw[:32] + b"\x00" + raw[32:]), keyring)
+
+
+def test_es256_signature_in_der_form_refused(key: SigningKey, keyring: KeyRing) -> None:
+    """The DER form of a valid signature is not the JWS form (RFC 7518 §3.4) and is refused."""
+    token, _ = issue(key)
+    raw = raw_signature(token)
+    der = encode_dss_signature(int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big"))
+    with pytest.raises(BadSignature):
+        verify(with_signature(token, der), keyring)
+
+
+@pytest.mark.parametrize("alg", ["ES256", "EdDSA", "RS256"])
+@pytest.mark.parametrize("cut", ["append", "prepend", "drop_last", "double"])
+def test_valid_signature_of_another_length_refused(alg: str, cut: str, other_keys: dict[str, SigningKey]) -> None:
+    """A valid signature with a byte added or removed, or repeated, is refused for every algorithm."""
+    key = other_keys[alg]
+    token, _ = issue(key)
+    raw = raw_signature(token)
+    altered = {"append": raw + b"\x00", "prepend": b"\x00" + raw, "drop_last": raw[:-1], "double": raw + raw}[cut]
+    ring = KeyRing([key], token_ttl=TTL, leeway=timedelta(0))
+    assert verify(token, ring).sub == "user-1"
+    with pytest.raises(BadSignature) as excinfo:
+        verify(with_signature(token, altered), ring)
+    assert excinfo.value.kid == key.kid
 
 
 def test_no_single_character_change_is_accepted(key: SigningKey, keyring: KeyRing) -> None:
@@ -375,6 +473,48 @@ def test_standard_base64_alphabet_refused(ours: str, theirs: str, key: SigningKe
         pytest.fail(f"no payload segment contains {ours!r}")
     with pytest.raises(MalformedToken):
         verify(sign_segments(segment(header_for(key)), payload.replace(ours, theirs), key), keyring)
+
+
+def canonical_base64url(segment: str) -> bytes | None:
+    """The bytes ``segment`` spells if it is their one unpadded base64url spelling, else None."""
+    if any(c not in B64_ALPHABET for c in segment) or len(segment) % 4 == 1:
+        return None
+    raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+    return raw if b64url(raw) == segment else None
+
+
+def test_base64url_decoding_accepts_exactly_the_canonical_spellings() -> None:
+    """Every short string over base64url and stray characters decodes iff it is canonical, to its bytes."""
+    chars = B64_ALPHABET + "+/=. \n\x00\u00e9~"
+    accepted = 0
+    for prefix in ("", "AB", "ABC", "ABCD"):
+        for first in chars:
+            for second in ("", *chars):
+                segment = prefix + first + second
+                try:
+                    got: bytes | None = _b64decode(segment)
+                except MalformedToken:
+                    got = None
+                assert got == canonical_base64url(segment), segment
+                accepted += got is not None
+    assert accepted > 4000  # the check above compared real decodings, not only refusals
+
+
+@pytest.mark.parametrize(("before", "after"), [(" ", ""), ("", " "), ("\n", "\r\n\t")])
+def test_payload_json_with_whitespace_around_it_accepted(
+    before: str, after: str, key: SigningKey, keyring: KeyRing
+) -> None:
+    """Whitespace around the JSON object is JSON (RFC 8259 §2) and parses as it always did."""
+    raw = f"{before}{json.dumps(claims())}{after}".encode()
+    assert verify(sign_segments(segment(header_for(key)), b64url(raw), key), keyring).sub == "user-1"
+
+
+@pytest.mark.parametrize("tail", ["{}", " {}", "x", "]", "\u00e9"])
+def test_payload_json_with_trailing_data_refused(tail: str, key: SigningKey, keyring: KeyRing) -> None:
+    """Anything but whitespace after the claims object makes the payload malformed."""
+    raw = f"{json.dumps(claims(), separators=(',', ':'))}{tail}".encode()
+    with pytest.raises(MalformedToken):
+        verify(sign_segments(segment(header_for(key)), b64url(raw), key), keyring)
 
 
 def test_duplicate_member_in_header_refused(key: SigningKey, keyring: KeyRing) -> None:

@@ -13,17 +13,19 @@ import base64
 import hashlib
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from jwt.algorithms import Algorithm, get_default_algorithms
 
-from .errors import ConfigurationError, SigningKeyError, UnknownKey
+from .errors import BadSignature, ConfigurationError, SigningKeyError, UnknownKey
 from .masterkey import MasterKey
 
 __all__ = ["ALGORITHMS", "KeyRing", "SigningKey", "generate_key", "open_private_key", "seal_private_key"]
@@ -55,6 +57,20 @@ class SigningKey:
     def algorithm(self) -> Algorithm:
         return ALGORITHMS[self.alg]
 
+    def verify_signature(self, message: bytes, signature: bytes) -> None:
+        """Check a JWS signature (RFC 7518 §3.3/§3.4, RFC 8037 §3.1) over ``message`` with this key.
+
+        Calls ``cryptography`` directly rather than PyJWT's algorithm objects, which rebuild
+        their padding and hash objects and re-check the key's type on every call.
+
+        Raises:
+            BadSignature: the signature is not this key's over ``message`` (any length, any bytes).
+        """
+        try:
+            _VERIFY[self.alg](self.public_key, message, signature)
+        except InvalidSignature:
+            raise BadSignature(self.kid) from None
+
     def public_jwk(self) -> dict[str, Any]:
         """The RFC 7517 JWK of the public part only, with ``kid``, ``alg`` and ``use``."""
         jwk = dict(self.algorithm.to_jwk(self.public_key, as_dict=True))
@@ -80,6 +96,34 @@ class SigningKey:
         if not _fits(alg, public):
             raise ConfigurationError("jwks", f"key {jwk['kid']!r} does not meet RFC 7518's rules for {alg}")
         return cls(kid=jwk["kid"], alg=alg, public_key=public)
+
+
+def _verify_es256(public: ec.EllipticCurvePublicKey, message: bytes, signature: bytes) -> None:
+    # RFC 7518 §3.4: the JWS form is R || S, 32 bytes each; cryptography wants DER.
+    if len(signature) != 64:
+        raise InvalidSignature
+    r, s = int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
+    public.verify(encode_dss_signature(r, s), message, _ECDSA_SHA256)
+
+
+def _verify_rs256(public: rsa.RSAPublicKey, message: bytes, signature: bytes) -> None:
+    public.verify(signature, message, _PKCS1V15, _SHA256)
+
+
+def _verify_eddsa(public: ed25519.Ed25519PublicKey, message: bytes, signature: bytes) -> None:
+    public.verify(signature, message)
+
+
+# Stateless parameter objects, made once: building them per call costs more than the maths of a
+# fast verification.
+_ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
+_PKCS1V15 = padding.PKCS1v15()
+_SHA256 = hashes.SHA256()
+_VERIFY: Mapping[str, Callable[[Any, bytes, bytes], None]] = {
+    "ES256": _verify_es256,
+    "RS256": _verify_rs256,
+    "EdDSA": _verify_eddsa,
+}
 
 
 def _fits(alg: Alg, public: Any) -> bool:
@@ -148,7 +192,8 @@ class KeyRing:
     def __init__(self, keys: Iterable[SigningKey], *, token_ttl: timedelta, leeway: timedelta) -> None:
         self._keys = sorted(keys, key=_order)
         self._by_kid = {k.kid: k for k in self._keys}
-        self._position = {k.kid: i for i, k in enumerate(self._keys)}
+        # The keys after each one, computed once: looking a key up is on every verification's path.
+        self._newer = {k.kid: tuple(self._keys[i + 1 :]) for i, k in enumerate(self._keys)}
         self._keep = token_ttl + leeway
 
     def __len__(self) -> int:
@@ -199,7 +244,9 @@ class KeyRing:
 
     def _superseded_at(self, key: SigningKey, now: datetime) -> datetime | None:
         """When a newer active key took over signing from ``key``, if one has."""
-        newer = self._keys[self._position[key.kid] + 1 :]
+        newer = self._newer[key.kid]
+        if not newer:  # the newest key, the one most tokens name
+            return None
         starts = [k.activates_at for k in newer if k.retired_at is None and _active(k, now) and k.activates_at]
         return min(starts) if starts else None
 

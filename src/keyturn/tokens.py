@@ -1,16 +1,16 @@
 """Access tokens: RFC 9068 JWTs, issued and verified with the rules of RFC 8725.
 
-Signature maths comes from PyJWT's algorithm objects; the parsing and every
-claim check are ours, because the library's defaults are too lenient for an
-access token (a missing ``exp`` passes, ``"exp": "123"`` passes, claims are
-checked against the wall clock instead of a ``now`` we pass in).
+Tokens are signed with PyJWT; the parsing and every check on the way in are ours,
+because the library's defaults are too lenient for an access token (a missing ``exp``
+passes, ``"exp": "123"`` passes, claims are checked against the wall clock instead of a
+``now`` we pass in). Signatures are checked by the key itself (``SigningKey.verify_signature``).
 """
 
 from __future__ import annotations
 
-import base64
+import binascii
+import functools
 import json
-import re
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,7 +20,6 @@ from typing import Any
 import jwt
 
 from .errors import (
-    BadSignature,
     InvalidClaim,
     MalformedToken,
     TokenExpired,
@@ -36,6 +35,7 @@ MAX_NUMERIC_DATE = 253402300800  # 10000-01-01: beyond it a datetime cannot hold
 TOKEN_TYPES = frozenset({"at+jwt", "application/at+jwt"})
 _ALLOWED_HEADERS = frozenset({"alg", "kid", "typ"})
 _REQUIRED_STRINGS = ("iss", "sub", "client_id", "jti", "sid")
+_HEADER_CACHE_SIZE = 64  # distinct header segments remembered; a ring has a handful of keys
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,48 +117,48 @@ def verify_access_token(
     parts = token.split(".")
     if len(parts) != 3:
         raise MalformedToken()
-    header = _json_object(parts[0])
-    key = _check_header(header, keys, now)
-    signature = _b64decode(parts[2])
-    if not key.algorithm.verify(f"{parts[0]}.{parts[1]}".encode(), key.public_key, signature):
-        raise BadSignature(key.kid)
+    kid, alg = _header(parts[0])
+    key = keys.get(kid, now)
+    if alg != key.alg:  # RFC 8725 §3.1: the key, not the token, says how it is verified
+        raise UnsupportedHeader("alg", "The token's algorithm is not the one its key is pinned to.", reason="bad_alg")
+    key.verify_signature(f"{parts[0]}.{parts[1]}".encode(), _b64decode(parts[2]))
     return _check_claims(_json_object(parts[1]), issuer, audience, now, leeway)
 
 
-def _check_header(header: dict[str, Any], keys: KeyRing, now: datetime) -> SigningKey:
-    """RFC 8725 §3.1/§3.11 and RFC 9068 §4: typ, alg pinned by kid, nothing to follow."""
+@functools.lru_cache(maxsize=_HEADER_CACHE_SIZE)
+def _header(segment: str) -> tuple[str | None, str | None]:
+    """The ``kid`` and ``alg`` of a header that passes RFC 8725 §3.11 and RFC 9068 §4 (typ, nothing to follow).
+
+    The result depends on ``segment`` alone, and every token of one key carries the same
+    header, so it is cached (bounded). A refused header raises, and a raise is never cached;
+    what depends on the ring (the key lookup, the alg pin) runs for every token.
+    """
+    header = _json_object(segment)
     extra = sorted(set(header) - _ALLOWED_HEADERS)
     if extra:
         raise UnsupportedHeader(extra[0], reason="forbidden_header")
     typ = header.get("typ")
     if not isinstance(typ, str) or typ.lower() not in TOKEN_TYPES:
         raise UnsupportedHeader("typ", "The token is not an access token (typ must be at+jwt).", reason="bad_typ")
-    key = keys.get(header.get("kid"), now)
-    if header.get("alg") != key.alg:
-        raise UnsupportedHeader("alg", "The token's algorithm is not the one its key is pinned to.", reason="bad_alg")
-    return key
+    kid, alg = header.get("kid"), header.get("alg")
+    return (kid if isinstance(kid, str) else None), (alg if isinstance(alg, str) else None)
 
 
 def _check_claims(
     claims: dict[str, Any], issuer: str, audience: str | Sequence[str], now: datetime, leeway: timedelta
 ) -> AccessClaims:
+    """RFC 9068 §2.2 and §4: the required claims, issuer, audience, times and scope."""
     for name in _REQUIRED_STRINGS:
-        if not isinstance(claims.get(name), str) or not claims[name]:
+        value = claims.get(name)
+        if not isinstance(value, str) or not value:
             raise InvalidClaim(name)
     if claims["iss"] != issuer:
         raise InvalidClaim("iss", "The access token was issued by someone else.")
     aud = _audiences(claims.get("aud"))
-    wanted = {audience} if isinstance(audience, str) else set(audience)
-    if not wanted.intersection(aud):
+    addressed = audience in aud if isinstance(audience, str) else any(a in aud for a in audience)
+    if not addressed:
         raise InvalidClaim("aud", "The access token is meant for another audience.")
-    ts, slack = now.timestamp(), leeway.total_seconds()
-    exp, iat = _numeric(claims, "exp"), _numeric(claims, "iat")
-    if ts >= exp + slack:
-        raise TokenExpired(datetime.fromtimestamp(exp, UTC))
-    if iat > ts + slack:
-        raise TokenNotYetValid("iat")
-    if "nbf" in claims and _numeric(claims, "nbf") > ts + slack:
-        raise TokenNotYetValid("nbf")
+    exp, iat = _check_times(claims, now.timestamp(), leeway.total_seconds())
     scope = claims.get("scope", "")
     if not isinstance(scope, str):
         raise InvalidClaim("scope")
@@ -178,6 +178,18 @@ def _check_claims(
     )
 
 
+def _check_times(claims: Mapping[str, Any], ts: float, slack: float) -> tuple[float, float]:
+    """``exp``, ``iat`` and ``nbf`` against ``ts`` (RFC 7519 §4.1.4-6); returns ``(exp, iat)``."""
+    exp, iat = _numeric(claims, "exp"), _numeric(claims, "iat")
+    if ts >= exp + slack:
+        raise TokenExpired(datetime.fromtimestamp(exp, UTC))
+    if iat > ts + slack:
+        raise TokenNotYetValid("iat")
+    if "nbf" in claims and _numeric(claims, "nbf") > ts + slack:
+        raise TokenNotYetValid("nbf")
+    return exp, iat
+
+
 def _audiences(value: object) -> tuple[str, ...]:
     if isinstance(value, str):
         return (value,)
@@ -189,7 +201,7 @@ def _audiences(value: object) -> tuple[str, ...]:
 def _numeric(claims: Mapping[str, Any], name: str) -> float:
     """A NumericDate (RFC 7519 §2): a JSON number, never a string or a boolean."""
     value = claims.get(name)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < MAX_NUMERIC_DATE:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < MAX_NUMERIC_DATE:
         raise InvalidClaim(name, f"The access token claim '{name}' must be a number of seconds since 1970.")
     return float(value)
 
@@ -201,11 +213,17 @@ def _b64decode(segment: str) -> bytes:
     (so every token has exactly one spelling).
     """
     rest = len(segment) % 4
-    if rest == 1 or not _BASE64URL.fullmatch(segment):
+    if rest == 1:
         raise MalformedToken("The access token is not canonical base64url.")
+    try:
+        # Map base64url onto the standard alphabet and "+", "/", "=" onto a byte that is in
+        # neither, so that strict mode refuses everything outside base64url.
+        raw = binascii.a2b_base64(segment.encode("ascii").translate(_TO_STANDARD) + _PADDING[rest], strict_mode=True)
+    except ValueError:  # binascii.Error, UnicodeEncodeError
+        raise MalformedToken("The access token is not canonical base64url.") from None
     if rest and _B64_INDEX[segment[-1]] & (0x0F if rest == 2 else 0x03):
         raise MalformedToken("The access token is not canonical base64url.")
-    return base64.urlsafe_b64decode(segment + "=" * (-rest % 4))
+    return raw
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -222,7 +240,10 @@ def _reject_constant(name: str) -> None:
 def _json_object(segment: str) -> dict[str, Any]:
     try:
         text = _b64decode(segment).decode("utf-8")  # RFC 7515 §2: the JSON is UTF-8
-        value = _DECODER.decode(text)
+        # JWS JSON has no whitespace around it; skip the decoder's two whitespace scans then.
+        value, end = _DECODER.raw_decode(text) if text[:1] == "{" else (None, -1)
+        if end != len(text):  # whitespace, trailing data, not an object: the full decoder decides
+            value = _DECODER.decode(text)
     except (ValueError, RecursionError):
         raise MalformedToken("The access token is not valid JSON.") from None
     if not isinstance(value, dict):
@@ -231,5 +252,6 @@ def _json_object(segment: str) -> dict[str, Any]:
 
 
 _DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_constant=_reject_constant)
-_BASE64URL = re.compile(r"[A-Za-z0-9_-]*")
+_TO_STANDARD = bytes.maketrans(b"-_+/=", b"+/!!!")
+_PADDING = (b"", b"", b"==", b"=")  # by length % 4
 _B64_INDEX = {c: i for i, c in enumerate("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")}
