@@ -57,6 +57,7 @@ class Verifier:
         self.audience = audience
         self.scopes = tuple(scopes)
         self.leeway = leeway
+        self._leeway_s = leeway.total_seconds()
         self.keys = JwksCache(issuer, jwks_url=jwks_url, jwks=jwks, policy=policy, leeway=leeway)
         self._cache: dict[str, AccessClaims] = {}
         self._cache_size = cache_size
@@ -98,7 +99,7 @@ class Verifier:
         if claims is None:
             return None
         ts = now.timestamp() if now is not None else time.time()
-        if ts >= claims.exp + self.leeway.total_seconds():
+        if ts >= claims.exp + self._leeway_s:
             self._cache.pop(token, None)
             raise TokenExpired(claims.expires_at)
         return claims
@@ -115,6 +116,8 @@ class Verifier:
         return claims
 
     def _authorized(self, claims: AccessClaims, scopes: Iterable[str]) -> AccessClaims:
+        if not self.scopes and not scopes:  # the common case, on every cached verification
+            return claims
         required = (*self.scopes, *scopes)
         if required:
             missing = tuple(s for s in required if s not in claims.scope)

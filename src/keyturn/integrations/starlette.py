@@ -1,4 +1,4 @@
-"""Starlette: an ``AuthenticationBackend`` for ``AuthenticationMiddleware``, and a scope guard.
+"""Starlette: a pure-ASGI authentication middleware, and a scope guard.
 
 ::
 
@@ -13,19 +13,35 @@
         return JSONResponse({"user": request.user.claims.sub})
 
     app = Starlette(routes=[Route("/orders", orders)], middleware=[keyturn_middleware(verifier)])
+
+``keyturn_middleware`` installs :class:`KeyturnMiddleware`, which sets ``scope["auth"]`` and
+``scope["user"]`` as Starlette's ``AuthenticationMiddleware`` does (so ``request.user``,
+``request.auth`` and ``starlette.authentication.requires`` work), without building a connection
+object per request. Requests without an ``Authorization`` header go through anonymous; a header
+that does not hold a valid bearer token is refused with keyturn's JSON error answer (401
+``invalid_token``; 503 while the issuer's keys cannot be fetched), and a websocket handshake is
+closed with code 1000, as Starlette closes it. To wire ``AuthenticationMiddleware`` yourself, pass
+it ``backend=KeyturnBackend(verifier), on_error=on_error``.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable
+import json
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from starlette.authentication import AuthCredentials, AuthenticationBackend, AuthenticationError, BaseUser
+from starlette.authentication import (
+    AuthCredentials,
+    AuthenticationBackend,
+    AuthenticationError,
+    BaseUser,
+    UnauthenticatedUser,
+)
 from starlette.middleware import Middleware
-from starlette.middleware.authentication import AuthenticationMiddleware
 from starlette.requests import HTTPConnection, Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..errors import InsufficientScope, KeyturnError, MissingToken
 from ..responses import answer
@@ -33,9 +49,12 @@ from ..tokens import AccessClaims
 from ..verify import Verifier
 from ._common import bearer_token
 
-__all__ = ["KeyturnBackend", "KeyturnUser", "keyturn_middleware", "on_error", "requires"]
+__all__ = ["KeyturnBackend", "KeyturnMiddleware", "KeyturnUser", "keyturn_middleware", "on_error", "requires"]
 
 Endpoint = Callable[[Request], Awaitable[Response]]
+
+# JSONResponse's rendering; one encoder, as json.dumps builds a new one per call when given options.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 
 
 class KeyturnUser(BaseUser):
@@ -57,6 +76,45 @@ class KeyturnUser(BaseUser):
         return self.claims.sub
 
 
+class KeyturnMiddleware:
+    """Authenticates ``Authorization: Bearer`` tokens; requests without the header stay anonymous.
+
+    A pure-ASGI equivalent of ``AuthenticationMiddleware(backend=KeyturnBackend(verifier),
+    on_error=on_error)``: same ``scope["auth"]`` / ``scope["user"]``, same refusals, byte for byte.
+    Lifespan and other scope types pass through untouched.
+
+    Args:
+        app: the ASGI app to protect.
+        verifier: checks the tokens (offline, with its cache of verified tokens).
+    """
+
+    def __init__(self, app: ASGIApp, verifier: Verifier) -> None:
+        self.app = app
+        self.verifier = verifier
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind != "http" and kind != "websocket":
+            await self.app(scope, receive, send)
+            return
+        header = _authorization(scope["headers"])
+        if header is None:
+            scope["auth"] = AuthCredentials()
+            scope["user"] = UnauthenticatedUser()
+        else:
+            try:
+                claims = await self.verifier.verify_async(bearer_token(header))
+            except KeyturnError as exc:
+                if kind == "websocket":
+                    await send({"type": "websocket.close", "code": 1000})
+                else:
+                    await _refuse(exc, send)
+                return
+            scope["auth"] = AuthCredentials(claims.scope)  # it copies the scopes into a list of its own
+            scope["user"] = KeyturnUser(claims)
+        await self.app(scope, receive, send)
+
+
 class _Refused(AuthenticationError):
     def __init__(self, error: KeyturnError) -> None:
         super().__init__(error.description)
@@ -64,7 +122,7 @@ class _Refused(AuthenticationError):
 
 
 class KeyturnBackend(AuthenticationBackend):
-    """Verifies ``Authorization: Bearer`` tokens; requests without one stay anonymous."""
+    """Verifies ``Authorization: Bearer`` tokens for ``AuthenticationMiddleware``; no header: anonymous."""
 
     def __init__(self, verifier: Verifier) -> None:
         self.verifier = verifier
@@ -87,8 +145,8 @@ def on_error(_conn: HTTPConnection, exc: Exception) -> Response:
 
 
 def keyturn_middleware(verifier: Verifier) -> Middleware:
-    """``AuthenticationMiddleware`` wired to keyturn's backend and error answers."""
-    return Middleware(AuthenticationMiddleware, backend=KeyturnBackend(verifier), on_error=on_error)
+    """:class:`KeyturnMiddleware` for ``Starlette(middleware=[...])``."""
+    return Middleware(KeyturnMiddleware, verifier=verifier)
 
 
 def requires(*scopes: str) -> Callable[[Endpoint], Endpoint]:
@@ -100,9 +158,10 @@ def requires(*scopes: str) -> Callable[[Endpoint], Endpoint]:
             user: Any = request.user
             if not isinstance(user, KeyturnUser):
                 return _json(MissingToken())
-            missing = tuple(s for s in scopes if s not in user.claims.scope)
-            if missing:
-                return _json(InsufficientScope(missing))
+            granted = user.claims.scope
+            for scope in scopes:  # a loop, not a comprehension: this runs on every request
+                if scope not in granted:
+                    return _json(InsufficientScope(tuple(s for s in scopes if s not in granted)))
             return await endpoint(request)
 
         return guarded
@@ -110,6 +169,27 @@ def requires(*scopes: str) -> Callable[[Endpoint], Endpoint]:
     return decorate
 
 
-def _json(error: KeyturnError) -> JSONResponse:
+def _authorization(headers: Iterable[tuple[bytes, bytes]]) -> str | None:
+    # The first Authorization header, decoded as Starlette's Headers decode it. ASGI servers send
+    # names lowercased; the length test keeps the case-insensitive fallback off the common path.
+    for name, value in headers:
+        if name == b"authorization" or (len(name) == 13 and name.lower() == b"authorization"):
+            return value.decode("latin-1")
+    return None
+
+
+async def _refuse(error: KeyturnError, send: Send) -> None:
+    # What ``_json(error)`` would send, without building a Response (byte for byte the same; a test
+    # compares them).
     reply = answer(error, "api")
-    return JSONResponse(reply.body, status_code=reply.status, headers=reply.headers)
+    body = _ENCODER.encode(reply.body).encode()
+    headers = [(name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in reply.headers.items()]
+    headers += [(b"content-length", str(len(body)).encode()), (b"content-type", b"application/json")]
+    await send({"type": "http.response.start", "status": reply.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+def _json(error: KeyturnError) -> Response:
+    # A JSONResponse, rendered with the shared encoder.
+    reply = answer(error, "api")
+    return Response(_ENCODER.encode(reply.body).encode(), reply.status, reply.headers, "application/json")
