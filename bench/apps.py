@@ -1,10 +1,13 @@
 """The apps the HTTP benchmark serves next to keyturn, each with uvicorn as keyturn serves itself.
 
 - ``bare``: the stack's ceiling, a few lines of ASGI with no framework answering a fixed JSON body.
+- ``starlette_plain``: Starlette with one unprotected route answering the same body with a
+  ``JSONResponse``; the framework's share of what ``resource`` costs over ``bare``.
 - ``resource``: an API protected by keyturn's own Starlette adapter; it verifies access tokens
   offline with the keys it fetched once from ``BENCH_ISSUER``'s JWKS (no database).
 
     uvicorn bench.apps:bare
+    uvicorn --factory bench.apps:starlette_plain
     BENCH_ISSUER=http://127.0.0.1:8000 uvicorn --factory bench.apps:resource
 """
 
@@ -39,6 +42,10 @@ async def profile(request: Request) -> JSONResponse:
 
 async def healthz(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ok"})
+
+
+def starlette_plain() -> Starlette:
+    return Starlette(routes=[Route("/orders", healthz)])
 
 
 def resource() -> Starlette:

@@ -4,7 +4,8 @@ For each backend it starts ``keyturn serve`` (uvicorn, one worker, pinned to CPU
 chains it needs, and runs wrk (``-t1``, pinned to CPU 1, ``bench/wrk/keyturn.lua``) against
 ``GET /v1/auth/me``, ``POST /v1/auth/refresh`` with chained rotation, and ``POST /v1/auth/login``
 at each connection count. Next to them, on the same uvicorn: the bare ASGI ceiling and a
-resource server protected by keyturn's Starlette adapter (``bench/apps.py``).
+plain Starlette route (the framework's share), and a resource server protected by keyturn's Starlette
+adapter (``bench/apps.py``). Rates are counted from each run's first answer.
 """
 
 from __future__ import annotations
@@ -58,7 +59,9 @@ def wrk(
     cmd += [url, "--", mode, *([str(file)] if file else [])]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60, check=True).stdout
     report: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
-    report["req_s"] = report["ok"] / (report["duration_us"] / 1e6)
+    # Counted from the first answer: a login's first answers wait for a queue of argon2id hashes.
+    steady = max(report["duration_us"] - report["first_answer_us"], report["duration_us"] // 2)
+    report["req_s"] = report["ok"] / (steady / 1e6)
     report["p50_ms"], report["p99_ms"] = report["p50_us"] / 1000, report["p99_us"] / 1000
     return report
 
@@ -179,6 +182,7 @@ def row(backend: str, endpoint: str, connections: int, report: dict[str, Any]) -
         "backend": backend, "endpoint": endpoint, "connections": connections,
         "req_s": round(report["req_s"], 1), "p50_ms": round(report["p50_ms"], 2), "p99_ms": round(report["p99_ms"], 2),
         "non_2xx": report["non_2xx"], "socket_errors": report["socket_errors"], "verified": report.get("verified"),
+        "first_answer_ms": round(report["first_answer_us"] / 1000, 1),
     }  # fmt: skip
 
 
@@ -197,7 +201,8 @@ def run_backend(
         for level in levels:
             if urls:
                 rows.append(row("none", "bare", level, wrk(f"{urls[0]}/", level, seconds)))
-                rows.append(row("none", "protected", level, wrk(f"{urls[1]}/orders", level, seconds, headers=[bearer])))
+                rows.append(row("none", "starlette", level, wrk(f"{urls[1]}/orders", level, seconds)))
+                rows.append(row("none", "protected", level, wrk(f"{urls[2]}/orders", level, seconds, headers=[bearer])))
             rows.append(row(backend, "me", level, wrk(f"{kt.url}/v1/auth/me", level, seconds, headers=[bearer])))
             rows.append(row(backend, "refresh", level, refresh_run(kt, chains[taken : taken + level], seconds, tmp)))
             taken += level
@@ -215,9 +220,10 @@ def ceiling_apps(enabled: bool, tmp: Path, issuer: str) -> Iterator[list[str]]:
         return
     with (
         asgi_app(tmp / "bare", "bench.apps:bare") as bare,
+        asgi_app(tmp / "starlette", "bench.apps:starlette_plain", factory=True) as plain,
         asgi_app(tmp / "resource", "bench.apps:resource", factory=True, env={"BENCH_ISSUER": issuer}) as res,
     ):
-        yield [bare, res]
+        yield [bare, plain, res]
 
 
 def main() -> None:

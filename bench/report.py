@@ -25,7 +25,7 @@ from matplotlib.axes import Axes
 Row = dict[str, Any]
 BACKENDS = ("sqlite", "postgresql")
 ALGS = ("ES256", "EdDSA", "RS256")
-ENDPOINTS = ("bare", "protected", "me", "refresh", "login")
+ENDPOINTS = ("bare", "starlette", "protected", "me", "refresh", "login")
 CONNS = (1, 16, 64)
 NOT_MEASURED = "not measured"
 X = "\N{MULTIPLICATION SIGN}"
@@ -100,7 +100,11 @@ def evaluate(result: dict[str, Any]) -> list[dict[str, Any]]:
     ceiling = _ceiling(result)
     prot = _http(result, "none", "protected")
     me = ", ".join(f"{b} {_num(_div(r['req_s'], ceiling))}{X}" for b in BACKENDS if (r := _http(result, b, "me")))
-    detail = f"{_rate(prot['req_s'])} ÷ {_rate(ceiling)} req/s; GET /v1/auth/me: {me or NOT_MEASURED}" if prot else ""
+    plain = _div(_get(_http(result, "none", "starlette"), "req_s"), ceiling)
+    detail = (
+        f"{_rate(prot['req_s'])} ÷ {_rate(ceiling)} req/s; plain Starlette route {_num(plain)}{X}; " if prot else ""
+    )
+    detail += f"GET /v1/auth/me: {me or NOT_MEASURED}" if prot else ""
     targets.append(_target("protected ÷ ceiling @64", _div(_get(prot, "req_s"), ceiling), "≥", 0.6, detail))
     groups = []
     for b in BACKENDS:
@@ -219,7 +223,11 @@ def _missing(ax: Axes, title: str) -> None:
 
 def _panel_http(ax: Axes, result: Row) -> None:
     ceiling = _ceiling(result)
-    bars = [("bare ceiling", "none", "bare"), ("protected", "none", "protected")]
+    bars = [
+        ("bare ceiling", "none", "bare"),
+        ("plain Starlette", "none", "starlette"),
+        ("protected", "none", "protected"),
+    ]
     bars += [(f"{e} · {b}", b, e) for b in BACKENDS for e in ("me", "refresh", "login")]
     found = [(label, b, r) for label, b, e in bars if (r := _http(result, b, e))]
     if not found:
@@ -276,7 +284,9 @@ def _panel_p99(ax: Axes, result: Row) -> None:
     if not result.get("http"):
         return _missing(ax, title)
     styles = {"none": "o-", "sqlite": "s--", "postgresql": "^:"}
-    colors = dict(zip(ENDPOINTS, ("tab:gray", "tab:purple", "tab:green", "tab:blue", "tab:brown"), strict=True))
+    colors = dict(
+        zip(ENDPOINTS, ("tab:gray", "tab:olive", "tab:purple", "tab:green", "tab:blue", "tab:brown"), strict=True)
+    )
     for b in ("none", *BACKENDS):
         for e in ENDPOINTS:
             if pts := [(c, r["p99_ms"]) for c in CONNS if (r := _http(result, b, e, c))]:
