@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import threading
 
 import pytest
 
@@ -146,3 +148,21 @@ async def test_concurrent_refreshes_in_the_service_advance_once(service: Service
         row = await tx.session(service.ctx.codec.decode(pair.refresh_token).session_id)
     assert row is not None
     assert row.generation == 1
+
+
+async def test_password_hashing_runs_on_one_thread_per_core_off_the_loop(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Hashes run in keyturn's own pool, never on the event loop, with no more threads than cores."""
+    seen: set[str] = set()
+    original = service.ctx.passwords.hash
+
+    def recording(password: str) -> str:
+        seen.add(threading.current_thread().name)
+        return original(password)
+
+    monkeypatch.setattr(service.ctx.passwords, "hash", recording)
+    await asyncio.gather(*(service.ctx.hash_password(f"{PW} {i}") for i in range(8)))
+    assert seen
+    assert all(name.startswith("keyturn-argon2") for name in seen)
+    assert len(seen) <= len(os.sched_getaffinity(0))

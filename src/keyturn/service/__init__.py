@@ -60,6 +60,7 @@ class Service:
         await self.ctx.start()
 
     async def close(self) -> None:
+        self.ctx.close()
         await self.store.close()
 
 
