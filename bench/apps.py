@@ -45,7 +45,7 @@ async def healthz(request: Request) -> JSONResponse:
 
 
 def starlette_plain() -> Starlette:
-    return Starlette(routes=[Route("/orders", healthz)])
+    return Starlette(routes=[Route("/orders", healthz), Route("/healthz", healthz)])
 
 
 def resource() -> Starlette:
