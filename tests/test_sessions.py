@@ -23,7 +23,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from keyturn.errors import InvalidGrant, SessionExpired, SessionRevoked, UnknownSession
-from keyturn.sessions import Action, Lifetimes, SessionState, decide_refresh
+from keyturn.sessions import Action, Lifetimes, SessionState, decide_refresh, rotation_bounds
 
 T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 LIFETIMES = Lifetimes(idle=timedelta(days=7), absolute=timedelta(days=30), grace=timedelta(seconds=10))
@@ -274,3 +274,36 @@ def test_previous_token_within_grace_replays_and_after_grace_revokes(state: Sess
     late = state.rotated_at + LIFETIMES.grace + timedelta(milliseconds=offset)
     if late < state.absolute_expiry(LIFETIMES):
         assert decide_refresh(state, state.generation - 1, late, LIFETIMES) is Action.REVOKE
+
+
+def rotates_by_bounds(state: SessionState, presented: int, now: datetime) -> bool:
+    """What the store's one-statement rotation does with ``rotation_bounds``."""
+    rotated_after, created_after = rotation_bounds(now, LIFETIMES)
+    return (
+        state.revoked_at is None
+        and presented == state.generation
+        and state.rotated_at > rotated_after
+        and state.created_at > created_after
+    )
+
+
+@pytest.mark.parametrize(("revoked", "relation", "point", "current", "expected"), _cases())
+def test_rotation_bounds_rotate_exactly_where_the_rule_table_says_rotate(
+    revoked: bool, relation: str, point: str, current: int, expected: str
+) -> None:
+    """The store's fast path and decide_refresh agree at every boundary of the table."""
+    state = session(current, revoked=revoked)
+    presented, now = current + RELATIONS[relation], TIME_POINTS[point](state)
+    assert rotates_by_bounds(state, presented, now) == (expected == ROTATE)
+
+
+@FAST
+@given(state=states(), presented=generations, offset=offsets)
+def test_rotation_bounds_agree_with_decide_refresh(state: SessionState, presented: int, offset: int) -> None:
+    """Anywhere in time, the bounds rotate exactly when decide_refresh answers ROTATE."""
+    now = state.rotated_at + timedelta(seconds=offset)
+    try:
+        rotates = decide_refresh(state, presented, now, LIFETIMES) is Action.ROTATE
+    except InvalidGrant:
+        rotates = False
+    assert rotates_by_bounds(state, presented, now) == rotates

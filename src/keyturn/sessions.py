@@ -17,7 +17,7 @@ from datetime import datetime, timedelta
 
 from .errors import SessionExpired, SessionRevoked, UnknownSession
 
-__all__ = ["Action", "Lifetimes", "SessionState", "decide_refresh"]
+__all__ = ["Action", "Lifetimes", "SessionState", "decide_refresh", "rotation_bounds"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +61,13 @@ class Action(enum.Enum):
     """Previous token inside the grace window: answer the current token again."""
     REVOKE = "revoke"
     """Reuse: revoke the whole session, record it, then refuse."""
+
+
+def rotation_bounds(now: datetime, lifetimes: Lifetimes) -> tuple[datetime, datetime]:
+    """``decide_refresh``'s ROTATE rule as bounds a store can apply in one statement: the current
+    token of an unrevoked session rotates at ``now`` exactly when the session was last rotated
+    after the first bound and created after the second."""
+    return now - lifetimes.idle, now - lifetimes.absolute
 
 
 def decide_refresh(state: SessionState, generation: int, now: datetime, lifetimes: Lifetimes) -> Action:

@@ -129,6 +129,32 @@ async def test_rotation_is_a_compare_and_swap_on_generation(store: Store) -> Non
     assert (row.generation, row.rotated_at, row.last_used_at) == (1, later, later)
 
 
+async def test_rotate_current_moves_only_a_live_current_session_inside_its_bounds(store: Store) -> None:
+    """The one-statement rotation: strict bounds on rotated_at and created_at, the generation, and
+    a live session; it returns the new row."""
+    alice, s = await seed(store)
+    later = NOW + timedelta(minutes=1)
+    async with store.write() as tx:
+        at_bound = {"rotated_after": NOW, "created_after": NOW - timedelta(days=1)}
+        assert await tx.rotate_current(s.id, 0, later, **at_bound) is None  # rotated_at == bound: not after
+        created_bound = {"rotated_after": NOW - timedelta(days=1), "created_after": NOW}
+        assert await tx.rotate_current(s.id, 0, later, **created_bound) is None
+        inside = {"rotated_after": NOW - timedelta(microseconds=1), "created_after": NOW - timedelta(microseconds=1)}
+        assert await tx.rotate_current(s.id, 1, later, **inside) is None  # not the current generation
+        row = await tx.rotate_current(s.id, 0, later, **inside)
+        assert row is not None
+        assert (row.id, row.generation, row.rotated_at, row.last_used_at, row.created_at) == (
+            s.id,
+            1,
+            later,
+            later,
+            NOW,
+        )
+        assert await tx.rotate_current(s.id, 0, later, **inside) is None  # lost the compare-and-swap
+        assert await tx.revoke_sessions(alice.id, later, "logout") == [s.id]
+        assert await tx.rotate_current(s.id, 1, later, **inside) is None  # revoked
+
+
 async def test_revoked_session_never_rotates(store: Store) -> None:
     """The CAS also requires the session to be live."""
     alice, s = await seed(store)

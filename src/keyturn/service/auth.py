@@ -16,7 +16,8 @@ from ..errors import (
     Unavailable,
     UnknownSession,
 )
-from ..sessions import Action, decide_refresh
+from ..refresh import RefreshToken
+from ..sessions import Action, decide_refresh, rotation_bounds
 from ..store import SessionRecord, Tx, UserRecord
 from ..tokens import AccessClaims
 from ..users import normalize_username
@@ -135,25 +136,47 @@ class AuthService:
         """
         presented = self.ctx.codec.decode(refresh_token)
         now = self.ctx.clock()
-        for _ in range(_CAS_ATTEMPTS):
-            error: InvalidGrant | None = None
+        for attempt in range(_CAS_ATTEMPTS):
             async with self.ctx.store.write() as tx:
-                record = await tx.session(presented.session_id)
+                # Most refreshes present the current token of a live session: one statement.
+                record = await self._rotate_current(tx, presented, now, client) if attempt == 0 else None
+                error: InvalidGrant | None = None
                 if record is None:
-                    raise UnknownSession()
-                try:
-                    action = decide_refresh(state_of(record), presented.generation, now, self.ctx.lifetimes)
-                except InvalidGrant as exc:
-                    error = exc
-                    await self._audit_session(tx, now, "refresh", client, record, outcome="refused", reason=exc.reason)
-                else:
-                    if action is Action.ROTATE and not await tx.rotate_session(record.id, record.generation, now):
-                        continue  # another instance rotated first: decide again on the new row
-                    record, error = await self._apply(tx, action, record, now, client)
+                    record, error = await self._decide(tx, presented, now, client)
             if error is not None:
                 raise error
-            return await self.ctx.issue(record, state_of(record), now)
+            if record is not None:
+                return await self.ctx.issue(record, state_of(record), now)
         raise Unavailable("The session is being refreshed too often; try again.")
+
+    async def _rotate_current(
+        self, tx: Tx, presented: RefreshToken, now: datetime, client: Client
+    ) -> SessionRecord | None:
+        """Rotate when ``decide_refresh`` would (the same rule, as bounds on the row), or None."""
+        rotated_after, created_after = rotation_bounds(now, self.ctx.lifetimes)
+        record = await tx.rotate_current(
+            presented.session_id, presented.generation, now, rotated_after=rotated_after, created_after=created_after
+        )
+        if record is not None:
+            await self._audit_session(tx, now, "refresh", client, record, generation=record.generation)
+        return record
+
+    async def _decide(
+        self, tx: Tx, presented: RefreshToken, now: datetime, client: Client
+    ) -> tuple[SessionRecord | None, InvalidGrant | None]:
+        """Read the session and act on ``decide_refresh``; ``(None, None)`` when another caller
+        rotated it first (decide again on the new row)."""
+        record = await tx.session(presented.session_id)
+        if record is None:
+            raise UnknownSession()
+        try:
+            action = decide_refresh(state_of(record), presented.generation, now, self.ctx.lifetimes)
+        except InvalidGrant as exc:
+            await self._audit_session(tx, now, "refresh", client, record, outcome="refused", reason=exc.reason)
+            return record, exc
+        if action is Action.ROTATE and not await tx.rotate_session(record.id, record.generation, now):
+            return None, None
+        return await self._apply(tx, action, record, now, client)
 
     async def _apply(
         self, tx: Tx, action: Action, record: SessionRecord, now: datetime, client: Client

@@ -111,6 +111,17 @@ class Tx:
         params = {"sid": session_id, "gen": generation, "next": generation + 1, "at": now}
         return (await self._conn.execute(_ROTATE, params)).rowcount == 1
 
+    async def rotate_current(
+        self, session_id: uuid.UUID, generation: int, now: datetime, *, rotated_after: datetime, created_after: datetime
+    ) -> SessionRecord | None:
+        """Move a live session at ``generation``, rotated after ``rotated_after`` and created after
+        ``created_after``, one generation on, in one statement; returns the new row, or None when
+        the session is not in that state (the caller then reads it and decides)."""
+        params = {"sid": session_id, "gen": generation, "next": generation + 1, "at": now,
+                  "rotated_after": rotated_after, "created_after": created_after}  # fmt: skip
+        row = (await self._conn.execute(_ROTATE_CURRENT, params)).first()
+        return None if row is None else SessionRecord(**row._asdict())
+
     async def revoke_sessions(
         self,
         user_id: uuid.UUID,
@@ -253,3 +264,6 @@ _ROTATE = (
     )
     .values(generation=bindparam("next"), rotated_at=bindparam("at"), last_used_at=bindparam("at"))
 )
+_ROTATE_CURRENT = _ROTATE.where(
+    sessions.c.rotated_at > bindparam("rotated_after"), sessions.c.created_at > bindparam("created_after")
+).returning(*sessions.c)
