@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any
@@ -30,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncTransaction
 
 __all__ = ["GroupCommit"]
 
+_SAVEPOINT = "keyturn_writer"
 MAX_GROUP = 128
 """Writers in one transaction at most: bounds how long the write lock is held between fsyncs."""
 
@@ -39,11 +41,35 @@ Opener = Callable[[], Coroutine[Any, Any, tuple[AsyncConnection, AsyncTransactio
 class _Group:
     """One open SQLite transaction and the writers whose work is in it."""
 
-    def __init__(self, conn: AsyncConnection, transaction: AsyncTransaction) -> None:
+    def __init__(self, conn: AsyncConnection, transaction: AsyncTransaction, driver: Any) -> None:
         self.conn = conn
         self.transaction = transaction
+        self.driver = driver  # the InlineConnection: savepoints without SQLAlchemy's execution
         self.size = 0
+        self.broken = False
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    @classmethod
+    async def open(cls, opener: Opener) -> _Group:
+        conn, transaction = await opener()
+        return cls(conn, transaction, (await conn.get_raw_connection()).driver_connection)
+
+    @asynccontextmanager
+    async def member(self) -> AsyncIterator[AsyncConnection]:
+        """One writer's savepoint: released when its work is done, rolled back when it raises."""
+        self.size += 1
+        self.driver.control(f"SAVEPOINT {_SAVEPOINT}")
+        try:
+            yield self.conn
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                self.driver.control(f"ROLLBACK TO {_SAVEPOINT}")
+                self.driver.control(f"RELEASE {_SAVEPOINT}")
+            # Some errors (disk full, I/O) make SQLite roll the whole transaction back: the
+            # group is over, and its commit will tell the writers who had joined it.
+            self.broken = not self.driver.in_transaction
+            raise
+        self.driver.control(f"RELEASE {_SAVEPOINT}")
 
     async def commit(self) -> None:
         """Commit (or, if that fails, roll back) and tell every writer of the group."""
@@ -80,11 +106,10 @@ class GroupCommit:
         group: _Group | None = None
         try:
             if self._group is None:
-                self._group = _Group(*await self._open())
+                self._group = await _Group.open(self._open)
             group = self._group
-            group.size += 1
-            async with group.conn.begin_nested():
-                yield group.conn
+            async with group.member() as conn:
+                yield conn
         finally:
             await self._end_turn(group)
         assert group is not None  # opening it raised otherwise
@@ -102,7 +127,7 @@ class GroupCommit:
         """Hand the turn on; the last writer of a group (nobody waiting, or the group full)
         commits it first, holding the turn so that newcomers gather into the next group.
         A writer cancelled meanwhile does not stop the commit: the turn passes on when it ends."""
-        if group is None or (self._queued and group.size < MAX_GROUP):
+        if group is None or (self._queued and group.size < MAX_GROUP and not group.broken):
             self._lock.release()
             return
         self._group = None

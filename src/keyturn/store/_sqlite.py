@@ -44,6 +44,15 @@ class InlineConnection:
     def isolation_level(self) -> str | None:
         return self._conn.isolation_level
 
+    @property
+    def in_transaction(self) -> bool:
+        return self._conn.in_transaction
+
+    def control(self, sql: str) -> None:
+        """Run a transaction-control statement (``SAVEPOINT``, ``RELEASE``, ``ROLLBACK TO``) at
+        once: a couple of microseconds, against about a hundred through SQLAlchemy's execution."""
+        self._conn.execute(sql)
+
     def cursor(self) -> InlineCursor:
         return InlineCursor(self._conn.cursor())
 
