@@ -150,3 +150,25 @@ async def test_statements_run_on_the_loop_thread_and_the_commit_does_not(store: 
     assert threads["statement"] == {loop_thread}
     assert threads["commit"]
     assert loop_thread not in threads["commit"]
+
+
+async def statement_threads(store: Store, *, scan: bool) -> set[int]:
+    """The threads the statements of one read ran on (a trace callback on its own connection)."""
+    threads: set[int] = set()
+    async with store.read(scan=scan) as tx:
+        raw = await tx._conn.get_raw_connection()
+        raw.driver_connection._conn.set_trace_callback(lambda _sql: threads.add(threading.get_ident()))  # type: ignore[union-attr]
+        try:
+            await tx.count("sessions")
+        finally:
+            raw.driver_connection._conn.set_trace_callback(None)  # type: ignore[union-attr]
+    return threads
+
+
+async def test_a_scan_read_runs_in_a_worker_thread_and_others_on_the_loop(store: Store) -> None:
+    """read(scan=True) (the active-sessions count) leaves the loop free; a plain read runs inline."""
+    loop_thread = threading.get_ident()
+    scanned = await statement_threads(store, scan=True)
+    assert scanned
+    assert loop_thread not in scanned
+    assert await statement_threads(store, scan=False) == {loop_thread}

@@ -177,7 +177,7 @@ class ActiveSessions:
             self._counted_at = now  # failures too: a down database is asked again after the TTL
             life = self._svc.ctx.lifetimes
             try:
-                async with self._svc.store.read() as tx:
+                async with self._svc.store.read(scan=True) as tx:
                     self._value = await tx.count_live_sessions(now, idle=life.idle, absolute=life.absolute)
             except KeyturnError:
                 _log.warning(

@@ -9,15 +9,17 @@ that take microseconds (an indexed read or write on a WAL database, pages in the
 on the event loop's thread. What can wait does not: ``BEGIN IMMEDIATE`` (it may wait for
 another process's write lock, up to the busy timeout) and ``COMMIT`` (it waits for the fsync that
 makes the transaction durable, and for a WAL checkpoint now and then) run in a worker thread,
-so the loop serves other requests meanwhile. A connection is only ever used by one task at a
+so the loop serves other requests meanwhile, and so do reads that may scan many rows
+(``Database.read(scan=True)``: the active-sessions count). A connection is only ever used by one task at a
 time (the pool hands it out), so it never runs in two threads at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 __all__ = ["InlineConnection", "connect"]
@@ -37,6 +39,7 @@ class InlineConnection:
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn = conn
+        self.offload = False  # run every statement in a worker thread (see ``offloaded``)
         self._connection: sqlite3.Connection | None = conn  # the dialect checks it before commit/rollback
         self._tx = _Inline()  # the dialect's isolation-level setter queues a function here
 
@@ -53,8 +56,17 @@ class InlineConnection:
         once: a couple of microseconds, against about a hundred through SQLAlchemy's execution."""
         self._conn.execute(sql)
 
+    @contextlib.contextmanager
+    def offloaded(self) -> Iterator[None]:
+        """Statements that may read many rows run in a worker thread while this is open."""
+        self.offload = True
+        try:
+            yield
+        finally:
+            self.offload = False
+
     def cursor(self) -> InlineCursor:
-        return InlineCursor(self._conn.cursor())
+        return InlineCursor(self._conn.cursor(), self)
 
     async def commit(self) -> None:
         if self._conn.in_transaction:
@@ -78,8 +90,9 @@ class InlineConnection:
 class InlineCursor:
     """An ``aiosqlite.Cursor`` look-alike over a ``sqlite3.Cursor``."""
 
-    def __init__(self, cursor: sqlite3.Cursor) -> None:
+    def __init__(self, cursor: sqlite3.Cursor, owner: InlineConnection) -> None:
         self._cursor = cursor
+        self._owner = owner
 
     async def __aenter__(self) -> InlineCursor:
         return self
@@ -88,7 +101,7 @@ class InlineCursor:
         self._cursor.close()
 
     async def execute(self, sql: str, parameters: Sequence[Any] | dict[str, Any] = ()) -> InlineCursor:
-        if sql.lstrip().upper().startswith(_WAITS):
+        if self._owner.offload or sql.lstrip().upper().startswith(_WAITS):
             await asyncio.to_thread(self._cursor.execute, sql, parameters)
         else:
             self._cursor.execute(sql, parameters)

@@ -114,11 +114,18 @@ class Database:
         await self.engine.dispose()
 
     @asynccontextmanager
-    async def read(self) -> AsyncIterator[AsyncConnection]:
-        """A read-only unit of work. On SQLite each statement reads its own snapshot (no BEGIN:
-        two fewer round trips to aiosqlite's thread); use ``write`` where several reads must agree."""
+    async def read(self, *, scan: bool = False) -> AsyncIterator[AsyncConnection]:
+        """A read-only unit of work. On SQLite each statement reads its own snapshot (no BEGIN);
+        use ``write`` where several reads must agree. ``scan``: the statements may read many rows
+        (a count over every session), so on SQLite they run in a worker thread, not on the loop."""
         async with self._guard(), self.engine.begin() as conn:
-            yield conn
+            if not (scan and self.is_sqlite):
+                yield conn
+                return
+            driver = (await conn.get_raw_connection()).driver_connection
+            assert isinstance(driver, _sqlite.InlineConnection)
+            with driver.offloaded():
+                yield conn
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:

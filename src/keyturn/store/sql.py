@@ -34,8 +34,9 @@ class Store:
         return cls(Database(url, timeout=timeout, pool_size=pool_size, max_overflow=max_overflow))
 
     @asynccontextmanager
-    async def read(self) -> AsyncIterator[Tx]:
-        async with self.db.read() as conn:
+    async def read(self, *, scan: bool = False) -> AsyncIterator[Tx]:
+        """A read-only transaction; ``scan`` for statements that read many rows (see ``Database.read``)."""
+        async with self.db.read(scan=scan) as conn:
             yield Tx(conn)
 
     @asynccontextmanager
