@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+from datetime import UTC, datetime
 
 import pytest
 
@@ -166,3 +167,21 @@ async def test_password_hashing_runs_on_one_thread_per_core_off_the_loop(
     assert seen
     assert all(name.startswith("keyturn-argon2") for name in seen)
     assert len(seen) <= len(os.sched_getaffinity(0))
+
+
+async def test_device_names_lose_control_characters_and_lone_surrogates(service: Service) -> None:
+    """A device name with NUL (PostgreSQL refuses it in text) or a lone surrogate is stored without
+    them, on both databases, instead of failing the sign-in."""
+    await service.auth.create_user("alice", PW, WHO)
+    first = await service.auth.login("alice", PW, WHO, "a\x00b\ud800c\n")
+    only_controls = await service.auth.login("alice", PW, WHO, "\x00\x07")
+    async with service.store.read() as tx:
+        names = {str(s.id): s.device_name for s in await tx.live_sessions(None, datetime(2000, 1, 1, tzinfo=UTC))}
+    assert names[first.session_id] == "abc"
+    assert names[only_controls.session_id] is None
+
+
+async def test_a_closed_service_hashes_again_when_used_again(service: Service) -> None:
+    """Closing stops the hashing threads; an app started again (a second lifespan) still hashes."""
+    service.ctx.close()
+    assert await service.ctx.hash_password(PW)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 import uuid
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -111,7 +112,7 @@ class AuthService:
             scope=self._scope(user),
             user_agent=c.user_agent,
             ip=c.ip,
-            device_name=(device_name or None) and device_name[:128],
+            device_name=_device_label(device_name),
         )
         async with self.ctx.store.write() as tx:
             if new_hash is not None:
@@ -311,6 +312,13 @@ class AuthService:
         await self.ctx.audit(
             tx, now, event, client, outcome=outcome, user_id=record.user_id, session_id=record.id, **detail
         )
+
+
+def _device_label(name: str | None) -> str | None:
+    """A device name fit to store and to show: control characters (NUL among them, which
+    PostgreSQL refuses in text) and lone surrogates (no UTF-8 for them) dropped; 128 characters."""
+    clean = "".join(ch for ch in name or "" if unicodedata.category(ch) not in ("Cc", "Cs"))[:128]
+    return clean or None
 
 
 def _parse_uuid(value: str) -> uuid.UUID | None:

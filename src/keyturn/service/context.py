@@ -89,9 +89,7 @@ class Context:
             idle=settings.refresh_idle_ttl, absolute=settings.session_max_ttl, grace=settings.reuse_grace
         )
         self.audit_observers: list[AuditObserver] = []  # the HTTP layer's metrics add one
-        # argon2id is CPU- and memory-bound: one thread per core this process may run on. More
-        # threads only time-slice the same cores and hold more 19 MiB buffers (a login flood).
-        self._hashing = ThreadPoolExecutor(max_workers=_cores(), thread_name_prefix="keyturn-argon2")
+        self._hashing: ThreadPoolExecutor | None = None
 
     async def start(self) -> None:
         """Apply migrations (if enabled) and make sure a key can sign."""
@@ -121,13 +119,23 @@ class Context:
             )
 
     async def hash_password(self, password: str) -> str:
-        return await asyncio.get_running_loop().run_in_executor(self._hashing, self.passwords.hash, password)
+        return await asyncio.get_running_loop().run_in_executor(self._hashers(), self.passwords.hash, password)
 
     async def verify_password(self, stored: str | None, password: str) -> None:
-        await asyncio.get_running_loop().run_in_executor(self._hashing, self.passwords.verify, stored, password)
+        await asyncio.get_running_loop().run_in_executor(self._hashers(), self.passwords.verify, stored, password)
+
+    def _hashers(self) -> ThreadPoolExecutor:
+        """argon2id is CPU- and memory-bound: one thread per core this process may run on. More
+        threads only time-slice the same cores and hold more 19 MiB buffers (a login flood)."""
+        if self._hashing is None:
+            self._hashing = ThreadPoolExecutor(max_workers=_cores(), thread_name_prefix="keyturn-argon2")
+        return self._hashing
 
     def close(self) -> None:
-        self._hashing.shutdown(wait=False)
+        """Stop the hashing threads (a later hash starts new ones: an app may be started again)."""
+        if self._hashing is not None:
+            self._hashing.shutdown(wait=False)
+            self._hashing = None
 
     async def issue(self, record: SessionRecord, state: SessionState, now: datetime) -> TokenPair:
         """Mint the token pair for a session state that is already committed."""
