@@ -108,6 +108,24 @@ async def test_a_failed_group_commit_fails_every_writer_of_the_group(store: Stor
     assert committed_users(db_path) == {"next"}
 
 
+async def test_a_transaction_sqlite_rolled_back_fails_every_writer_of_the_group(store: Store, db_path: Path) -> None:
+    """When SQLite itself rolls the group's transaction back (as it does on a full disk), no writer
+    of the group is told its work was committed, whether or not the one that hit it raised."""
+
+    async def loses_the_transaction() -> None:
+        async with store.write() as tx:
+            raw = await tx._conn.get_raw_connection()
+            raw.driver_connection._conn.execute("ROLLBACK")  # type: ignore[union-attr]
+
+    results = await asyncio.gather(
+        add_user(store, "a"), loses_the_transaction(), add_user(store, "b"), return_exceptions=True
+    )
+    assert isinstance(results[0], Unavailable)  # its row went with the transaction
+    assert isinstance(results[1], Unavailable)
+    assert results[2] is None  # the group ended there: "b" ran in the next one
+    assert committed_users(db_path) == {"b"}
+
+
 async def test_a_cancelled_committer_does_not_stop_the_commit(store: Store, db_path: Path) -> None:
     """The writer that commits a group is cancelled mid-commit: the group still lands, and the
     next writer gets its turn."""

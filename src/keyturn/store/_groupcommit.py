@@ -29,6 +29,8 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncTransaction
 
+from ..errors import Unavailable
+
 __all__ = ["GroupCommit"]
 
 _SAVEPOINT = "keyturn_writer"
@@ -69,11 +71,19 @@ class _Group:
             # group is over, and its commit will tell the writers who had joined it.
             self.broken = not self.driver.in_transaction
             raise
-        self.driver.control(f"RELEASE {_SAVEPOINT}")
+        try:
+            self.driver.control(f"RELEASE {_SAVEPOINT}")
+        except sqlite3.Error as exc:  # the savepoint went with a transaction SQLite rolled back
+            self.broken = True
+            raise Unavailable() from exc
 
     async def commit(self) -> None:
         """Commit (or, if that fails, roll back) and tell every writer of the group."""
         try:
+            if not self.driver.in_transaction:
+                # SQLite rolled the whole transaction back (disk full, I/O error): nobody's work
+                # is there to commit, so nobody may be told it was.
+                raise Unavailable()
             await self.transaction.commit()
         except BaseException as exc:
             self.done.set_exception(exc)

@@ -10,8 +10,8 @@ on the event loop's thread. What can wait does not: ``BEGIN IMMEDIATE`` (it may 
 another process's write lock, up to the busy timeout) and ``COMMIT`` (it waits for the fsync that
 makes the transaction durable, and for a WAL checkpoint now and then) run in a worker thread,
 so the loop serves other requests meanwhile, and so do reads that may scan many rows
-(``Database.read(scan=True)``: the active-sessions count). A connection is only ever used by one task at a
-time (the pool hands it out), so it never runs in two threads at once.
+(``Database.read(scan=True)``: the active-sessions count). A connection is only ever used by
+one task at a time (the pool hands it out), so it never runs in two threads at once.
 """
 
 from __future__ import annotations
