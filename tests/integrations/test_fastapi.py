@@ -12,15 +12,14 @@ import httpx
 import pytest
 from fastapi import Depends, FastAPI
 from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from keyturn.integrations.fastapi import require_token, setup
-from keyturn.integrations.starlette import keyturn_middleware, requires
+from keyturn.integrations.starlette import keyturn_middleware
 from keyturn.keys import generate_key
 from keyturn.tokens import AccessClaims, issue_access_token
 from keyturn.verify import JwksPolicy, Verifier
+from tests.integrations import test_starlette as starlette_endpoints
 from tests.servers import Server, keyturn_server
 
 pytestmark = [pytest.mark.server, pytest.mark.anyio]
@@ -64,16 +63,8 @@ def fastapi_app(server: Server) -> FastAPI:
 
 
 def starlette_app(server: Server) -> Starlette:
-    @requires("profile")
-    async def profile(request: Request) -> JSONResponse:
-        return JSONResponse({"sub": request.user.claims.sub})
-
-    @requires("admin")
-    async def admin(request: Request) -> JSONResponse:
-        return JSONResponse({"sub": request.user.claims.sub})
-
     verifier = Verifier(issuer=server.url, audience=server.url)
-    routes = [Route("/profile", profile), Route("/admin", admin)]
+    routes = [Route("/profile", starlette_endpoints.profile), Route("/admin", starlette_endpoints.admin)]
     return Starlette(routes=routes, middleware=[keyturn_middleware(verifier)])
 
 

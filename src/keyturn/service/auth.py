@@ -159,7 +159,7 @@ class AuthService:
             presented.session_id, presented.generation, now, rotated_after=rotated_after, created_after=created_after
         )
         if record is not None:
-            await self._audit_session(tx, now, "refresh", client, record, generation=record.generation)
+            await self._audit_rotation(tx, now, client, record)
         return record
 
     async def _decide(
@@ -184,7 +184,7 @@ class AuthService:
     ) -> tuple[SessionRecord, InvalidGrant | None]:
         if action is Action.ROTATE:
             record = replace(record, generation=record.generation + 1, rotated_at=now, last_used_at=now)
-            await self._audit_session(tx, now, "refresh", client, record, generation=record.generation)
+            await self._audit_rotation(tx, now, client, record)
             return record, None
         if action is Action.REPLAY:
             await self._audit_session(tx, now, "refresh_replay", client, record, generation=record.generation)
@@ -192,6 +192,10 @@ class AuthService:
         await tx.revoke_sessions(record.user_id, now, "reuse_detected", only=record.id)
         await self._audit_session(tx, now, "reuse_detected", client, record, outcome="revoked")
         return record, RefreshTokenReused()
+
+    async def _audit_rotation(self, tx: Tx, now: datetime, client: Client, record: SessionRecord) -> None:
+        """The audit row of a rotation; ``record`` is the session as rotated."""
+        await self._audit_session(tx, now, "refresh", client, record, generation=record.generation)
 
     async def authenticate(self, access_token: object) -> Caller:
         """Verify an access token and check that its session and user are still live.

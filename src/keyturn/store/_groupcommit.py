@@ -30,6 +30,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncTransaction
 
 from ..errors import Unavailable
+from ._sqlite import InlineConnection, inline
 
 __all__ = ["GroupCommit"]
 
@@ -43,7 +44,7 @@ Opener = Callable[[], Coroutine[Any, Any, tuple[AsyncConnection, AsyncTransactio
 class _Group:
     """One open SQLite transaction and the writers whose work is in it."""
 
-    def __init__(self, conn: AsyncConnection, transaction: AsyncTransaction, driver: Any) -> None:
+    def __init__(self, conn: AsyncConnection, transaction: AsyncTransaction, driver: InlineConnection) -> None:
         self.conn = conn
         self.transaction = transaction
         self.driver = driver  # the InlineConnection: savepoints without SQLAlchemy's execution
@@ -54,7 +55,7 @@ class _Group:
     @classmethod
     async def open(cls, opener: Opener) -> _Group:
         conn, transaction = await opener()
-        return cls(conn, transaction, (await conn.get_raw_connection()).driver_connection)
+        return cls(conn, transaction, await inline(conn))
 
     @asynccontextmanager
     async def member(self) -> AsyncIterator[AsyncConnection]:

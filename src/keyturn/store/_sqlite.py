@@ -20,11 +20,21 @@ import asyncio
 import contextlib
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncConnection
 
 __all__ = ["InlineConnection", "connect"]
 
-_WAITS = ("BEGIN IMMEDIATE", "BEGIN EXCLUSIVE", "COMMIT")
+_WAITS = ("BEGIN", "COMMIT")  # as keyturn and SQLAlchemy spell them: no prefix, upper case
+
+
+async def inline(conn: AsyncConnection) -> InlineConnection:
+    """The ``InlineConnection`` under a SQLAlchemy connection of a SQLite engine."""
+    driver = (await conn.get_raw_connection()).driver_connection
+    assert isinstance(driver, InlineConnection)
+    return driver
 
 
 async def connect(*args: Any, **kwargs: Any) -> InlineConnection:
@@ -101,7 +111,7 @@ class InlineCursor:
         self._cursor.close()
 
     async def execute(self, sql: str, parameters: Sequence[Any] | dict[str, Any] = ()) -> InlineCursor:
-        if self._owner.offload or sql.lstrip().upper().startswith(_WAITS):
+        if self._owner.offload or sql.startswith(_WAITS):
             await asyncio.to_thread(self._cursor.execute, sql, parameters)
         else:
             self._cursor.execute(sql, parameters)

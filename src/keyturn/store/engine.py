@@ -122,9 +122,7 @@ class Database:
             if not (scan and self.is_sqlite):
                 yield conn
                 return
-            driver = (await conn.get_raw_connection()).driver_connection
-            assert isinstance(driver, _sqlite.InlineConnection)
-            with driver.offloaded():
+            with (await _sqlite.inline(conn)).offloaded():
                 yield conn
 
     @asynccontextmanager

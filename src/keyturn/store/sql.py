@@ -109,8 +109,7 @@ class Tx:
 
     async def rotate_session(self, session_id: uuid.UUID, generation: int, now: datetime) -> bool:
         """Compare-and-swap ``generation`` to ``generation + 1``; False if another caller won."""
-        params = {"sid": session_id, "gen": generation, "next": generation + 1, "at": now}
-        return (await self._conn.execute(_ROTATE, params)).rowcount == 1
+        return (await self._conn.execute(_ROTATE, _rotation(session_id, generation, now))).rowcount == 1
 
     async def rotate_current(
         self, session_id: uuid.UUID, generation: int, now: datetime, *, rotated_after: datetime, created_after: datetime
@@ -118,8 +117,11 @@ class Tx:
         """Move a live session at ``generation``, rotated after ``rotated_after`` and created after
         ``created_after``, one generation on, in one statement; returns the new row, or None when
         the session is not in that state (the caller then reads it and decides)."""
-        params = {"sid": session_id, "gen": generation, "next": generation + 1, "at": now,
-                  "rotated_after": rotated_after, "created_after": created_after}  # fmt: skip
+        params = {
+            **_rotation(session_id, generation, now),
+            "rotated_after": rotated_after,
+            "created_after": created_after,
+        }
         row = (await self._conn.execute(_ROTATE_CURRENT, params)).first()
         return None if row is None else SessionRecord(**row._asdict())
 
@@ -235,6 +237,11 @@ class Tx:
     async def count(self, table: str) -> int:
         target = {"users": users, "sessions": sessions, "audit_events": audit_events}[table]
         return int((await self._conn.execute(select(func.count()).select_from(target))).scalar_one())
+
+
+def _rotation(session_id: uuid.UUID, generation: int, now: datetime) -> dict[str, Any]:
+    """The parameters of ``_ROTATE``: ``generation`` to ``generation + 1`` at ``now``."""
+    return {"sid": session_id, "gen": generation, "next": generation + 1, "at": now}
 
 
 def _values(record: Any) -> dict[str, Any]:
