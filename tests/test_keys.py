@@ -1,4 +1,4 @@
-"""Unit tests (no I/O) of keyturn.keys: the key ring's rotation rules, JWKS, thumbprints, sealing, RFC vectors."""
+"""Unit tests (no I/O) of keyturn.keys: the key ring's rotation rules, JWKS, thumbprints, sealing, signing, vectors."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from keyturn.errors import ConfigurationError, KeyturnError, UnknownKey
+from keyturn.errors import BadSignature, ConfigurationError, KeyturnError, UnknownKey
 from keyturn.keys import (
     ALGORITHMS,
     KeyRing,
@@ -34,6 +34,7 @@ PRIVATE_MEMBERS = ("d", "p", "q", "dp", "dq", "qi", "oth", "k")
 REFUSED_MEMBERS = ("d", "p", "q", "dp", "dq", "qi", "k")
 ALGS = ("ES256", "EdDSA", "RS256")
 MASTER = MasterKey("a-master-secret-for-sealing-tests-0123456789")
+P256_N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551  # the order of P-256 (SEC 2 §2.4.2)
 
 
 @pytest.fixture(scope="module")
@@ -324,11 +325,74 @@ def test_from_jwk_refuses_a_point_not_on_the_curve(keys_by_alg: dict[str, Signin
         SigningKey.from_jwk(jwk)
 
 
+# --- SigningKey.sign, and ES256's low-S rule ---------------------------------------------------------
+# An ECDSA signature has a twin: (r, n - s) verifies whenever (r, s) does. keyturn issues and
+# accepts only the low-S one (s <= n/2), so a token has exactly one valid signature.
+
+
+def r_and_s(signature: bytes) -> tuple[int, int]:
+    return int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
+
+
+def es256_signature(r: int, s: int) -> bytes:
+    return r.to_bytes(32, "big") + s.to_bytes(32, "big")
+
+
+@pytest.mark.parametrize("alg", ALGS)
+def test_sign_makes_a_jws_signature_keyturn_and_pyjwt_verify(alg: str, keys_by_alg: dict[str, SigningKey]) -> None:
+    """SigningKey.sign gives the JWS form (RFC 7518 §3.3/§3.4, RFC 8037 §3.1) of the message, and only of it."""
+    key = keys_by_alg[alg]
+    signature = key.sign(b"message")
+    key.verify_signature(b"message", signature)
+    assert ALGORITHMS[alg].verify(b"message", key.public_key, signature)
+    with pytest.raises(BadSignature):
+        key.verify_signature(b"other message", signature)
+
+
+def test_es256_signatures_are_low_s(keys_by_alg: dict[str, SigningKey]) -> None:
+    """Every ES256 signature SigningKey.sign makes has r in [1, n-1] and s in [1, n/2]."""
+    key = keys_by_alg["ES256"]
+    for i in range(300):  # OpenSSL alone gives a high S half the time
+        r, s = r_and_s(key.sign(b"message %d" % i))
+        assert 0 < r < P256_N
+        assert 0 < s <= P256_N // 2
+
+
+def test_high_s_twin_of_an_es256_signature_is_refused(keys_by_alg: dict[str, SigningKey]) -> None:
+    """Of a signature's two ECDSA forms, verify_signature accepts the low-S one and refuses the high-S one."""
+    key = keys_by_alg["ES256"]
+    r, s = r_and_s(ALGORITHMS["ES256"].sign(b"message", key.private_key))  # either half, as OpenSSL picks
+    low, high = es256_signature(r, min(s, P256_N - s)), es256_signature(r, max(s, P256_N - s))
+    assert ALGORITHMS["ES256"].verify(b"message", key.public_key, high)  # genuine ECDSA: our rule refuses it
+    key.verify_signature(b"message", low)
+    with pytest.raises(BadSignature) as excinfo:
+        key.verify_signature(b"message", high)
+    assert (excinfo.value.reason, excinfo.value.kid) == ("bad_signature", key.kid)
+
+
+@pytest.mark.parametrize(
+    ("r", "s"),
+    [("zero", "real"), ("real", "zero"), ("n", "real"), ("real", "n"), ("max", "real"), ("real", "max")],
+)
+def test_es256_signature_with_r_or_s_out_of_range_is_refused(
+    r: str, s: str, keys_by_alg: dict[str, SigningKey]
+) -> None:
+    """r and s must lie in [1, n-1] (SEC 1 §4.1.4): 0, n and 2^256 - 1 are refused as bad signatures."""
+    key = keys_by_alg["ES256"]
+    real_r, real_s = r_and_s(ALGORITHMS["ES256"].sign(b"message", key.private_key))
+    real_s = min(real_s, P256_N - real_s)  # low-S, so that only the value under test is wrong
+    values = {"zero": 0, "n": P256_N, "max": 2**256 - 1}
+    signature = es256_signature(values.get(r, real_r), values.get(s, real_s))
+    with pytest.raises(BadSignature):
+        key.verify_signature(b"message", signature)
+
+
 # --- RFC known-answer vectors ----------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("name", ["rfc8037_ed25519.json", "rfc7515_es256.json"])
 def test_rfc_example_signature_verifies(name: str) -> None:
+    """The vector file holds the RFC's example: PyJWT, an independent verifier, accepts its signature."""
     vector = load_vector(name)
     key = SigningKey.from_jwk({**vector["public_jwk"], "kid": "rfc", "alg": vector["alg"]})
     assert key.alg == vector["alg"]
@@ -344,6 +408,25 @@ def test_rfc_example_signature_fails_on_altered_input(name: str) -> None:
     assert not ALGORITHMS[vector["alg"]].verify(vector["signing_input"].encode() + b"x", key.public_key, signature)
     flipped = bytes([signature[0] ^ 1]) + signature[1:]
     assert not ALGORITHMS[vector["alg"]].verify(vector["signing_input"].encode(), key.public_key, flipped)
+
+
+def test_rfc7515_es256_example_is_high_s_so_refused_while_its_low_s_twin_verifies() -> None:
+    """RFC 7515 A.3's own signature is refused by keyturn as high-S; (r, n - s) of it verifies.
+
+    JWS leaves the choice between an ECDSA signature's two forms open, and the RFC's example
+    happens to carry the high-S one (s > n/2): PyJWT accepts it (the test above), keyturn does
+    not, because it accepts only the low-S form it issues. So the vector now pins both sides of
+    the rule with the RFC's bytes: the refusal of a genuine high-S signature, and the acceptance
+    of its low-S twin.
+    """
+    vector = load_vector("rfc7515_es256.json")
+    key = SigningKey.from_jwk({**vector["public_jwk"], "kid": "rfc", "alg": "ES256"})
+    message, signature = vector["signing_input"].encode(), b64url_decode(vector["signature"])
+    r, s = r_and_s(signature)
+    assert s > P256_N // 2
+    with pytest.raises(BadSignature):
+        key.verify_signature(message, signature)
+    key.verify_signature(message, es256_signature(r, P256_N - s))
 
 
 def test_rfc8037_public_key_round_trips_through_public_jwk() -> None:

@@ -22,7 +22,7 @@ from keyturn.errors import (
     UnknownSession,
     UnsupportedHeader,
 )
-from keyturn.keys import ALGORITHMS, KeyRing, SigningKey, generate_key
+from keyturn.keys import KeyRing, SigningKey, generate_key
 from keyturn.masterkey import MasterKey
 from keyturn.refresh import RefreshTokenCodec
 from keyturn.sessions import Lifetimes, SessionState, decide_refresh
@@ -38,7 +38,7 @@ def b64(data: bytes) -> str:
 
 def signed(key: SigningKey, header: bytes, payload: dict[str, Any]) -> str:
     signing_input = f"{b64(header)}.{b64(json.dumps(payload).encode())}"
-    return f"{signing_input}.{b64(ALGORITHMS[key.alg].sign(signing_input.encode(), key.private_key))}"
+    return f"{signing_input}.{b64(key.sign(signing_input.encode()))}"
 
 
 @pytest.fixture(scope="module")

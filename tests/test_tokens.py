@@ -43,6 +43,7 @@ ISSUER = "https://auth.keyturn.test"
 AUDIENCE = "https://api.keyturn.test"
 MISSING = object()
 B64_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+P256_N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551  # the order of P-256 (SEC 2 §2.4.2)
 
 
 @pytest.fixture(scope="module")
@@ -95,9 +96,7 @@ def header_for(key: SigningKey, **changes: Any) -> dict[str, Any]:
 def sign_segments(header_segment: str, payload_segment: str, signer: SigningKey) -> str:
     """A compact JWS over the given segments, signed with ``signer``'s private key whatever the header says."""
     signing_input = f"{header_segment}.{payload_segment}".encode()
-    return (
-        f"{header_segment}.{payload_segment}.{b64url(ALGORITHMS[signer.alg].sign(signing_input, signer.private_key))}"
-    )
+    return f"{header_segment}.{payload_segment}.{b64url(signer.sign(signing_input))}"
 
 
 def forge(signer: SigningKey, header: dict[str, Any] | None = None, payload: dict[str, Any] | None = None) -> str:
@@ -170,6 +169,15 @@ def test_round_trip_with_every_algorithm(alg: str, other_keys: dict[str, Signing
     token, _ = issue(key)
     assert jwt.get_unverified_header(token)["alg"] == alg
     assert verify(token, KeyRing([key], token_ttl=TTL, leeway=timedelta(0))).sub == "user-1"
+
+
+@pytest.mark.parametrize("alg", ["EdDSA", "RS256"])
+def test_issued_token_is_the_compact_jws_pyjwt_builds(alg: str, other_keys: dict[str, SigningKey]) -> None:
+    """Built by hand, a token is byte for byte PyJWT's compact JWS of the same claims (deterministic algs)."""
+    key = other_keys[alg]
+    token, _ = issue(key, auth_time=T0)
+    claims = json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))
+    assert token == jwt.encode(claims, key.private_key, algorithm=alg, headers={"kid": key.kid, "typ": "at+jwt"})
 
 
 def test_not_after_caps_exp(key: SigningKey, keyring: KeyRing) -> None:
@@ -399,6 +407,32 @@ def test_es256_signature_in_der_form_refused(key: SigningKey, keyring: KeyRing) 
     der = encode_dss_signature(int.from_bytes(raw[:32], "big"), int.from_bytes(raw[32:], "big"))
     with pytest.raises(BadSignature):
         verify(with_signature(token, der), keyring)
+
+
+def high_s_twin(token: str) -> str:
+    """The token with its ES256 signature (r, s) replaced by (r, n - s), its equally valid ECDSA twin."""
+    raw = raw_signature(token)
+    return with_signature(token, raw[:32] + (P256_N - int.from_bytes(raw[32:], "big")).to_bytes(32, "big"))
+
+
+def test_issued_es256_signatures_are_low_s(key: SigningKey, keyring: KeyRing) -> None:
+    """Every issued ES256 token carries s <= n/2, the one form verification accepts."""
+    for _ in range(300):  # OpenSSL alone gives a high S half the time
+        token, _ = issue(key)
+        assert 0 < int.from_bytes(raw_signature(token)[32:], "big") <= P256_N // 2
+        assert verify(token, keyring).sub == "user-1"
+
+
+def test_es256_signature_high_s_twin_refused(key: SigningKey, keyring: KeyRing) -> None:
+    """(r, n - s) verifies as ECDSA whenever (r, s) does; the high-S twin of a token is refused as bad_signature."""
+    token, _ = issue(key)
+    twin = high_s_twin(token)
+    header, payload, _ = twin.split(".")
+    assert ALGORITHMS["ES256"].verify(f"{header}.{payload}".encode(), key.public_key, raw_signature(twin))
+    assert verify(token, keyring).sub == "user-1"
+    with pytest.raises(BadSignature) as excinfo:
+        verify(twin, keyring)
+    assert (excinfo.value.reason, excinfo.value.kid) == ("bad_signature", key.kid)
 
 
 @pytest.mark.parametrize("alg", ["ES256", "EdDSA", "RS256"])

@@ -6,6 +6,7 @@ server on loopback that counts its requests (no mocking of httpx).
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 from collections.abc import Iterator
@@ -16,15 +17,16 @@ from typing import Any
 
 import pytest
 
-from keyturn.errors import InsufficientScope, InvalidToken, TokenExpired, Unavailable, UnknownKey
+from keyturn.errors import BadSignature, InsufficientScope, InvalidToken, TokenExpired, Unavailable, UnknownKey
 from keyturn.jwks import JwksPolicy
 from keyturn.keys import KeyRing, SigningKey, generate_key
-from keyturn.tokens import issue_access_token
+from keyturn.tokens import issue_access_token, verify_access_token
 from keyturn.verify import Verifier
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 ISSUER = "https://auth.example"
 AUDIENCE = "https://api.example"
+P256_N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551  # the order of P-256 (SEC 2 §2.4.2)
 
 
 @pytest.fixture(scope="module")
@@ -112,6 +114,29 @@ def test_refused_tokens_are_not_cached(key: SigningKey) -> None:
         with pytest.raises(InvalidToken):
             verifier.verify(bad, now=NOW)
     assert verifier._cache == {}
+
+
+def high_s_twin(value: str) -> str:
+    """``value`` with its ES256 signature (r, s) replaced by (r, n - s), an equally valid ECDSA signature."""
+    head, body, signature = value.split(".")
+    raw = base64.urlsafe_b64decode(signature + "==")
+    twin = raw[:32] + (P256_N - int.from_bytes(raw[32:], "big")).to_bytes(32, "big")
+    return f"{head}.{body}.{base64.urlsafe_b64encode(twin).rstrip(b'=').decode()}"
+
+
+def test_high_s_twin_of_an_es256_token_is_refused(key: SigningKey) -> None:
+    """The high-S twin of a real token is refused as bad_signature by the core and by the Verifier."""
+    original = token(key)
+    twin = high_s_twin(original)
+    ring = KeyRing([key], token_ttl=timedelta(minutes=15), leeway=timedelta(0))
+    with pytest.raises(BadSignature) as by_core:
+        verify_access_token(twin, ring, issuer=ISSUER, audience=AUDIENCE, now=NOW)
+    verifier = Verifier(ISSUER, AUDIENCE, jwks=jwks_of(key))
+    assert verifier.verify(original, now=NOW).sub == "user-1"  # remembered now; the twin is another string
+    with pytest.raises(BadSignature) as by_verifier:
+        verifier.verify(twin, now=NOW)
+    assert by_core.value.reason == by_verifier.value.reason == "bad_signature"
+    assert list(verifier._cache) == [original]
 
 
 @pytest.mark.anyio

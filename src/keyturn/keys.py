@@ -21,7 +21,7 @@ from typing import Any, Literal
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from jwt.algorithms import Algorithm, get_default_algorithms
 
@@ -64,12 +64,21 @@ class SigningKey:
         their padding and hash objects and re-check the key's type on every call.
 
         Raises:
-            BadSignature: the signature is not this key's over ``message`` (any length, any bytes).
+            BadSignature: the signature is not this key's over ``message`` (any length, any bytes),
+                or is the high-S twin of an ES256 signature.
         """
         try:
             _VERIFY[self.alg](self.public_key, message, signature)
         except InvalidSignature:
             raise BadSignature(self.kid) from None
+
+    def sign(self, message: bytes) -> bytes:
+        """The JWS signature (RFC 7518 §3.3/§3.4, RFC 8037 §3.1) of ``message`` with the private part.
+
+        An ES256 signature is always low-S (``s <= n/2``), the only form
+        :meth:`verify_signature` accepts, so a token has exactly one valid signature.
+        """
+        return _SIGN[self.alg](self.private_key, message)
 
     def public_jwk(self) -> dict[str, Any]:
         """The RFC 7517 JWK of the public part only, with ``kid``, ``alg`` and ``use``."""
@@ -103,7 +112,17 @@ def _verify_es256(public: ec.EllipticCurvePublicKey, message: bytes, signature: 
     if len(signature) != 64:
         raise InvalidSignature
     r, s = int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
+    # SEC 1 §4.1.4 step 1 wants r and s in [1, n-1]. And (r, n - s) verifies whenever (r, s) does, so
+    # only the low-S half is accepted: a token has one signature, not a twin an attacker can make.
+    if not (0 < r < _P256_N and 0 < s <= _P256_HALF_N):
+        raise InvalidSignature
     public.verify(encode_dss_signature(r, s), message, _ECDSA_SHA256)
+
+
+def _sign_es256(private: ec.EllipticCurvePrivateKey, message: bytes) -> bytes:
+    r, s = decode_dss_signature(private.sign(message, _ECDSA_SHA256))
+    # OpenSSL returns s from either half of [1, n-1]; issue the low-S one of the twins (as BIP 62 does).
+    return r.to_bytes(32, "big") + min(s, _P256_N - s).to_bytes(32, "big")
 
 
 def _verify_rs256(public: rsa.RSAPublicKey, message: bytes, signature: bytes) -> None:
@@ -112,6 +131,14 @@ def _verify_rs256(public: rsa.RSAPublicKey, message: bytes, signature: bytes) ->
 
 def _verify_eddsa(public: ed25519.Ed25519PublicKey, message: bytes, signature: bytes) -> None:
     public.verify(signature, message)
+
+
+def _sign_rs256(private: rsa.RSAPrivateKey, message: bytes) -> bytes:
+    return private.sign(message, _PKCS1V15, _SHA256)
+
+
+def _sign_eddsa(private: ed25519.Ed25519PrivateKey, message: bytes) -> bytes:
+    return private.sign(message)
 
 
 # Stateless parameter objects, made once: building them per call costs more than the maths of a
@@ -124,6 +151,14 @@ _VERIFY: Mapping[str, Callable[[Any, bytes, bytes], None]] = {
     "RS256": _verify_rs256,
     "EdDSA": _verify_eddsa,
 }
+_SIGN: Mapping[str, Callable[[Any, bytes], bytes]] = {
+    "ES256": _sign_es256,
+    "RS256": _sign_rs256,
+    "EdDSA": _sign_eddsa,
+}
+# The order n of P-256's base point (SEC 2 §2.4.2); n is odd, so exactly one of s and n - s is <= n // 2.
+_P256_N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+_P256_HALF_N = _P256_N // 2
 
 
 def _fits(alg: Alg, public: Any) -> bool:

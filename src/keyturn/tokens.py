@@ -1,13 +1,15 @@
 """Access tokens: RFC 9068 JWTs, issued and verified with the rules of RFC 8725.
 
-Tokens are signed with PyJWT; the parsing and every check on the way in are ours,
-because the library's defaults are too lenient for an access token (a missing ``exp``
-passes, ``"exp": "123"`` passes, claims are checked against the wall clock instead of a
+Tokens are built here (compact JWS, RFC 7515 §7.1) and signed by the key itself
+(``SigningKey.sign``, low-S for ES256); the parsing and every check on the way in are ours,
+because a JOSE library's defaults are too lenient for an access token (PyJWT lets a missing
+``exp`` pass, and ``"exp": "123"``, and checks claims against the wall clock instead of a
 ``now`` we pass in). Signatures are checked by the key itself (``SigningKey.verify_signature``).
 """
 
 from __future__ import annotations
 
+import base64
 import binascii
 import functools
 import json
@@ -16,8 +18,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
-
-import jwt
 
 from .errors import (
     InvalidClaim,
@@ -94,7 +94,9 @@ def issue_access_token(
     }
     if auth_time is not None:
         claims["auth_time"] = int(auth_time.timestamp())
-    token = jwt.encode(claims, key.private_key, algorithm=key.alg, headers={"kid": key.kid, "typ": "at+jwt"})
+    payload = _b64encode(json.dumps(claims, separators=(",", ":")).encode())
+    signing_input = f"{_header_segment(key.kid, key.alg)}.{payload}"
+    token = f"{signing_input}.{_b64encode(key.sign(signing_input.encode()))}"
     return token, exp
 
 
@@ -204,6 +206,17 @@ def _numeric(claims: Mapping[str, Any], name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < MAX_NUMERIC_DATE:
         raise InvalidClaim(name, f"The access token claim '{name}' must be a number of seconds since 1970.")
     return float(value)
+
+
+@functools.lru_cache(maxsize=_HEADER_CACHE_SIZE)
+def _header_segment(kid: str, alg: str) -> str:
+    """The encoded protected header of every token ``kid`` signs (compact, sorted: PyJWT's bytes)."""
+    return _b64encode(json.dumps({"alg": alg, "kid": kid, "typ": "at+jwt"}, separators=(",", ":")).encode())
+
+
+def _b64encode(raw: bytes) -> str:
+    """base64url without padding (RFC 7515 §2)."""
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
 
 
 def _b64decode(segment: str) -> bytes:

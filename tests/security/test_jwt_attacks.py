@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from keyturn.errors import MalformedToken
-from keyturn.keys import ALGORITHMS, SigningKey, generate_key
+from keyturn.keys import SigningKey, generate_key
 from keyturn.service import Service
 from keyturn.tokens import issue_access_token, verify_access_token
 from tests.conftest import Clock
@@ -39,6 +39,7 @@ from tests.helpers import login, register
 pytestmark = pytest.mark.anyio
 
 DROP = object()  # a header or claim value meaning "leave this member out"
+P256_N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551  # the order of P-256 (SEC 2 §2.4.2)
 
 
 def b64url(data: bytes) -> str:
@@ -51,7 +52,7 @@ def segment(value: dict[str, Any] | str) -> str:
 
 
 def es_sign(signing_input: str, key: SigningKey) -> str:
-    return b64url(ALGORITHMS[key.alg].sign(signing_input.encode(), key.private_key))
+    return b64url(key.sign(signing_input.encode()))
 
 
 def hs256(signing_input: str, secret: bytes) -> str:
@@ -451,6 +452,16 @@ async def test_signature_reencoded_with_padding(target: Target) -> None:
 async def test_signature_non_canonical_trailing_bits(target: Target) -> None:
     head, body, signature = target.access_token.split(".")
     assert_refused(await target.me(f"{head}.{body}.{non_canonical(signature)}"))
+
+
+async def test_signature_high_s_twin(target: Target) -> None:
+    """The server's own token with S replaced by n - S (a valid ECDSA signature too) is refused."""
+    head, body, signature = target.access_token.split(".")
+    raw = base64.urlsafe_b64decode(signature + "==")
+    s = int.from_bytes(raw[32:], "big")
+    assert 0 < s <= P256_N // 2  # the server issues the low-S form only
+    assert (await target.me(target.access_token)).status_code == 200
+    assert_refused(await target.me(f"{head}.{body}.{b64url(raw[:32] + (P256_N - s).to_bytes(32, 'big'))}"))
 
 
 # --- encoding and JSON ---------------------------------------------------------------------------
