@@ -42,6 +42,8 @@ PASSWORD = "correct horse battery staple"
 # one user logs in, and one session refreshes, far more often than any real client would.
 LIMITS = ("login_ip", "login_failures", "account_failures", "register_ip", "refresh_session", "global")
 HIGH_LIMITS = {f"rate_limit_{name}": "1000000/second" for name in LIMITS}
+# Metrics stay on too, as in a deployment that scrapes them: outside --dev that takes a token.
+METRICS = {"metrics_token": "bench-metrics-" + os.urandom(24).hex()}
 
 
 def pinned(cpu: str) -> list[str]:
@@ -106,7 +108,7 @@ def keyturn(
         secret=secret,
         log_level="warning",  # uvicorn's access log is off at warning, as it is in the examples
         prune_interval="0",
-        **{**HIGH_LIMITS, "rate_limit_enabled": "true", **extra},
+        **{**HIGH_LIMITS, **METRICS, "rate_limit_enabled": "true", **extra},
     ) as server:
         yield Keyturn(server, database_url, secret)
 

@@ -191,6 +191,7 @@ def start_instance(name: str, database_url: str, args: argparse.Namespace, workd
         secret=args.secret,
         issuer=ISSUER,
         rate_limit_enabled="false",
+        metrics_token=args.secret[::-1],  # metrics on, as a scraped deployment runs (needs a token without --dev)
         log_level="warning",  # access logging would dominate the profile
         prune_interval="0",
         db_pool_size=str(args.pool_size),

@@ -17,6 +17,7 @@ import os
 import secrets
 import sqlite3
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -152,6 +153,22 @@ def make_settings(database: Path | str, **overrides: Any) -> Settings:
     }
     values.update(overrides)
     return Settings(**values)
+
+
+@asynccontextmanager
+async def app_client(
+    database: Path | str, clock: Clock, passwords: Passwords, **overrides: Any
+) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the real ASGI app in-process, on a started service with ``make_settings``."""
+    settings = make_settings(database, **overrides)
+    svc = Service(settings, passwords=passwords, clock=clock)
+    await svc.start()
+    try:
+        transport = httpx.ASGITransport(app=create_app(settings, service=svc))
+        async with httpx.AsyncClient(transport=transport, base_url=settings.issuer) as c:
+            yield c
+    finally:
+        await svc.close()
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -10,6 +11,16 @@ import httpx
 PASSWORD = "correct horse battery staple"
 # An access token (JWS compact form) or a refresh token, as they would appear in a log or a row.
 TOKEN_LIKE = re.compile(r"eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*|kt_rt_[A-Za-z0-9_-]+")
+
+
+async def body_size(receive: Callable[[], Awaitable[dict[str, Any]]]) -> int:
+    """Read an ASGI request body to its end (a test app's part); how many bytes it had."""
+    size, more = 0, True
+    while more:
+        message = await receive()
+        size += len(message.get("body", b""))
+        more = message.get("more_body", False)
+    return size
 
 
 async def register(client: httpx.AsyncClient, username: str = "alice", password: str = PASSWORD) -> dict[str, Any]:
@@ -39,6 +50,19 @@ def bearer(tokens: dict[str, Any]) -> dict[str, str]:
 
 async def refresh(client: httpx.AsyncClient, refresh_token: str) -> httpx.Response:
     return await client.post("/v1/auth/refresh", json={"refresh_token": refresh_token})
+
+
+async def execute(database_url: str, sql: str, **params: Any) -> None:
+    """Run one statement on a connection of its own and commit it (to set up a stored state)."""
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    engine = create_async_engine(database_url)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(text(sql), params)
+    finally:
+        await engine.dispose()
 
 
 async def fetch(database_url: str, sql: str, **params: Any) -> list[tuple[Any, ...]]:

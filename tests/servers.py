@@ -53,11 +53,16 @@ def wait_ready_url(url: str, proc: subprocess.Popen[bytes], log: Path, timeout: 
 
 
 def spawn_keyturn(
-    cwd: Path, *args: str, own_issuer: bool = True, launcher: Sequence[str] = (), **settings: str
+    cwd: Path,
+    *args: str,
+    own_issuer: bool = True,
+    launcher: Sequence[str] = (),
+    serve_args: Sequence[str] = (),
+    **settings: str,
 ) -> Server:
-    """Start `keyturn <args> serve` in ``cwd`` with only the given KEYTURN_* settings and return
-    at once, without waiting for it to be ready (the caller stops ``server.proc``). ``launcher``
-    goes in front of the command (e.g. ``taskset -c 0``)."""
+    """Start `keyturn <args> serve <serve_args>` in ``cwd`` with only the given KEYTURN_* settings
+    and return at once, without waiting for it to be ready (the caller stops ``server.proc``).
+    ``launcher`` goes in front of the command (e.g. ``taskset -c 0``)."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("KEYTURN_")}
     if own_issuer:
@@ -69,8 +74,9 @@ def spawn_keyturn(
     log = cwd / "server.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [*launcher, str(KEYTURN), *args, "serve", "--port", str(port)], cwd=cwd, env=env, stdout=out, stderr=out
-        )
+            [*launcher, str(KEYTURN), *args, "serve", "--port", str(port), *serve_args],
+            cwd=cwd, env=env, stdout=out, stderr=out,
+        )  # fmt: skip
     return Server(f"http://127.0.0.1:{port}", port, cwd, log, proc)
 
 
@@ -90,17 +96,30 @@ def stop(server: Server, timeout: float = 15.0) -> None:
 
 @contextmanager
 def keyturn_server(
-    cwd: Path, *args: str, own_issuer: bool = True, launcher: Sequence[str] = (), **settings: str
+    cwd: Path,
+    *args: str,
+    own_issuer: bool = True,
+    launcher: Sequence[str] = (),
+    serve_args: Sequence[str] = (),
+    ready_timeout: float = 30.0,
+    **settings: str,
 ) -> Iterator[Server]:
-    """`keyturn <args> serve` in ``cwd`` with only the given KEYTURN_* settings (the issuer is the
-    server's own URL unless given); stopped on exit."""
-    server = spawn_keyturn(cwd, *args, own_issuer=own_issuer, launcher=launcher, **settings)
+    """`keyturn <args> serve <serve_args>` in ``cwd`` with only the given KEYTURN_* settings (the
+    issuer is the server's own URL unless given); stopped on exit."""
+    server = spawn_keyturn(cwd, *args, own_issuer=own_issuer, launcher=launcher, serve_args=serve_args, **settings)
     assert server.proc is not None
     try:
-        wait_ready(server.url, server.proc, server.log)
+        wait_ready(server.url, server.proc, server.log, ready_timeout)
         yield server
     finally:
         stop(server)
+
+
+@contextmanager
+def dev_workers(cwd: Path, workers: int = 2) -> Iterator[Server]:
+    """`keyturn --dev serve --workers N` in ``cwd`` (its own issuer, derived by serve); stopped on exit."""
+    with keyturn_server(cwd, "--dev", own_issuer=False, serve_args=("--workers", str(workers)), ready_timeout=60) as s:
+        yield s
 
 
 @contextmanager

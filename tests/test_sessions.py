@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -23,7 +24,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from keyturn.errors import InvalidGrant, SessionExpired, SessionRevoked, UnknownSession
-from keyturn.sessions import Action, Lifetimes, SessionState, decide_refresh, rotation_bounds
+from keyturn.sessions import Action, Lifetimes, SessionState, decide_refresh, rotation_bounds, whole_seconds_left
 
 T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 LIFETIMES = Lifetimes(idle=timedelta(days=7), absolute=timedelta(days=30), grace=timedelta(seconds=10))
@@ -131,6 +132,47 @@ def test_a_rotation_story() -> None:
     assert decide_refresh(state, 1, T0 + timedelta(hours=1), LIFETIMES) is Action.ROTATE
     state = state.rotated(T0 + timedelta(hours=1))
     assert decide_refresh(state, 0, T0 + timedelta(hours=1, seconds=1), LIFETIMES) is Action.REVOKE
+
+
+def test_a_disabled_users_session_is_refused_whatever_the_token() -> None:
+    """Rule 1b: a session whose user is disabled refuses every generation (reason user_disabled)."""
+    state = replace(session(2), user_enabled=False)
+    for generation in (0, 1, 2, 3):
+        with pytest.raises(SessionRevoked) as refused:
+            decide_refresh(state, generation, state.rotated_at + SECOND, LIFETIMES)
+        assert refused.value.reason == "user_disabled"
+
+
+def test_rekeyed_leaves_no_grace_for_the_token_before_it() -> None:
+    """A password change rekeys: the token current before it is two generations old, so it is
+    reuse even presented at once, and the new token rotates."""
+    state = session(3)
+    now = state.rotated_at + timedelta(hours=1)
+    after = state.rekeyed(now)
+    assert (after.generation, after.rotated_at) == (5, now)
+    assert decide_refresh(after, 3, now, LIFETIMES) is Action.REVOKE
+    assert decide_refresh(after, 5, now, LIFETIMES) is Action.ROTATE
+
+
+@FAST
+@given(created_micros=st.integers(0, 999_999), before_end_micros=st.integers(1, 3_000_000))
+def test_the_absolute_end_is_whole_seconds_so_a_refresh_always_has_one_left(
+    created_micros: int, before_end_micros: int
+) -> None:
+    """A refresh is accepted only while the session's end, floored to the second, is at least a
+    second ahead: then at least one whole second of it is left to state as ``expires_in``."""
+    state = replace(session(0), created_at=T0 + timedelta(microseconds=created_micros))
+    state = replace(state, rotated_at=state.created_at + LIFETIMES.absolute - LIFETIMES.idle)
+    end = state.absolute_expiry(LIFETIMES)
+    assert end.microsecond == 0
+    assert end <= state.created_at + LIFETIMES.absolute
+    now = state.created_at + LIFETIMES.absolute - timedelta(microseconds=before_end_micros)
+    try:
+        decide_refresh(state, 0, now, LIFETIMES)
+    except SessionExpired:
+        assert now > end - SECOND
+        return
+    assert whole_seconds_left(end, now) >= 1
 
 
 def test_rotated_moves_one_generation_and_restarts_the_idle_clock() -> None:
@@ -277,13 +319,15 @@ def test_previous_token_within_grace_replays_and_after_grace_revokes(state: Sess
 
 
 def rotates_by_bounds(state: SessionState, presented: int, now: datetime) -> bool:
-    """What the store's one-statement rotation does with ``rotation_bounds``."""
-    rotated_after, created_after = rotation_bounds(now, LIFETIMES)
+    """What the store's one-statement rotation does with ``rotation_bounds`` (``store/sql.py``'s
+    ``_ROTATE_CURRENT``: rotated_at strictly after, created_at at or after, user enabled)."""
+    rotated_after, created_from = rotation_bounds(now, LIFETIMES)
     return (
         state.revoked_at is None
+        and state.user_enabled
         and presented == state.generation
         and state.rotated_at > rotated_after
-        and state.created_at > created_after
+        and state.created_at >= created_from
     )
 
 
@@ -298,10 +342,23 @@ def test_rotation_bounds_rotate_exactly_where_the_rule_table_says_rotate(
 
 
 @FAST
-@given(state=states(), presented=generations, offset=offsets)
-def test_rotation_bounds_agree_with_decide_refresh(state: SessionState, presented: int, offset: int) -> None:
-    """Anywhere in time, the bounds rotate exactly when decide_refresh answers ROTATE."""
-    now = state.rotated_at + timedelta(seconds=offset)
+@given(
+    state=states(),
+    presented=generations,
+    offset=offsets,
+    micros=st.integers(0, 999_999),
+    created_micros=st.integers(0, 999_999),
+    enabled=st.booleans(),
+)
+def test_rotation_bounds_agree_with_decide_refresh(
+    state: SessionState, presented: int, offset: int, micros: int, created_micros: int, enabled: bool
+) -> None:
+    """Anywhere in time, to the microsecond, the bounds rotate exactly when decide_refresh answers
+    ROTATE (a session created and refreshed at fractional seconds, a disabled user)."""
+    shift = timedelta(microseconds=created_micros)
+    state = replace(state, created_at=state.created_at + shift, rotated_at=state.rotated_at + shift)
+    state = replace(state, user_enabled=enabled)
+    now = state.rotated_at + timedelta(seconds=offset, microseconds=micros)
     try:
         rotates = decide_refresh(state, presented, now, LIFETIMES) is Action.ROTATE
     except InvalidGrant:

@@ -221,7 +221,11 @@ def test_keys_are_discovered_and_cached_for_max_age(key: SigningKey, jwks_server
     assert fetches(jwks_server) == 2
 
 
-@pytest.mark.parametrize(("header", "seconds"), [("max-age=1", 30), ("max-age=999999", 3600), ("no-cache", 300)])
+@pytest.mark.parametrize(
+    ("header", "seconds"),
+    [("max-age=1", 30), ("max-age=999999", 3600), ("no-cache", 300), ("max-age=" + "9" * 20, 3600),
+     ("max-age=" + "9" * 5000, 3600), ("max-age=" + "0" * 5000 + "60", 60)],
+)  # fmt: skip
 def test_max_age_is_clamped(key: SigningKey, jwks_server: JwksServer, header: str, seconds: int) -> None:
     """Cache-Control is honoured between a floor (30 s) and a ceiling (1 h); 5 min without max-age."""
     jwks_server.cache_control = header

@@ -18,6 +18,7 @@ import typer
 from .config import Settings, load_settings, parse_duration
 from .errors import ConfigurationError, KeyturnError
 from .logs import configure_logging
+from .roles import ROLES, parse_roles
 from .service import Client, Service, run_with
 from .service.admin import MAX_AUDIT_LIMIT
 from .store import AuditRecord
@@ -50,18 +51,18 @@ def main(
     _state.dev = dev
 
 
-def _settings() -> Settings:
+def _settings(dev_issuer: str | None = None) -> Settings:
     try:
-        return load_settings(dev=_state.dev)
+        return load_settings(dev=_state.dev, dev_issuer=dev_issuer)
     except ConfigurationError as exc:
         typer.echo(f"keyturn: invalid setting {exc.description}", err=True)
         raise typer.Exit(2) from None
 
 
-def _run(work: Callable[[Service], Awaitable[T]]) -> T:
+def _run(work: Callable[[Service], Awaitable[T]], settings: Settings | None = None) -> T:
     """Run one operation against the configured store, turning keyturn errors into one line."""
 
-    settings = _settings()
+    settings = settings or _settings()
     try:
         return asyncio.run(run_with(settings, work))
     except KeyturnError as exc:
@@ -85,15 +86,20 @@ def serve(
     import uvicorn
 
     from .http import create_app
+    from .http.protocol import http_protocol
 
     # Log in the requested format from the first line on (settings may log while loading).
     configure_logging(_env_choice("LOG_LEVEL", "info"), _env_choice("LOG_FORMAT", "text"))
-    settings = _settings()
+    settings = _settings(dev_issuer=_dev_issuer(host, port))
     configure_logging(settings.log_level, settings.log_format)
+    # Migrate and make the first key once, before the workers race; a database that cannot be used
+    # stops here with one line (inside uvicorn's lifespan it would be a traceback).
+    _run(lambda svc: svc.start(), settings)
     common: dict[str, Any] = {
         "host": host,
         "port": port,
         "proxy_headers": False,
+        "http": http_protocol(settings),  # httptools with the request head bounded (431 beyond it)
         "server_header": False,
         "log_level": settings.log_level,
         "log_config": None,  # keep ours: same format for uvicorn's lines
@@ -103,10 +109,20 @@ def serve(
     if workers == 1:
         uvicorn.run(create_app(settings), **common)
         return
-    _run(lambda svc: svc.start())  # migrate and make the first key once, before the workers race
     assert settings.secret is not None
-    os.environ.update(KEYTURN_ENV=settings.env, KEYTURN_SECRET=settings.secret.get_secret_value())
+    # What --dev derived (the secret, the issuer) reaches the workers, which read the environment.
+    os.environ.update(
+        KEYTURN_ENV=settings.env, KEYTURN_SECRET=settings.secret.get_secret_value(), KEYTURN_ISSUER=settings.issuer
+    )
     uvicorn.run("keyturn.http:create_app_from_env", factory=True, workers=workers, **common)
+
+
+def _dev_issuer(host: str, port: int) -> str:
+    """Development mode's issuer: the address ``serve`` listens on, as a client on this machine
+    reaches it (``0.0.0.0`` and ``::`` mean every address, so 127.0.0.1)."""
+    if host in ("", "0.0.0.0", "::"):  # noqa: S104 - compared, not bound
+        host = "127.0.0.1"
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 @app.command()
@@ -117,11 +133,16 @@ def migrate() -> None:
     async def go() -> None:
         svc = Service(settings)
         try:
+            await svc.store.db.check()
             await svc.store.db.migrate()
         finally:
             await svc.close()
 
-    asyncio.run(go())
+    try:
+        asyncio.run(go())
+    except KeyturnError as exc:
+        typer.echo(f"keyturn: {exc.description}", err=True)
+        raise typer.Exit(1) from None
     typer.echo("migrations applied")
 
 
@@ -158,7 +179,33 @@ def users_list() -> None:
     """List accounts."""
     for u in _run(lambda svc: svc.admin.users()):
         state = "disabled" if u.disabled_at else "active"
-        typer.echo(f"{u.id}  {u.username:<24} {state:<8} created {_when(u.created_at)}")
+        roles = ",".join(sorted(parse_roles(u.roles))) or "-"
+        typer.echo(f"{u.id}  {u.username:<24} {state:<8} roles {roles:<8} created {_when(u.created_at)}")
+
+
+Role = Annotated[str, typer.Argument(help=f"One of: {', '.join(sorted(ROLES))}.")]
+
+
+@users.command("grant")
+def users_grant(username: str, role: Role) -> None:
+    """Give a user a role (admin: the audit log and key rotation over HTTP)."""
+    _change_role(username, role, grant=True)
+
+
+@users.command("revoke")
+def users_revoke(username: str, role: Role) -> None:
+    """Take a role from a user: refused at once by the admin API, gone from tokens at the next refresh."""
+    _change_role(username, role, grant=False)
+
+
+def _change_role(username: str, role: str, *, grant: bool) -> None:
+    if role not in ROLES:
+        typer.echo(f"keyturn: unknown role {role!r}; roles: {', '.join(sorted(ROLES))}", err=True)
+        raise typer.Exit(2)
+    if _run(lambda svc: (svc.admin.grant_role if grant else svc.admin.revoke_role)(username, role)):
+        typer.echo(f"granted {role} to {username}" if grant else f"revoked {role} from {username}")
+    else:
+        typer.echo(f"{username} already has {role}" if grant else f"{username} does not have {role}")
 
 
 @users.command("disable")

@@ -133,8 +133,15 @@ class JwksCache:
 
     def _ttl(self, cache_control: str) -> timedelta:
         match = _MAX_AGE.search(cache_control)
-        ttl = timedelta(seconds=int(match.group(1))) if match else self.policy.default_ttl
+        ttl = timedelta(seconds=_seconds(match.group(1))) if match else self.policy.default_ttl
         return max(self.policy.min_ttl, min(self.policy.max_ttl, ttl))
+
+
+def _seconds(digits: str) -> int:
+    """A max-age's digits as seconds, at most 10**9 (any more only means "past the ceiling"):
+    int() refuses 4,300 digits and more, and timedelta() a number of 15 digits."""
+    digits = digits.lstrip("0")
+    return int(digits or "0") if len(digits) <= 9 else 10**9
 
 
 def parse_jwks(jwks: Mapping[str, Any], leeway: timedelta) -> KeyRing:

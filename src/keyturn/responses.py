@@ -57,9 +57,14 @@ def answer(exc: KeyturnError, realm: str = "keyturn") -> ErrorAnswer:
     elif isinstance(exc, InsufficientScope):
         scope = " ".join(exc.required)
         headers["WWW-Authenticate"] = f'Bearer realm="{realm}", error="insufficient_scope", scope="{scope}"'
+    status = STATUS.get(exc.code, 400)
+    if status == 401 and "WWW-Authenticate" not in headers:
+        # RFC 9110 §15.5.2: every 401 names a challenge. Refused credentials or refresh tokens
+        # (sent in the body) are answered with the scheme this API authenticates requests by.
+        headers["WWW-Authenticate"] = f'Bearer realm="{realm}"'
     if exc.code == "temporarily_unavailable":
         headers["Retry-After"] = "1"
     elif isinstance(exc, RateLimited):
         headers["Retry-After"] = str(exc.retry_after)
     body = {"error": exc.code, "error_description": exc.description}
-    return ErrorAnswer(STATUS.get(exc.code, 400), body, headers)
+    return ErrorAnswer(status, body, headers)

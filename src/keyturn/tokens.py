@@ -13,6 +13,7 @@ import base64
 import binascii
 import functools
 import json
+import math
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -75,10 +76,11 @@ def issue_access_token(
 ) -> tuple[str, int]:
     """Sign an RFC 9068 access token; returns ``(token, exp)``.
 
-    ``not_after`` caps ``exp`` (a token never outlives its session).
+    ``exp`` is ``now + ttl`` rounded up to the second (a token lives at least ``ttl``), capped by
+    ``not_after`` (a token never outlives its session).
     """
     iat = int(now.timestamp())
-    exp = int((now + ttl).timestamp())
+    exp = math.ceil((now + ttl).timestamp())
     if not_after is not None:
         exp = min(exp, int(not_after.timestamp()))
     claims: dict[str, Any] = {

@@ -6,15 +6,12 @@ The app runs for real on a SQLite file; httpx keeps the cookies like a browser w
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
 
 import httpx
 import pytest
 
-from keyturn.http import create_app
 from keyturn.passwords import Passwords
-from keyturn.service import Service
-from tests.conftest import ISSUER, Clock, make_settings
+from tests.conftest import ISSUER, Clock, app_client
 from tests.helpers import PASSWORD, bearer, fetch, register
 
 pytestmark = pytest.mark.anyio
@@ -135,6 +132,31 @@ async def test_cookie_login_from_another_origin_is_refused(client: httpx.AsyncCl
     assert "set-cookie" not in response.headers
 
 
+async def test_the_requests_own_host_is_not_an_allowed_origin(client: httpx.AsyncClient) -> None:
+    """Regression (review finding 6): Origin equal to the request's Host header is refused when it
+    is not the issuer's origin or a listed one: Host is the client's to write."""
+    await cookie_login(client)
+    forged = {"host": "evil.example", "origin": "https://evil.example"}
+    response = await client.post("/v1/auth/refresh", json={}, headers=csrf_headers(client, **forged))
+    assert (response.status_code, response.json()["error"]) == (403, "origin_not_allowed")
+    body = {"username": "alice", "password": PASSWORD, "mode": "cookie"}
+    login = await client.post("/v1/auth/login", json=body, headers=forged)
+    assert (login.status_code, login.json()["error"]) == (403, "origin_not_allowed")
+
+
+async def test_logout_with_a_bearer_token_and_another_sessions_cookie_is_refused(
+    client: httpx.AsyncClient, database_url: str
+) -> None:
+    """Regression (review finding 6): the cookie and the access token of a logout must name the same
+    session; a mismatch ends neither."""
+    mine = (await cookie_login(client)).json()
+    other = await client.post("/v1/auth/login", json={"username": "alice", "password": PASSWORD})
+    response = await client.post("/v1/auth/logout", json={}, headers={**bearer(other.json()), **csrf_headers(client)})
+    assert (response.status_code, response.json()["error"]) == (400, "invalid_request")
+    assert await fetch(database_url, "SELECT count(*) FROM sessions WHERE revoked_at IS NULL") == [(2,)]
+    assert (await client.get("/v1/auth/me", headers=bearer(mine))).status_code == 200
+
+
 async def test_logout_by_cookie_clears_both_cookies(client: httpx.AsyncClient, database_url: str) -> None:
     """Logout with only the cookie ends the session and expires the cookies."""
     await cookie_login(client)
@@ -189,27 +211,15 @@ async def test_refresh_without_any_token_is_400(client: httpx.AsyncClient) -> No
     assert response.json()["error"] == "invalid_request"
 
 
-async def make_client(
-    database_url: str, clock: Clock, passwords: Passwords, **settings: Any
-) -> AsyncIterator[httpx.AsyncClient]:
-    config = make_settings(database_url, **settings)
-    svc = Service(config, passwords=passwords, clock=clock)
-    await svc.start()
-    transport = httpx.ASGITransport(app=create_app(config, service=svc))
-    async with httpx.AsyncClient(transport=transport, base_url=ISSUER) as c:
-        yield c
-    await svc.close()
-
-
 @pytest.fixture
 async def always_cookie(database_url: str, clock: Clock, fast_passwords: Passwords) -> AsyncIterator[httpx.AsyncClient]:
-    async for c in make_client(database_url, clock, fast_passwords, cookie_mode="always"):
+    async with app_client(database_url, clock, fast_passwords, cookie_mode="always") as c:
         yield c
 
 
 @pytest.fixture
 async def cors_client(database_url: str, clock: Clock, fast_passwords: Passwords) -> AsyncIterator[httpx.AsyncClient]:
-    async for c in make_client(database_url, clock, fast_passwords, cors_origins="https://app.example", web_page=True):
+    async with app_client(database_url, clock, fast_passwords, cors_origins="https://app.example", web_page=True) as c:
         yield c
 
 

@@ -20,6 +20,7 @@ import pytest
 from fastapi import FastAPI
 from prometheus_client.parser import text_string_to_metric_families
 
+from keyturn.config import Settings
 from keyturn.http import create_app
 from keyturn.http.metrics import HttpMetrics
 from keyturn.passwords import Passwords
@@ -30,11 +31,19 @@ from tests.helpers import PASSWORD, bearer, login, refresh, register, signed_in
 pytestmark = pytest.mark.anyio
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
-METRICS_TOKEN = "metrics-scrape-token-0123456789"
+METRICS_TOKEN = "metrics-scrape-token-0123456789abcdef"
+SCRAPER = {"authorization": f"Bearer {METRICS_TOKEN}"}
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    """The suite's production settings with ``/metrics`` on, which outside development needs a token."""
+    return make_settings(database_url, metrics_token=METRICS_TOKEN)
 
 
 async def scrape(client: httpx.AsyncClient, headers: dict[str, str] | None = None) -> Samples:
-    response = await client.get("/metrics", headers=headers or {})
+    """Read ``/metrics`` as Prometheus does (with the scrape token unless ``headers`` say otherwise)."""
+    response = await client.get("/metrics", headers=SCRAPER if headers is None else headers)
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("text/plain")
     return {
@@ -52,8 +61,8 @@ def value(samples: Samples, name: str, **labels: str) -> float | None:
 async def app_client(
     database: str | Path, clock: Clock, passwords: Passwords, *, start: bool = True, **overrides: Any
 ) -> AsyncIterator[tuple[httpx.AsyncClient, Service, FastAPI]]:
-    """A client on an app of its own settings (the ``client`` fixture's settings are the defaults)."""
-    settings = make_settings(database, **overrides)
+    """A client on an app of its own settings (with the scrape token unless `overrides` say otherwise)."""
+    settings = make_settings(database, **{"metrics_token": METRICS_TOKEN, **overrides})
     svc = Service(settings, passwords=passwords, clock=clock)
     try:
         if start:
@@ -121,16 +130,19 @@ async def test_active_sessions_gauge_follows_logins_logouts_and_expiry(client: h
     assert value(await scrape(client), "keyturn_active_sessions") == 0
 
 
-async def test_route_labels_are_templates_never_raw_paths(client: httpx.AsyncClient) -> None:
+async def test_route_labels_are_templates_never_raw_paths(
+    database_url: str, clock: Clock, fast_passwords: Passwords
+) -> None:
     """Ids in paths, unmatched paths and odd methods all map to a bounded set of labels."""
-    tokens = await signed_in(client)
-    sid = str(uuid.uuid4())
-    assert (await client.delete(f"/v1/auth/sessions/{sid}", headers=bearer(tokens))).status_code == 404
-    assert (await client.get(f"/no/such/{sid}")).status_code == 404
-    assert (await client.request("BREW", "/healthz")).status_code == 405
-    assert (await client.get("/openapi.json")).status_code == 200
-    await scrape(client)
-    samples = await scrape(client)
+    async with app_client(database_url, clock, fast_passwords, api_docs=True) as (client, _, _app):
+        tokens = await signed_in(client)
+        sid = str(uuid.uuid4())
+        assert (await client.delete(f"/v1/auth/sessions/{sid}", headers=bearer(tokens))).status_code == 404
+        assert (await client.get(f"/no/such/{sid}")).status_code == 404
+        assert (await client.request("BREW", "/healthz")).status_code == 405
+        assert (await client.get("/openapi.json")).status_code == 200
+        await scrape(client)
+        samples = await scrape(client)
 
     requests = {dict(labels)["route"] for name, labels in samples if name == "keyturn_http_requests_total"}
     assert not any(sid in route for route in requests)
@@ -234,6 +246,67 @@ async def test_a_failing_audit_observer_does_not_fail_a_sign_in(client: httpx.As
     service.ctx.audit_observers.insert(0, broken)
     await signed_in(client)
     assert value(await scrape(client), "keyturn_logins_total", outcome="ok") == 1
+
+
+# --- what was actually sent (issue 13, finding 6) ----------------------------------------------------
+
+
+async def drive(app: Any, method: str, path: str, client_sends: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Call the ASGI app as a server would, with ``client_sends`` as what arrives; what it sent back."""
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method, "scheme": "https",
+        "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
+        "headers": [(b"host", b"auth.keyturn.test"), (b"content-type", b"application/json"),
+                    (b"content-length", b"64")],
+        "client": ("203.0.113.7", 51234), "server": ("auth.keyturn.test", 443),
+    }  # fmt: skip
+    arriving, sent = iter(client_sends), []
+
+    async def receive() -> dict[str, Any]:
+        return next(arriving, {"type": "http.disconnect"})
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await app(scope, receive, send)
+    return sent
+
+
+def server_errors(samples: Samples) -> dict[str, float]:
+    return {
+        dict(labels)["route"]: count
+        for (name, labels), count in samples.items()
+        if name == "keyturn_http_requests_total" and dict(labels)["status"].startswith("5")
+    }
+
+
+async def test_a_client_that_leaves_mid_body_is_counted_aborted_never_as_a_500(service: Service) -> None:
+    """Half a body, then the client is gone: nothing was sent, so no 5xx is counted, one aborted request is."""
+    app = create_app(service.settings, service=service)
+    half = {"type": "http.request", "body": b'{"username": "alice", "pass', "more_body": True}
+    assert await drive(app, "POST", "/v1/auth/login", [half, {"type": "http.disconnect"}]) == []
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=ISSUER) as c:
+        samples = await scrape(c)
+    assert server_errors(samples) == {}
+    # Left before routing (BodyLimit reads the body first), so labelled like any unrouted request.
+    assert value(samples, "keyturn_http_requests_aborted_total", method="POST", route="other") == 1
+    assert value(samples, "keyturn_http_request_duration_seconds_count", method="POST", route="other") is None
+
+
+async def test_an_exception_before_any_response_counts_the_500_that_is_sent(service: Service) -> None:
+    """An escaping exception is answered 500 by Starlette outside the middleware: that 500 is counted."""
+    app = create_app(service.settings, service=service)
+
+    async def boom() -> None:
+        raise RuntimeError("a bug")
+
+    app.add_api_route("/boom", boom, methods=["GET"])
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url=ISSUER) as c:
+        assert (await c.get("/boom")).status_code == 500
+        samples = await scrape(c)
+    assert server_errors(samples) == {"/boom": 1}
+    assert value(samples, "keyturn_http_requests_aborted_total", method="GET", route="/boom") is None
 
 
 def test_importing_keyturn_and_its_service_layer_loads_no_prometheus_client() -> None:

@@ -6,21 +6,27 @@ transport's address), which also exercises the trusted-proxy rule.
 
 from __future__ import annotations
 
+import asyncio
+import ipaddress
 import json
+from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import httpx
 import pytest
+from starlette.requests import Request
 
 from keyturn.config import load_settings
 from keyturn.errors import ConfigurationError
 from keyturn.http import create_app
+from keyturn.http.ratelimit import RateLimits, client_ip
 from keyturn.passwords import Passwords
 from keyturn.service import Service
 from tests.conftest import ISSUER, Clock, make_settings
 from tests.helpers import PASSWORD, bearer, fetch
+from tests.timing import cost_ratio
 
 pytestmark = pytest.mark.anyio
 
@@ -98,6 +104,89 @@ async def test_successful_logins_do_not_count_as_failures(app: App) -> None:
             assert (await login(client)).status_code == 200
 
 
+async def test_concurrent_wrong_passwords_cannot_overrun_a_failure_window(app: App) -> None:
+    """Regression (review finding 4): 29 wrong passwords sent at once against 5 per minute: each
+    check is charged before it runs, so exactly 5 are checked and 24 refused, and the window is
+    then full for the right password too."""
+    async with app(rate_limit_login_failures="5/minute") as client:
+        await make_alice(client)
+        responses = await asyncio.gather(*(login(client, "wrong password") for _ in range(29)))
+        assert Counter(r.status_code for r in responses) == {401: 5, 429: 24}
+        assert_limited(await login(client))
+
+
+async def test_concurrent_guesses_from_many_addresses_cannot_overrun_the_account_window(app: App) -> None:
+    """Regression (review finding 4): 40 wrong passwords at once from 4 addresses against an account
+    window of 6: exactly 6 are checked."""
+    async with app(rate_limit_login_failures="100/minute", rate_limit_account_failures="6/15minutes") as client:
+        await make_alice(client)
+        guesses = (login(client, "wrong password", ip=f"198.51.100.{i % 4}") for i in range(40))
+        responses = await asyncio.gather(*guesses)
+        assert Counter(r.status_code for r in responses) == {401: 6, 429: 34}
+
+
+async def test_a_refused_or_successful_check_leaves_nothing_charged(app: App) -> None:
+    """Only a check that ran and failed stays in the windows: a success gives its charge back, and so
+    does an attempt refused because another window was full."""
+    async with app(rate_limit_login_failures="3/minute", rate_limit_account_failures="2/15minutes") as client:
+        await make_alice(client)
+        for _ in range(4):
+            assert (await login(client, ip="198.51.100.8")).status_code == 200  # successes: refunded
+        for _ in range(2):
+            assert (await login(client, "wrong password", ip="198.51.100.9")).status_code == 401
+        for _ in range(5):  # the account window is full: refused, and given back to (alice, .8)
+            assert_limited(await login(client, "wrong password", ip="198.51.100.8"))
+        assert await remaining(client, "login_failures", "login-fail", "alice", "198.51.100.8") == 3
+        assert await remaining(client, "login_failures", "login-fail", "alice", "198.51.100.9") == 1
+        assert await remaining(client, "account_failures", "account-fail", "alice") == 0
+
+
+async def remaining(client: httpx.AsyncClient, windows: str, *key: str) -> int:
+    """Room left in the first of the app's ``windows`` for ``key`` (read from its own counters)."""
+    transport = client._transport
+    assert isinstance(transport, httpx.ASGITransport)
+    limits: RateLimits = transport.app.state.limits  # type: ignore[attr-defined]
+    stats = await limits._limiter.get_window_stats(getattr(limits, windows)[0], *key)
+    return stats.remaining
+
+
+async def test_password_change_guessing_is_limited_audited_and_ends_the_session(app: App, database_url: str) -> None:
+    """Regression (review finding 5): a stolen access token cannot guess the current password at
+    hashing speed: 60 wrong guesses sent at once are charged to the session (5 allowed) and to the
+    account's sign-in failure windows before any is checked; each failure is audited; the fifth
+    ends the session, so its access token stops working and the password stays the same."""
+    async with app(rate_limit_login_failures="100/minute", rate_limit_account_failures="100/15minutes") as client:
+        await make_alice(client)
+        tokens = (await login(client)).json()
+        guess = {"current_password": "wrong password", "new_password": "a whole new passphrase"}
+        responses = await asyncio.gather(
+            *(client.post("/v1/auth/password", json=guess, headers=bearer(tokens)) for _ in range(60))
+        )
+        checked = [r for r in responses if r.json()["error"] == "invalid_credentials"]
+        assert len(checked) == 5
+        assert {r.json()["error"] for r in responses} <= {"invalid_credentials", "invalid_token"}
+        me = await client.get("/v1/auth/me", headers=bearer(tokens))
+        assert (me.status_code, me.json()["error"]) == (401, "invalid_token")
+        assert (await login(client)).status_code == 200  # the password did not change
+    rows = await fetch(database_url, "SELECT event, outcome FROM audit_events WHERE event LIKE 'password%'")
+    assert sorted(rows) == [("password_changed", "failed")] * 5 + [("password_guessing", "revoked")]
+    [(reason,)] = await fetch(database_url, "SELECT revoke_reason FROM sessions WHERE revoked_at IS NOT NULL")
+    assert reason == "password_guessing"
+
+
+async def test_password_change_failures_count_against_the_account(app: App) -> None:
+    """Wrong current passwords fill the same per-account window as wrong sign-ins."""
+    async with app(rate_limit_account_failures="2/15minutes") as client:
+        await make_alice(client)
+        tokens = (await login(client)).json()
+        guess = {"current_password": "wrong password", "new_password": "a whole new passphrase"}
+        for _ in range(2):
+            response = await client.post("/v1/auth/password", json=guess, headers=bearer(tokens))
+            assert response.json()["error"] == "invalid_credentials"
+        assert_limited(await client.post("/v1/auth/password", json=guess, headers=bearer(tokens)))
+        assert_limited(await login(client, "wrong password"))
+
+
 async def test_registration_per_address(app: App) -> None:
     """Registration, including of taken names, is limited per address."""
     async with app(rate_limit_register_ip="2/hour") as client:
@@ -153,6 +242,27 @@ async def test_trusted_proxy_passes_the_first_untrusted_address(app: App) -> Non
         tokens = (await login(client, ip="1.2.3.4, 198.51.100.77, 10.1.2.3")).json()
         sessions = (await client.get("/v1/auth/sessions", headers=bearer(tokens))).json()["sessions"]
         assert sessions[0]["ip"] == "198.51.100.77"
+
+
+def test_forwarded_for_costs_one_address_parse_a_hop() -> None:
+    """A 16 KiB X-Forwarded-For of trusted hops (the worst case: every hop is looked at) from a
+    trusted peer, with 32 trusted networks, costs a small multiple of parsing its hops alone;
+    today's main parsed every network again for every hop (tens of times more)."""
+    networks = (*(f"10.{i}.0.0/16" for i in range(1, 32)), "10.0.0.0/16")  # the hops match the last one
+    hops = ", ".join(["10.0.0.2"] * 1600)
+    assert 15_000 < len(hops) < 16 * 1024
+    scope = {"type": "http", "client": ("10.0.0.1", 1234), "headers": [(b"x-forwarded-for", hops.encode())]}
+    request = Request(scope)
+    assert client_ip(request, networks) == "10.0.0.2"
+
+    def run(what: str) -> None:
+        if what == "client_ip":
+            client_ip(request, networks)
+        else:  # the work no implementation can skip: parsing each hop as an address
+            for hop in hops.split(","):
+                ipaddress.ip_address(hop.strip())
+
+    assert cost_ratio(run, "client_ip", "parse the hops", bound=15) < 15
 
 
 @pytest.mark.parametrize(

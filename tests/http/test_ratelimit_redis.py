@@ -4,13 +4,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import socket
 import subprocess
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Iterator
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, asynccontextmanager
 
 import httpx
 import pytest
@@ -60,7 +62,16 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 async def two_instances(
     redis_url: str, database_url: str, clock: Clock, fast_passwords: Passwords
 ) -> AsyncIterator[tuple[httpx.AsyncClient, httpx.AsyncClient]]:
-    settings = make_settings(database_url, redis_url=redis_url, rate_limit_login_ip="4/minute")
+    async with instances(redis_url, database_url, clock, fast_passwords, rate_limit_login_ip="4/minute") as both:
+        yield both
+
+
+@asynccontextmanager
+async def instances(
+    redis_url: str, database_url: str, clock: Clock, fast_passwords: Passwords, **limits: str
+) -> AsyncIterator[tuple[httpx.AsyncClient, httpx.AsyncClient]]:
+    """Two app instances on one database, sharing counters in a flushed Redis."""
+    settings = make_settings(database_url, redis_url=redis_url, **limits)
     port = int(redis_url.rsplit(":", 1)[1].split("/")[0])
     with socket.create_connection(("127.0.0.1", port), timeout=2) as s:  # each test starts from zero
         s.sendall(b"FLUSHALL\r\n")
@@ -71,7 +82,9 @@ async def two_instances(
             svc = Service(settings, passwords=fast_passwords, clock=clock)
             await svc.start()
             stack.push_async_callback(svc.close)
-            transport = httpx.ASGITransport(app=create_app(settings, service=svc), client=("198.51.100.50", 1))
+            app = create_app(settings, service=svc)
+            stack.push_async_callback(app.state.limits.close)  # what the app's shutdown does
+            transport = httpx.ASGITransport(app=app, client=("198.51.100.50", 1))
             clients.append(await stack.enter_async_context(httpx.AsyncClient(transport=transport, base_url=ISSUER)))
         yield clients[0], clients[1]
 
@@ -85,6 +98,23 @@ async def test_instances_share_counters_through_redis(
     assert (await a.post("/v1/auth/register", json=creds)).status_code == 201
     statuses = [(await (a if i % 2 else b).post("/v1/auth/login", json=creds)).status_code for i in range(6)]
     assert statuses == [200, 200, 200, 200, 429, 429]
+
+
+async def test_concurrent_guesses_on_two_instances_cannot_overrun_a_shared_window(
+    redis_url: str, database_url: str, clock: Clock, fast_passwords: Passwords
+) -> None:
+    """Regression (review finding 4), through Redis: 20 wrong passwords sent at once to two
+    instances against 5 per minute: each is charged in Redis before it is checked, so exactly 5 are
+    checked; a success gives its charge back (the window has the same room after it)."""
+    limits = {"rate_limit_login_failures": "5/minute"}
+    async with instances(redis_url, database_url, clock, fast_passwords, **limits) as (a, b):
+        creds = {"username": "shared", "password": PASSWORD}
+        assert (await a.post("/v1/auth/register", json=creds)).status_code == 201
+        for _ in range(3):
+            assert (await b.post("/v1/auth/login", json=creds)).status_code == 200
+        wrong = {**creds, "password": "wrong password"}
+        responses = await asyncio.gather(*((a, b)[i % 2].post("/v1/auth/login", json=wrong) for i in range(20)))
+        assert Counter(r.status_code for r in responses) == {401: 5, 429: 15}
 
 
 async def test_unreachable_redis_answers_503_at_once(

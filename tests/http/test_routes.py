@@ -279,6 +279,40 @@ async def test_password_change_rotates_this_session_and_ends_the_others(client: 
     assert old.status_code == 401
 
 
+async def test_logout_with_one_users_access_token_and_another_users_refresh_token_is_refused(
+    client: httpx.AsyncClient,
+) -> None:
+    """Regression (review finding 6): user A's access token and user B's refresh token name two
+    sessions: 400 invalid_request, and B's session goes on."""
+    alice = await signed_in(client, "alice")
+    bob = await signed_in(client, "bob")
+    response = await client.post("/v1/auth/logout", json={"refresh_token": bob["refresh_token"]}, headers=bearer(alice))
+    assert (response.status_code, response.json()["error"]) == (400, "invalid_request")
+    assert "different sessions" in response.json()["error_description"]
+    assert (await client.get("/v1/auth/me", headers=bearer(bob))).status_code == 200
+    assert (await client.get("/v1/auth/me", headers=bearer(alice))).status_code == 200
+    same = await client.post("/v1/auth/logout", json={"refresh_token": alice["refresh_token"]}, headers=bearer(alice))
+    assert same.status_code == 204
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/auth/login", {"username": "alice", "password": "wrong password!"}),
+        ("/v1/auth/refresh", {"refresh_token": "kt_rt_" + "A" * 60}),
+        ("/v1/auth/logout", {"refresh_token": "kt_rt_" + "A" * 60}),
+    ],
+)
+async def test_every_401_names_a_challenge(client: httpx.AsyncClient, path: str, body: dict[str, str]) -> None:
+    """Regression (review finding 6): RFC 9110 §15.5.2: refused credentials and refresh tokens are
+    401 with a WWW-Authenticate challenge too (without error="invalid_token": the bearer token is
+    not what was refused, so no client refreshes and retries)."""
+    await register(client)
+    response = await client.post(path, json=body)
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == 'Bearer realm="keyturn"'
+
+
 async def test_password_change_with_wrong_current_password(client: httpx.AsyncClient) -> None:
     """The current password is checked; nothing changes when it is wrong."""
     tokens = await signed_in(client)
@@ -292,7 +326,9 @@ async def test_password_change_with_wrong_current_password(client: httpx.AsyncCl
         "error": "invalid_credentials",
         "error_description": "The current password is incorrect.",
     }
-    assert "www-authenticate" not in response.headers
+    # RFC 9110 §15.5.2: a 401 names a challenge; this one says nothing is wrong with the bearer
+    # token, so no client refreshes and retries (keyturn.client retries on error="invalid_token").
+    assert response.headers["www-authenticate"] == 'Bearer realm="keyturn"'
     await login(client)
 
 
@@ -313,11 +349,19 @@ async def test_health_and_readiness(client: httpx.AsyncClient) -> None:
     assert (await client.get("/readyz")).json() == {"status": "ready"}
 
 
-async def test_openapi_lists_bearer_security(client: httpx.AsyncClient) -> None:
-    """The OpenAPI document has the routes and the bearer scheme; /docs is served locally."""
-    spec = (await client.get("/openapi.json")).json()
+async def test_openapi_lists_bearer_security(database_url: str, clock: Clock, fast_passwords: object) -> None:
+    """The OpenAPI document has the routes and the bearer scheme; /docs is served locally (KEYTURN_API_DOCS)."""
+    from keyturn.http import create_app
+    from tests.conftest import make_settings
+
+    settings = make_settings(database_url, api_docs=True)  # off by default outside development
+    svc = Service(settings, passwords=fast_passwords, clock=clock)  # type: ignore[arg-type]
+    transport = httpx.ASGITransport(app=create_app(settings, service=svc))
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        spec = (await client.get("/openapi.json")).json()
+        docs = await client.get("/docs")
+    await svc.close()
     assert "/v1/auth/refresh" in spec["paths"]
     assert any(s.get("scheme") == "bearer" for s in spec["components"]["securitySchemes"].values())
-    docs = await client.get("/docs")
     assert docs.status_code == 200
     assert "cdn" not in docs.text.lower()

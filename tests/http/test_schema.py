@@ -49,7 +49,9 @@ MODES = [GenerationMode.POSITIVE, GenerationMode.NEGATIVE]
 @pytest.fixture(scope="module")
 def app(tmp_path_factory: pytest.TempPathFactory, fast_passwords: Passwords) -> Any:
     # Rate limits off: generated cases hammer one client address, and 429 is not what this test is about.
-    settings = make_settings(tmp_path_factory.mktemp("schema") / "keyturn.db", rate_limit_enabled=False)
+    # The OpenAPI document is served only when asked for outside development.
+    db = tmp_path_factory.mktemp("schema") / "keyturn.db"
+    settings = make_settings(db, rate_limit_enabled=False, api_docs=True)
     return create_app(settings, service=Service(settings, passwords=fast_passwords))
 
 

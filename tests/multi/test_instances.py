@@ -8,6 +8,8 @@ from __future__ import annotations
 import base64
 import itertools
 import json
+import os
+import subprocess
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,7 +26,7 @@ from keyturn.verify import Verifier
 from tests.helpers import bearer
 from tests.multi import ISSUER, assert_no_token_logged, at_once, fleet_settings, sign_in
 from tests.postgres import PostgresServer
-from tests.servers import Server, keyturn_servers
+from tests.servers import KEYTURN, Server, keyturn_servers
 
 pytestmark = pytest.mark.server
 
@@ -40,6 +42,7 @@ class Fleet:
 
     servers: list[Server]
     database: str
+    settings: dict[str, str]
     started_keys: int
     started_kids: list[list[str]]
     started_migrations: list[tuple[Any, ...]]
@@ -52,11 +55,13 @@ def fleet(postgres: PostgresServer, tmp_path_factory: pytest.TempPathFactory, **
     name = f"multi_{next(_databases)}"
     url = postgres.create_database(name)
     cwds = [tmp_path_factory.mktemp(f"{name}_instance") for _ in range(INSTANCES)]
+    settings = fleet_settings(url, **overrides)
     try:
-        with keyturn_servers(cwds, **fleet_settings(url, **overrides)) as servers:
+        with keyturn_servers(cwds, **settings) as servers:
             yield Fleet(
                 servers=servers,
                 database=name,
+                settings=settings,
                 started_keys=postgres.execute("SELECT count(*) FROM signing_keys", name)[0][0],
                 started_kids=[jwks_kids(s.url) for s in servers],
                 started_migrations=postgres.execute("SELECT version_num FROM alembic_version", name),
@@ -68,9 +73,18 @@ def fleet(postgres: PostgresServer, tmp_path_factory: pytest.TempPathFactory, **
 
 @pytest.fixture(scope="module")
 def cluster(postgres: PostgresServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
-    """Three instances on one database, with a short reuse grace window and an admin account."""
-    with fleet(postgres, tmp_path_factory, reuse_grace=f"{GRACE}s", admins="root") as running:
+    """Three instances on one database, with a short reuse grace window."""
+    with fleet(postgres, tmp_path_factory, reuse_grace=f"{GRACE}s") as running:
         yield running
+
+
+def operator(fleet: Fleet, *args: str) -> str:
+    """Run `keyturn <args>` against the fleet's database, as its operator would."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KEYTURN_")}
+    env.update({f"KEYTURN_{k.upper()}": v for k, v in fleet.settings.items()})
+    done = subprocess.run([str(KEYTURN), *args], env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
 
 
 def jwks_kids(url: str) -> list[str]:
@@ -156,7 +170,9 @@ def test_key_rotated_on_one_instance_is_published_and_trusted_by_all(cluster: Fl
     a = cluster.servers[0]
     reload_s = RELOAD_EVERY.total_seconds()
     delay = reload_s + 3  # every instance reloads its ring within RELOAD_EVERY: published before it signs
-    admin = sign_in(a.url, "root")
+    sign_in(a.url, "root")
+    assert "granted admin to root" in operator(cluster, "users", "grant", "root", "admin")
+    admin = sign_in(a.url, "root", register=False)
     earlier = sign_in(cluster.servers[1].url, "rotation-watcher")
     rotated_at = time.monotonic()
     response = httpx.post(f"{a.url}/v1/admin/keys/rotate", json={"delay": f"{delay}s"}, headers=bearer(admin))

@@ -516,13 +516,24 @@ async def test_payload_not_a_json_object(target: Target) -> None:
         assert_refused(await target.me(target.forge(payload=payload)))
 
 
-async def test_token_of_100_kb_is_refused_unparsed(target: Target) -> None:
+async def test_token_over_8_kib_is_refused_unparsed(target: Target) -> None:
+    """A token past the 8 KiB cap (in a header block the server still reads) is refused before parsing."""
     head, _, signature = target.access_token.split(".")
-    padding = b64url(json.dumps({"pad": "x" * 75_000}).encode())
+    padding = b64url(json.dumps({"pad": "x" * 9_000}).encode())
     token = f"{head}.{padding}.{signature}"
-    assert len(token) >= 100_000
+    assert 12_000 <= len(token) < 14_000
     assert_refused(await target.me(token))
-    assert_refused(await target.me("A" * 100_000))
+    assert_refused(await target.me("A" * 12_000))
+
+
+async def test_token_of_100_kb_never_reaches_the_token_parser(target: Target) -> None:
+    """A 100 KB token is a header block over the 16 KiB bound: 431 before any route or parser."""
+    head, _, signature = target.access_token.split(".")
+    token = f"{head}.{b64url(json.dumps({'pad': 'x' * 75_000}).encode())}.{signature}"
+    assert len(token) >= 100_000
+    for sent in (token, "A" * 100_000):
+        response = await target.me(sent)
+        assert (response.status_code, response.json()["error"]) == (431, "request_headers_too_large")
 
 
 # --- tokens that are not ours, or no longer good -------------------------------------------------

@@ -21,7 +21,7 @@ from keyturn.passwords import Passwords
 from keyturn.refresh import PREFIX
 from keyturn.service import Client, Service
 from tests.conftest import Clock, make_settings
-from tests.helpers import PASSWORD, bearer, login, refresh, signed_in
+from tests.helpers import PASSWORD, bearer, fetch, login, refresh, signed_in
 
 pytestmark = pytest.mark.anyio
 
@@ -139,6 +139,26 @@ async def test_replay_after_password_change_on_other_sessions(client: httpx.Asyn
     assert response.status_code == 200, response.text
     await assert_session_dead(client, other_device)
     await assert_session_alive(client, response.json())
+
+
+async def test_refresh_token_from_before_a_password_change_is_reuse(
+    client: httpx.AsyncClient, alice: dict[str, Any], database_url: str
+) -> None:
+    """Regression (review finding 6): the changing session's refresh token from before the change,
+    presented at once (inside what would be the grace window), is not answered with the new pair:
+    it is reuse, and the session ends."""
+    response = await client.post(
+        "/v1/auth/password",
+        headers=bearer(alice),
+        json={"current_password": PASSWORD, "new_password": "a whole new passphrase"},
+    )
+    assert response.status_code == 200, response.text
+    replay = await refresh(client, alice["refresh_token"])
+    assert_invalid_grant(replay)
+    assert "already used" in replay.json()["error_description"]
+    await assert_session_dead(client, response.json())
+    rows = await fetch(database_url, "SELECT event, outcome FROM audit_events WHERE event = 'reuse_detected'")
+    assert rows == [("reuse_detected", "revoked")]
 
 
 async def test_refresh_for_disabled_user(client: httpx.AsyncClient, service: Service, alice: dict[str, Any]) -> None:

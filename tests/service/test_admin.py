@@ -6,7 +6,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from keyturn.errors import InvalidCredentials, NotFound
+from keyturn.errors import InsufficientScope, InvalidCredentials, NotFound
 from keyturn.service import Client, Service
 from keyturn.store import AuditRecord
 from tests.conftest import T0, Clock
@@ -123,3 +123,34 @@ async def test_audit_refuses_naive_times_and_bad_limits(service: Service) -> Non
     for limit in (0, -1, 10_001):
         with pytest.raises(ValueError, match="limit"):
             await service.admin.audit(limit=limit)
+
+
+async def test_a_key_rotation_over_http_rechecks_the_role_in_its_own_transaction(service: Service) -> None:
+    """The admin role is checked again where the key is written: a role revoked after the request
+    was authenticated rotates nothing (check and write are one transaction)."""
+    await service.auth.create_user("root", PW, WHO)
+    root = await service.admin.user("root")
+    with pytest.raises(InsufficientScope):
+        await service.admin.rotate_key(timedelta(0), by=root.id)
+    assert len(await service.admin.keys()) == 1
+    assert await service.admin.grant_role("root", "admin")
+    await service.admin.rotate_key(timedelta(0), by=root.id)
+    await service.admin.disable_user("root")
+    with pytest.raises(InsufficientScope):
+        await service.admin.rotate_key(timedelta(0), by=root.id)
+    assert len(await service.admin.keys()) == 2
+
+
+async def test_roles_are_granted_once_and_unknown_roles_refused(service: Service) -> None:
+    """grant_role and revoke_role say whether anything changed; an unknown role is a ValueError and
+    an unknown user NotFound."""
+    await service.auth.create_user("root", PW, WHO)
+    assert await service.admin.grant_role("root", "admin") is True
+    assert await service.admin.grant_role("root", "admin") is False
+    assert (await service.admin.user("root")).roles == "admin"
+    with pytest.raises(ValueError, match="unknown role"):
+        await service.admin.grant_role("root", "owner")
+    with pytest.raises(NotFound):
+        await service.admin.revoke_role("nobody", "admin")
+    assert await service.admin.revoke_role("root", "admin") is True
+    assert await service.admin.revoke_role("root", "admin") is False

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -64,6 +64,34 @@ async def test_absolute_lifetime_ends_a_session_that_keeps_refreshing(service: S
     with pytest.raises(SessionExpired) as caught:
         await service.auth.refresh(pair.refresh_token, WHO)
     assert caught.value.reason == "absolute_expired"
+
+
+@pytest.mark.parametrize("left", [0.9, 0.5, 0.01])
+async def test_no_token_response_says_zero_near_the_end_of_a_session(
+    service: Service, clock: Clock, left: float
+) -> None:
+    """Regression (review finding 6): a sign-in at a fractional second, refreshed every few days,
+    then ``1 + left`` seconds before the session's end (floored to the second): the answer states
+    at least 1 s for both tokens, never more than is left, and the access token ends with the
+    session; in the session's last second nothing is issued at all."""
+    await service.auth.create_user("alice", PW, WHO)
+    clock.advance(0.3)
+    pair = await service.auth.login("alice", PW, WHO)
+    end = (clock() + service.ctx.lifetimes.absolute).replace(microsecond=0)
+    while clock() < end - timedelta(days=6):
+        clock.advance(5 * 86400)
+        pair = await service.auth.refresh(pair.refresh_token, WHO)
+    clock.now = end - timedelta(seconds=1 + left)
+    pair = await service.auth.refresh(pair.refresh_token, WHO)
+    assert pair.expires_in >= 1
+    assert pair.refresh_token_expires_in >= 1
+    caller = await service.auth.authenticate(pair.access_token)
+    assert caller.claims.exp <= end.timestamp()
+    assert clock().timestamp() + pair.expires_in <= caller.claims.exp  # never more than is left
+    clock.now = end - timedelta(seconds=left)  # its last second: no token could live a whole one
+    with pytest.raises(SessionExpired) as refused:
+        await service.auth.refresh(pair.refresh_token, WHO)
+    assert refused.value.reason == "absolute_expired"
 
 
 async def test_login_for_unknown_user_does_the_same_hashing_work(

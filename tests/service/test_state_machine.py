@@ -1,9 +1,9 @@
 """Property-based integration test: a hypothesis state machine drives the session lifecycle.
 
 Every example builds a fresh ``Service`` on its own SQLite file (cheap argon2, a hand-moved
-clock) and runs a random sequence of logins, refreshes, replays, logouts, password changes and
-clock jumps against it. A plain-Python model predicts every answer, and the invariants compare
-the database with the model after each step.
+clock) and runs a random sequence of logins, refreshes, replays, logouts, password changes (right
+and wrong), disables and clock jumps against it. A plain-Python model predicts every answer, and
+the invariants compare the database with the model after each step.
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ ABSOLUTE = timedelta(days=2)
 GRACE = timedelta(seconds=10)
 ACCESS_TTL = timedelta(minutes=15)
 LEEWAY = timedelta(seconds=5)
+PASSWORD_FAILURES = 3  # wrong current passwords a session may send before it ends
 
 # A few seconds (around the 10 s grace window), or hours and days (access-token, idle and
 # absolute expiry). Rules also jump exactly onto a lifetime's end, or one second before it.
@@ -81,10 +82,14 @@ class ModelSession:
     tokens: list[Issued]
     access: list[tuple[str, datetime]] = field(default_factory=list)
     revoked: bool = False
+    password_failures: int = 0
 
     @property
     def generation(self) -> int:
-        return len(self.tokens) - 1
+        return self.tokens[-1].generation
+
+    def issued(self, generation: int) -> Issued | None:
+        return next((t for t in self.tokens if t.generation == generation), None)
 
     def expired(self, now: datetime) -> bool:
         return now >= self.created_at + ABSOLUTE or now >= self.rotated_at + IDLE
@@ -105,11 +110,12 @@ class ModelSession:
             return "expired"
         if generation == self.generation:
             return "expired" if now >= self.rotated_at + IDLE else "rotate"
-        superseded = self.tokens[generation].superseded_at
-        assert superseded is not None
-        if generation == self.generation - 1 and now < superseded + GRACE:
+        issued = self.issued(generation)
+        assert issued is not None
+        assert issued.superseded_at is not None
+        if generation == self.generation - 1 and now < issued.superseded_at + GRACE:
             return "replay"
-        return "reuse"
+        return "reuse"  # a password change skips a generation: its previous token is current - 2
 
 
 ERRORS: dict[str, type[InvalidGrant]] = {
@@ -139,10 +145,12 @@ class SessionLifecycle(RuleBasedStateMachine):
             reuse_grace=GRACE,
             access_token_ttl=ACCESS_TTL,
             leeway=LEEWAY,
+            password_change_failures=PASSWORD_FAILURES,
         )
         self.svc = Service(cfg, passwords=Passwords(time_cost=1, memory_cost=1024), clock=self.clock)
         self.run(self.svc.start())
         self.passwords = dict.fromkeys(USERS, FIRST_PASSWORD)
+        self.disabled: set[str] = set()
         self.changes = 0
         self.steps = 0
         for name in USERS:
@@ -168,9 +176,9 @@ class SessionLifecycle(RuleBasedStateMachine):
     def now(self) -> datetime:
         return self.clock()
 
-    def pick(self, data: st.DataObject, *, min_generation: int = 0) -> ModelSession:
+    def pick(self, data: st.DataObject, *, min_tokens: int = 1) -> ModelSession:
         """A session, usually a live one: dead ones are only checked to stay dead."""
-        candidates = [s for s in self.sessions if s.generation >= min_generation]
+        candidates = [s for s in self.sessions if len(s.tokens) >= min_tokens]
         live = [s for s in candidates if not s.dead(self.now())]
         if live and data.draw(st.integers(0, 3), label="live only"):
             candidates = live
@@ -182,14 +190,15 @@ class SessionLifecycle(RuleBasedStateMachine):
         s.access.append((pair.access_token, exp))
         assert pair.session_id == s.sid
 
-    def rotated(self, s: ModelSession, pair: TokenPair) -> None:
-        """Apply a successful rotation to the model and check the new token names the next generation."""
+    def rotated(self, s: ModelSession, pair: TokenPair, step: int = 1) -> None:
+        """Apply a successful rotation to the model and check the new token names the generation
+        ``step`` on (2 after a password change: no grace for the token before it)."""
         now = self.now()
         decoded = self.svc.ctx.codec.decode(pair.refresh_token)
-        assert (str(decoded.session_id), decoded.generation) == (s.sid, s.generation + 1)
+        assert (str(decoded.session_id), decoded.generation) == (s.sid, s.generation + step)
         assert pair.refresh_token not in {t.token for t in s.tokens}
         s.tokens[-1].superseded_at = now
-        s.tokens.append(Issued(s.generation + 1, pair.refresh_token))
+        s.tokens.append(Issued(s.generation + step, pair.refresh_token))
         s.rotated_at = now
         self.record_pair(s, pair)
 
@@ -206,7 +215,9 @@ class SessionLifecycle(RuleBasedStateMachine):
         """Refresh with the token of ``generation`` and check the outcome against the model."""
         now = self.now()
         expected = s.expect_refresh(generation, now)
-        token = s.tokens[generation].token
+        issued = s.issued(generation)
+        assert issued is not None
+        token = issued.token
         event(f"refresh: {expected}")
         if expected in ERRORS:
             with pytest.raises(ERRORS[expected]):
@@ -229,7 +240,7 @@ class SessionLifecycle(RuleBasedStateMachine):
 
     @rule(user=st.sampled_from(USERS), device=st.none() | st.text(max_size=5), old_password=st.booleans())
     def login(self, user: str, device: str | None, old_password: bool = False) -> None:
-        if old_password and self.passwords[user] != FIRST_PASSWORD:
+        if user in self.disabled or (old_password and self.passwords[user] != FIRST_PASSWORD):
             with pytest.raises(InvalidCredentials):
                 self.run(self.svc.auth.login(user, FIRST_PASSWORD, WHO))
             return
@@ -250,27 +261,29 @@ class SessionLifecycle(RuleBasedStateMachine):
             self.edge(s.rotated_at + IDLE if edge == "idle" else s.created_at + ABSOLUTE, offset)
         self.present(s, s.generation)
 
-    @precondition(lambda self: any(s.generation >= 1 for s in self.sessions))
+    @precondition(lambda self: any(len(s.tokens) >= 2 for s in self.sessions))
     @rule(data=st.data(), offset=st.none() | EDGE)
     def replay_previous(self, data: st.DataObject, offset: int | None) -> None:
-        s = self.pick(data, min_generation=1)
+        """The token issued just before the current one (a lost response, or one from before a
+        password change)."""
+        s = self.pick(data, min_tokens=2)
         if offset is not None:
             self.edge(s.rotated_at + GRACE, offset)
-        self.present(s, s.generation - 1)
+        self.present(s, s.tokens[-2].generation)
 
-    @precondition(lambda self: any(s.generation >= 2 for s in self.sessions))
+    @precondition(lambda self: any(len(s.tokens) >= 3 for s in self.sessions))
     @rule(data=st.data())
     def replay_older(self, data: st.DataObject) -> None:
-        s = self.pick(data, min_generation=2)
-        self.present(s, data.draw(st.integers(0, s.generation - 2), label="generation"))
+        s = self.pick(data, min_tokens=3)
+        self.present(s, data.draw(st.sampled_from(s.tokens[:-2]), label="issued").generation)
 
     @precondition(lambda self: self.sessions)
     @rule(data=st.data(), by_refresh_token=st.booleans())
     def logout(self, data: st.DataObject, by_refresh_token: bool) -> None:
         s = self.pick(data)
         if by_refresh_token:  # any generation of the session's tokens names it
-            generation = data.draw(st.integers(0, s.generation), label="generation")
-            self.run(self.svc.auth.logout(None, s.tokens[generation].token, WHO))
+            issued = data.draw(st.sampled_from(s.tokens), label="issued")
+            self.run(self.svc.auth.logout(None, issued.token, WHO))
             s.revoked = True
         elif (caller := self.caller(s)) is not None:
             self.run(self.svc.auth.logout(caller, None, WHO))
@@ -298,14 +311,27 @@ class SessionLifecycle(RuleBasedStateMachine):
         if wrong:
             with pytest.raises(InvalidCredentials):
                 self.run(self.svc.auth.change_password(caller, "not the password at all", new, WHO))
+            s.password_failures += 1
+            s.revoked = s.password_failures >= PASSWORD_FAILURES  # the budget is spent: it ends
             return
         pair = self.run(self.svc.auth.change_password(caller, self.passwords[s.user], new, WHO))
         self.changes += 1
         self.passwords[s.user] = new
+        s.password_failures = 0
         for other in self.sessions:
             if other.user == s.user and other is not s:
                 other.revoked = True
-        self.rotated(s, pair)
+        self.rotated(s, pair, step=2)
+
+    @precondition(lambda self: self.sessions)
+    @rule(user=st.sampled_from(USERS))
+    def disable(self, user: str) -> None:
+        """An operator disables the account: every session ends, no sign-in or refresh works."""
+        self.run(self.svc.admin.disable_user(user))
+        self.disabled.add(user)
+        for s in self.sessions:
+            if s.user == user:
+                s.revoked = True
 
     def edge(self, end: datetime, offset: int) -> None:
         """Move the clock to ``end + offset`` seconds unless that is already past."""

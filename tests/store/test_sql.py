@@ -130,19 +130,20 @@ async def test_rotation_is_a_compare_and_swap_on_generation(store: Store) -> Non
 
 
 async def test_rotate_current_moves_only_a_live_current_session_inside_its_bounds(store: Store) -> None:
-    """The one-statement rotation: strict bounds on rotated_at and created_at, the generation, and
-    a live session; it returns the new row."""
+    """The one-statement rotation: a strict bound on rotated_at, an inclusive one on created_at,
+    the generation, and a live session of an enabled user; it returns the new row and the roles."""
     alice, s = await seed(store)
     later = NOW + timedelta(minutes=1)
     async with store.write() as tx:
-        at_bound = {"rotated_after": NOW, "created_after": NOW - timedelta(days=1)}
+        at_bound = {"rotated_after": NOW, "created_from": NOW - timedelta(days=1)}
         assert await tx.rotate_current(s.id, 0, later, **at_bound) is None  # rotated_at == bound: not after
-        created_bound = {"rotated_after": NOW - timedelta(days=1), "created_after": NOW}
+        created_bound = {"rotated_after": NOW - timedelta(days=1), "created_from": NOW + timedelta(microseconds=1)}
         assert await tx.rotate_current(s.id, 0, later, **created_bound) is None
-        inside = {"rotated_after": NOW - timedelta(microseconds=1), "created_after": NOW - timedelta(microseconds=1)}
+        inside = {"rotated_after": NOW - timedelta(microseconds=1), "created_from": NOW}  # created_at == bound: in
         assert await tx.rotate_current(s.id, 1, later, **inside) is None  # not the current generation
-        row = await tx.rotate_current(s.id, 0, later, **inside)
-        assert row is not None
+        found = await tx.rotate_current(s.id, 0, later, **inside)
+        assert found is not None
+        row, roles = found
         assert (row.id, row.generation, row.rotated_at, row.last_used_at, row.created_at) == (
             s.id,
             1,
@@ -150,9 +151,75 @@ async def test_rotate_current_moves_only_a_live_current_session_inside_its_bound
             later,
             NOW,
         )
+        assert roles == ""
         assert await tx.rotate_current(s.id, 0, later, **inside) is None  # lost the compare-and-swap
         assert await tx.revoke_sessions(alice.id, later, "logout") == [s.id]
         assert await tx.rotate_current(s.id, 1, later, **inside) is None  # revoked
+
+
+async def test_rotate_current_refuses_a_disabled_users_session_and_reads_the_roles_of_now(store: Store) -> None:
+    """The fast path checks the user in the same statement: a disabled user's live session does
+    not rotate, and the roles returned are the user's at the time of the rotation."""
+    alice, s = await seed(store)
+    bounds = {"rotated_after": NOW - timedelta(days=1), "created_from": NOW - timedelta(days=1)}
+    async with store.write() as tx:
+        await tx.set_roles(alice.id, "admin")
+        found = await tx.rotate_current(s.id, 0, NOW, **bounds)
+        assert found is not None
+        assert found[1] == "admin"
+        await tx.set_roles(alice.id, "")
+        found = await tx.rotate_current(s.id, 1, NOW, **bounds)
+        assert found is not None
+        assert found[1] == ""
+        assert await tx.disable_user(alice.id, NOW)
+        assert await tx.rotate_current(s.id, 2, NOW, **bounds) is None
+    async with store.read() as tx:
+        row = await tx.session(s.id)
+    assert row is not None
+    assert row.generation == 2
+
+
+async def test_a_session_revoked_by_transactions_at_once_is_revoked_once(store: Store) -> None:
+    """revoke_sessions is one statement: of eight transactions ending one session at once, one
+    revokes it (its time and reason stay) and reports it, so it is audited once (a sibling of
+    review finding 3: on PostgreSQL a separate read and write revoked and reported it eight times)."""
+    alice, s = await seed(store)
+
+    async def revoke(reason: str) -> list[uuid.UUID]:
+        async with store.write() as tx:
+            return await tx.revoke_sessions(alice.id, NOW, reason, only=s.id)
+
+    results = await asyncio.gather(*(revoke(f"reason-{i}") for i in range(8)))
+    winners = [i for i, ended in enumerate(results) if ended]
+    assert len(winners) == 1
+    assert results[winners[0]] == [s.id]
+    async with store.read() as tx:
+        row = await tx.session(s.id)
+    assert row is not None
+    assert row.revoke_reason == f"reason-{winners[0]}"
+
+
+async def test_a_password_hash_is_replaced_only_if_it_is_the_one_checked(store: Store) -> None:
+    """set_password_hash is a compare-and-swap on the hash a password was checked against."""
+    alice, _ = await seed(store)
+    async with store.write() as tx:
+        assert await tx.set_password_hash(alice.id, "second", NOW, replacing="not the stored hash") is False
+        assert await tx.set_password_hash(alice.id, "second", NOW, replacing=alice.password_hash) is True
+        assert await tx.set_password_hash(alice.id, "third", NOW, replacing=alice.password_hash) is False
+        locked = await tx.lock_user(alice.id)
+    assert locked is not None
+    assert locked.password_hash == "second"
+
+
+async def test_password_attempts_are_charged_atomically_up_to_the_limit(store: Store) -> None:
+    """charge_password_attempt counts while under the limit and refuses at it, or on a revoked session."""
+    alice, s = await seed(store)
+    async with store.write() as tx:
+        assert [await tx.charge_password_attempt(s.id, 2) for _ in range(3)] == [True, True, False]
+        await tx.clear_password_attempts(s.id)
+        assert await tx.charge_password_attempt(s.id, 2) is True
+        await tx.revoke_sessions(alice.id, NOW, "logout")
+        assert await tx.charge_password_attempt(s.id, 2) is False
 
 
 async def test_revoked_session_never_rotates(store: Store) -> None:

@@ -1,5 +1,5 @@
-"""Operator routes over HTTP, for access tokens with the ``admin`` scope: the audit log and the
-signing keys."""
+"""Operator routes over HTTP, for users with the ``admin`` role (``keyturn users grant NAME admin``),
+whose tokens then carry the ``admin`` scope: the audit log and the signing keys."""
 
 from __future__ import annotations
 
@@ -10,16 +10,16 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel
 
 from ..config import parse_duration
-from ..errors import InsufficientScope, InvalidRequest
+from ..errors import InvalidRequest
 from ..service import Caller
 from ..service.admin import KeyStatus
-from ..service.auth import ADMIN_SCOPE
 from ..store import AuditRecord
+from .body import JSONBodyRoute
 from .routes import Authed, Svc
 
 __all__ = ["router"]
 
-router = APIRouter(prefix="/v1/admin", tags=["admin"])
+router = APIRouter(prefix="/v1/admin", tags=["admin"], route_class=JSONBodyRoute)
 
 
 class AuditEvent(BaseModel):
@@ -52,10 +52,9 @@ _ADMIN_ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-async def admin(me: Authed) -> Caller:
-    """The caller, if its access token carries the ``admin`` scope (403 otherwise)."""
-    if ADMIN_SCOPE not in me.claims.scope:
-        raise InsufficientScope((ADMIN_SCOPE,))
+async def admin(me: Authed, svc: Svc) -> Caller:
+    """The caller, if its token has the ``admin`` scope and its user the ``admin`` role (403 otherwise)."""
+    svc.auth.require_admin(me)
     return me
 
 
@@ -83,14 +82,14 @@ async def keys(svc: Svc, _: Annotated[Caller, Depends(admin)]) -> Keys:
 
 
 @router.post("/keys/rotate", status_code=201, responses={**_ADMIN_ERRORS, 400: {"description": "Bad delay"}})
-async def rotate(svc: Svc, _: Annotated[Caller, Depends(admin)], body: Rotation | None = None) -> KeyStatus:
+async def rotate(svc: Svc, me: Annotated[Caller, Depends(admin)], body: Rotation | None = None) -> KeyStatus:
     """Publish a new signing key now; it takes over signing after ``delay``. Every instance
     publishes it within seconds; give verifiers' caches time (the default delay) before it signs."""
     try:
         delay = parse_duration(body.delay) if body and body.delay is not None else None
     except ValueError as exc:
         raise InvalidRequest(f"delay: {exc}") from None
-    kid = (await svc.admin.rotate_key(delay)).kid
+    kid = (await svc.admin.rotate_key(delay, by=me.user.id)).kid
     return next(k for k in await svc.admin.keys() if k.kid == kid)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -22,9 +23,10 @@ from ..errors import KeyturnError
 from ..logs import configure_logging
 from ..service import Service
 from .admin import router as admin_router
+from .cookies import CookieFilter
 from .errors import error_response, install_error_handlers
 from .metrics import install_metrics
-from .middleware import BodyLimit, SecurityHeaders
+from .middleware import BodyLimit, HeaderLimit, SecurityHeaders
 from .ratelimit import RateLimits
 from .routes import router
 
@@ -42,7 +44,15 @@ def create_app(settings: Settings, *, service: Service | None = None) -> FastAPI
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await svc.start()
-        _log.info("keyturn ready: issuer %s, signing %s", settings.issuer, settings.signing_alg)
+        _log.info(
+            "keyturn ready: issuer %s, signing %s, registration %s, metrics %s, API docs %s",
+            settings.issuer, settings.signing_alg, "open" if settings.allow_registration else "closed",
+            _on(settings.serve_metrics), _on(settings.serve_api_docs),
+        )  # fmt: skip
+        # Everything alive now (framework, routes, models, keys) lives as long as the process: out
+        # of the collector's sight, a full collection scans only what requests allocate, not tens
+        # of milliseconds of start-up objects while a request waits.
+        gc.freeze()
         pruner = None
         if settings.prune_interval:
             pruner = asyncio.create_task(svc.maintenance.prune_periodically(), name="keyturn-prune")
@@ -53,16 +63,10 @@ def create_app(settings: Settings, *, service: Service | None = None) -> FastAPI
                 pruner.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await pruner
+            await app.state.limits.close()
             await svc.close()
 
-    app = FastAPIOffline(
-        title="keyturn",
-        version=__version__,
-        summary="Short-lived JWT access tokens, rotating refresh tokens, instant logout.",
-        lifespan=lifespan,
-        redoc_url=None,
-        favicon_url="",
-    )
+    app = _fastapi(settings, lifespan)
     app.state.service = svc
     app.state.limits = RateLimits(settings)
     app.include_router(router)
@@ -72,6 +76,8 @@ def create_app(settings: Settings, *, service: Service | None = None) -> FastAPI
         _add_web_page(app)
     install_error_handlers(app)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(CookieFilter)  # before FastAPI parses every request's cookies
+    app.add_middleware(HeaderLimit, max_bytes=settings.max_header_bytes, max_fields=settings.max_header_fields)
     if settings.cors_origins:
         # Only listed origins are echoed, never reflected; no CORS headers at all by default.
         app.add_middleware(
@@ -82,9 +88,26 @@ def create_app(settings: Settings, *, service: Service | None = None) -> FastAPI
             allow_headers=["Authorization", "Content-Type", "X-CSRF-Token"],
             max_age=600,
         )
-    app.add_middleware(SecurityHeaders)
+    app.add_middleware(SecurityHeaders, hsts=settings.hsts)
     install_metrics(app, svc)  # last: its middleware is the outermost, so it times all the others
     return app
+
+
+def _fastapi(settings: Settings, lifespan: Any) -> FastAPI:
+    """The app, with ``/docs`` and ``/openapi.json`` only when ``KEYTURN_API_DOCS`` (or development) asks."""
+    about: dict[str, Any] = {
+        "title": "keyturn",
+        "version": __version__,
+        "summary": "Short-lived JWT access tokens, rotating refresh tokens, instant logout.",
+        "lifespan": lifespan,
+    }
+    if settings.serve_api_docs:
+        return FastAPIOffline(redoc_url=None, favicon_url="", **about)
+    return FastAPI(docs_url=None, redoc_url=None, openapi_url=None, **about)
+
+
+def _on(flag: bool) -> str:
+    return "on" if flag else "off"
 
 
 def _add_web_page(app: FastAPI) -> None:

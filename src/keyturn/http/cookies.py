@@ -8,11 +8,14 @@ allowed origin and carry the session's CSRF token.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from fastapi import Request
 from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..config import Settings
 from ..errors import ContentTypeNotAllowed, InvalidRequest, OriginNotAllowed
@@ -22,9 +25,11 @@ __all__ = [
     "CSRF_COOKIE",
     "CSRF_HEADER",
     "REFRESH_COOKIE",
+    "CookieFilter",
     "check_cookie_request",
     "check_origin",
     "clear_session_cookies",
+    "refresh_cookie",
     "token_response",
     "wants_cookie",
 ]
@@ -34,6 +39,11 @@ REFRESH_COOKIE = "__Secure-keyturn-refresh"
 CSRF_COOKIE = "__Host-keyturn-csrf"
 CSRF_HEADER = "x-csrf-token"
 REFRESH_PATH = "/v1/auth"
+_COOKIE_VALUE = re.compile(r"[\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]*")  # RFC 6265 cookie-octets
+# One "; name=value" pair of a Cookie header (RFC 6265 §5.4), matched from a ";" up to the next:
+# no part after the first ";" matches one, so every attempt stays within its own pair, and the
+# text is scanned once (linear, whatever the header holds).
+_REFRESH_PAIR = re.compile(rf";[ \t]*{re.escape(REFRESH_COOKIE)}[ \t]*=[ \t]*([^;]*)")
 
 
 def wants_cookie(mode: str | None, settings: Settings) -> bool:
@@ -74,6 +84,53 @@ def token_response(pair: TokenPair, settings: Settings, *, cookie: bool) -> JSON
     return response
 
 
+def refresh_cookie(request: Request) -> str | None:
+    """The refresh cookie's value, or ``None`` when the request has none; the last one wins.
+
+    Looked up by one linear scan of the ``Cookie`` headers instead of ``request.cookies``, which
+    unquotes every cookie with ``http.cookies._unquote``: quadratic in a quoted value of
+    backslashes before Python 3.11.10 (CVE-2024-7592). A refresh token is base64url, so its value
+    needs no unquoting (RFC 6265 §4.1.1 allows a pair of double quotes around it; they are dropped).
+    """
+    return _refresh_cookie(request.headers.getlist("cookie"))
+
+
+def _refresh_cookie(headers: Iterable[str]) -> str | None:
+    found = None
+    for header in headers:
+        for pair in _REFRESH_PAIR.finditer(";" + header):
+            found = pair[1].rstrip(" \t")
+    if found is not None and len(found) >= 2 and found[0] == found[-1] == '"':
+        return found[1:-1]
+    return found
+
+
+class CookieFilter:
+    """Leaves nothing in a request's ``Cookie`` headers but one refresh cookie of cookie characters
+    (RFC 6265 §4.1.1; any other value is emptied, and refused later like any malformed token).
+
+    FastAPI parses every request's cookies with Starlette's ``request.cookies``, for cookie
+    parameters (keyturn has none), and so does whatever else reads them: after this middleware
+    they parse one short pair with nothing to unquote, whatever the client sent.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            headers = scope.get("headers", [])
+            sent = [value.decode("latin-1") for name, value in headers if name == b"cookie"]
+            if sent:
+                kept = [(name, value) for name, value in headers if name != b"cookie"]
+                token = _refresh_cookie(sent)
+                if token is not None:
+                    token = token if _COOKIE_VALUE.fullmatch(token) else ""
+                    kept.append((b"cookie", f"{REFRESH_COOKIE}={token}".encode("latin-1")))
+                scope["headers"] = kept  # in place: outer middleware reads what the router adds to it
+        await self.app(scope, receive, send)
+
+
 def clear_session_cookies(response: R, settings: Settings) -> R:
     """Expire both cookies (with the attributes they were set with, or browsers ignore it)."""
     samesite = settings.cookie_samesite
@@ -83,7 +140,10 @@ def clear_session_cookies(response: R, settings: Settings) -> R:
 
 
 def check_origin(request: Request, settings: Settings) -> None:
-    """The request must come from this server's own origin, the issuer's, or a listed one.
+    """The request must come from the issuer's origin or one listed in ``KEYTURN_CORS_ORIGINS``.
+
+    Never from "this server's own origin" as the request names it: ``Host`` is written by the
+    client (and by whatever proxy or DNS name reaches us), so trusting it trusts anyone.
 
     Without an Origin header, Fetch Metadata must say ``same-origin``.
 
@@ -95,7 +155,7 @@ def check_origin(request: Request, settings: Settings) -> None:
         if request.headers.get("sec-fetch-site") == "same-origin":
             return
         raise OriginNotAllowed("The request has no Origin header, so it cannot use the session cookie.")
-    if origin not in _allowed_origins(request, settings):
+    if origin not in _allowed_origins(settings):
         raise OriginNotAllowed()
 
 
@@ -114,7 +174,6 @@ def check_cookie_request(request: Request, svc: Service, refresh_token: str) -> 
     svc.ctx.csrf.check(session_id, request.headers.get(CSRF_HEADER))
 
 
-def _allowed_origins(request: Request, settings: Settings) -> set[str]:
-    own = f"{request.url.scheme}://{request.url.netloc}"
+def _allowed_origins(settings: Settings) -> set[str]:
     issuer = urlsplit(settings.issuer)
-    return {own, f"{issuer.scheme}://{issuer.netloc}", *settings.cors_origins}
+    return {f"{issuer.scheme}://{issuer.netloc}", *settings.cors_origins}

@@ -11,7 +11,7 @@ from starlette.responses import JSONResponse, Response
 
 from ..errors import InvalidGrant, KeyturnError, RateLimited
 from ..responses import NO_STORE, STATUS, answer
-from .cookies import REFRESH_COOKIE, clear_session_cookies
+from .cookies import clear_session_cookies, refresh_cookie
 from .metrics import observe_refusal
 from .routes import client, limits, service
 
@@ -37,7 +37,7 @@ async def keyturn_error(request: Request, exc: Exception) -> JSONResponse:
         await _audit_refusal(request, exc)
     reply = answer(exc)
     response = JSONResponse(reply.body, status_code=reply.status, headers=reply.headers)
-    if isinstance(exc, InvalidGrant) and REFRESH_COOKIE in request.cookies:
+    if isinstance(exc, InvalidGrant) and refresh_cookie(request) is not None:
         # The session behind the cookie is over (or the cookie is bad): the browser should forget it.
         clear_session_cookies(response, request.app.state.service.settings)
     return response

@@ -36,6 +36,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import InvalidGrant, InvalidToken, KeyturnError, RateLimited, Unavailable
@@ -107,6 +108,10 @@ class Metrics:
             "keyturn_http_requests", "HTTP requests answered, by route template and status.",
             ("method", "route", "status"), registry=self.registry,
         )  # fmt: skip
+        self.aborted = Counter(
+            "keyturn_http_requests_aborted", "HTTP requests that ended with no response sent, by route template.",
+            ("method", "route"), registry=self.registry,
+        )  # fmt: skip
         self.duration = Histogram(
             "keyturn_http_request_duration_seconds", "Time to answer an HTTP request, by route template.",
             ("method", "route"), buckets=_BUCKETS, registry=self.registry,
@@ -137,9 +142,14 @@ class Metrics:
             self.flows[flow].labels(outcome).inc()
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        """Count a request answered with ``status`` (a response was sent) and time it."""
         method = method if method in _METHODS else "other"
         self.requests.labels(method, route, str(status)).inc()
         self.duration.labels(method, route).observe(seconds)
+
+    def observe_aborted(self, method: str, route: str) -> None:
+        """Count a request that ended with no response sent (the client left, or its body broke)."""
+        self.aborted.labels(method if method in _METHODS else "other", route).inc()
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
@@ -191,7 +201,14 @@ class ActiveSessions:
 
 
 class HttpMetrics:
-    """Pure ASGI middleware: counts and times every request by method, route template and status."""
+    """Pure ASGI middleware: counts and times every request by method, route template and status.
+
+    The status is the one actually sent. An exception that escapes before any response started is
+    answered 500 by Starlette's ``ServerErrorMiddleware`` (outside every user middleware), so it
+    counts as 500. A request that ends with no response at all (the client went away mid-body, or
+    sent a body the server could not parse) is counted apart, as aborted: nothing was answered, and
+    any client can cause it, so it must not look like a server error.
+    """
 
     def __init__(self, app: ASGIApp, *, metrics: Metrics, routes: list[Any]) -> None:
         self.app = app
@@ -202,7 +219,8 @@ class HttpMetrics:
         if scope["type"] != "http" or scope["path"] == METRICS_PATH:
             await self.app(scope, receive, send)
             return
-        path, started, status = scope["path"], time.perf_counter(), 500
+        path, started = scope["path"], time.perf_counter()
+        status: int | None = None
 
         async def send_status(message: Message) -> None:
             nonlocal status
@@ -212,9 +230,17 @@ class HttpMetrics:
 
         try:
             await self.app(scope, receive, send_status)
+        except ClientDisconnect:
+            raise  # nobody is left to answer: aborted, unless a response had started
+        except Exception:
+            status = 500 if status is None else status  # ServerErrorMiddleware answers it
+            raise
         finally:
             route = self._template(scope, path)
-            self.metrics.observe_request(scope["method"], route, status, time.perf_counter() - started)
+            if status is None:
+                self.metrics.observe_aborted(scope["method"], route)
+            else:
+                self.metrics.observe_request(scope["method"], route, status, time.perf_counter() - started)
 
     def _template(self, scope: Scope, path: str) -> str:
         """The route's template, never the raw path (ids in paths would make labels unbounded)."""
@@ -233,7 +259,7 @@ def install_metrics(app: FastAPI, svc: Service) -> None:
 
     Call it after every other middleware is added, so that it measures them too.
     """
-    if not svc.settings.metrics_enabled:
+    if not svc.settings.serve_metrics:
         app.state.metrics = None
         return
     metrics = Metrics(svc)

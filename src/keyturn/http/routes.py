@@ -12,11 +12,12 @@ from starlette.responses import JSONResponse
 from ..errors import InvalidRequest, MissingToken
 from ..service import Caller, Client, Service
 from ..store import SessionRecord
+from .body import JSONBodyRoute
 from .cookies import (
-    REFRESH_COOKIE,
     check_cookie_request,
     check_origin,
     clear_session_cookies,
+    refresh_cookie,
     token_response,
     wants_cookie,
 )
@@ -37,7 +38,7 @@ from .schemas import (
 __all__ = ["router"]
 
 T = TypeVar("T")
-router = APIRouter(prefix="/v1/auth", tags=["auth"])
+router = APIRouter(prefix="/v1/auth", tags=["auth"], route_class=JSONBodyRoute)
 _bearer = HTTPBearer(auto_error=False, description="An access token from /v1/auth/login or /v1/auth/refresh.")
 _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"description": "Malformed request (`invalid_request`)"},
@@ -98,7 +99,7 @@ async def session_cookie(request: Request) -> str | None:
 
     Declared before the bearer dependency on each route, so a forged request is refused
     by these checks before anything else is looked at."""
-    token = request.cookies.get(REFRESH_COOKIE)
+    token = refresh_cookie(request)
     if token is not None:
         check_cookie_request(request, service(request), token)
     return token
@@ -156,9 +157,10 @@ async def logout(
     me: Annotated[Caller | None, Depends(optional_caller)],
     body: Annotated[LogoutRequest | None, Body()] = None,
 ) -> Response:
-    """End this session, named by `refresh_token` in the body, the bearer token, or the cookie."""
+    """End this session, named by `refresh_token` in the body, the bearer token, or the cookie;
+    when more than one is sent, they must name the same session."""
     token = body.refresh_token if body is not None and body.refresh_token is not None else None
-    if token is None and me is None:
+    if token is None:
         token = cookie
     if token is None and me is None:
         raise MissingToken("Send a bearer access token or a refresh_token.")
@@ -200,9 +202,14 @@ async def whoami(me: Authed) -> Me:
 
 
 @router.post("/password", **_TOKENS)
-async def change_password(body: PasswordChange, svc: Svc, who: Who, cookie: Cookie, me: Authed) -> JSONResponse:
-    """Change the password: every other session ends; this one gets a fresh pair."""
-    pair = await svc.auth.change_password(me, body.current_password, body.new_password, who)
+async def change_password(
+    body: PasswordChange, svc: Svc, who: Who, lim: Limits, cookie: Cookie, me: Authed
+) -> JSONResponse:
+    """Change the password: every other session ends; this one gets a fresh pair. Wrong current
+    passwords count against the account's sign-in failure limits, and end the session after
+    `KEYTURN_PASSWORD_CHANGE_FAILURES`."""
+    async with lim.password_check(me.user.username_key, who.ip):
+        pair = await svc.auth.change_password(me, body.current_password, body.new_password, who)
     return token_response(pair, svc.settings, cookie=cookie is not None)
 
 

@@ -56,7 +56,9 @@ class Service:
         return self.ctx.settings
 
     async def start(self) -> None:
-        """Migrate (if enabled) and make sure a signing key exists."""
+        """Check the database (one clear error if it cannot be used), migrate (if enabled) and make
+        sure a signing key exists."""
+        await self.store.db.check()
         await self.ctx.start()
 
     async def close(self) -> None:

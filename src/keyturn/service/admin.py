@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from ..errors import KeyturnError, NotFound
+from ..errors import InsufficientScope, KeyturnError, NotFound
 from ..keys import SigningKey
+from ..roles import ADMIN, format_roles, parse_roles
 from ..store import AuditRecord, SessionRecord, UserRecord
 from ..tokens import AccessClaims
 from ..users import normalize_username
@@ -72,6 +73,41 @@ class AdminService:
             await self.ctx.audit(tx, now, "user_disabled", _OPERATOR, user_id=user.id, ended=len(ended))
         return len(ended)
 
+    async def grant_role(self, username: str, role: str) -> bool:
+        """Give ``username`` the ``role``; its next token carries the role's scopes. Returns False
+        when the user already had it.
+
+        Raises:
+            NotFound: no such user. ValueError: no such role.
+        """
+        return await self._change_roles(username, role, grant=True)
+
+    async def revoke_role(self, username: str, role: str) -> bool:
+        """Take ``role`` from ``username``: refused at once where the role is checked (the admin
+        API), and gone from the user's tokens at their next refresh. Returns False when the user
+        did not have it.
+
+        Raises:
+            NotFound: no such user. ValueError: no such role.
+        """
+        return await self._change_roles(username, role, grant=False)
+
+    async def _change_roles(self, username: str, role: str, *, grant: bool) -> bool:
+        format_roles([role])  # an unknown role raises before anything is read
+        user_id = (await self.user(username)).id
+        now = self.ctx.clock()
+        async with self.ctx.store.write() as tx:
+            user = await tx.lock_user(user_id)
+            if user is None:
+                raise NotFound(f"No user named {username!r}.")
+            roles = parse_roles(user.roles)
+            changed = (role in roles) != grant
+            if changed:
+                await tx.set_roles(user.id, format_roles(roles | {role} if grant else roles - {role}))
+                event = "role_granted" if grant else "role_revoked"
+                await self.ctx.audit(tx, now, event, _OPERATOR, user_id=user.id, role=role)
+        return changed
+
     async def keys(self) -> list[KeyStatus]:
         now = self.ctx.clock()
         ring = await self.ctx.keys.ring(now, force=True)
@@ -82,11 +118,24 @@ class AdminService:
             signer = None
         return [_status(k, k.kid in published, k.kid == signer) for k in ring.all()]
 
-    async def rotate_key(self, delay: timedelta | None = None) -> SigningKey:
-        """Publish a new key; it signs after ``delay`` (default ``KEYTURN_KEY_PUBLISH_DELAY``)."""
+    async def rotate_key(self, delay: timedelta | None = None, *, by: uuid.UUID | None = None) -> SigningKey:
+        """Publish a new key; it signs after ``delay`` (default ``KEYTURN_KEY_PUBLISH_DELAY``).
+
+        Args:
+            delay: how long the new key is published before it signs.
+            by: the user asking over HTTP; their admin role is checked again in the transaction
+                that rotates (the operator's CLI passes nothing).
+
+        Raises:
+            InsufficientScope: ``by`` no longer holds the admin role (or is disabled).
+        """
         now = self.ctx.clock()
         wait = self.ctx.settings.key_publish_delay if delay is None else delay
         async with self.ctx.store.write() as tx:
+            if by is not None:
+                actor = await tx.lock_user(by)
+                if actor is None or actor.disabled_at is not None or ADMIN not in parse_roles(actor.roles):
+                    raise InsufficientScope((ADMIN,))
             key = await self.ctx.keys.rotate(tx, now, wait)
             await self.ctx.audit(tx, now, "key_rotated", _OPERATOR, kid=key.kid, activates_at=str(key.activates_at))
         return key

@@ -18,10 +18,10 @@ from ..errors import UnknownKey
 from ..masterkey import MasterKey
 from ..passwords import Passwords
 from ..refresh import RefreshTokenCodec
-from ..sessions import Lifetimes, SessionState
-from ..store import AuditRecord, SessionRecord, Store, Tx
+from ..roles import parse_roles, token_scope
+from ..sessions import Lifetimes, SessionState, whole_seconds_left
+from ..store import AuditRecord, SessionRecord, Store, Tx, UserRecord
 from ..tokens import AccessClaims, issue_access_token, verify_access_token
-from ..users import normalize_username
 from .keyring import KeyManager
 
 __all__ = ["AuditObserver", "Client", "Context", "TokenPair", "utcnow"]
@@ -84,7 +84,6 @@ class Context:
         self.passwords = passwords or Passwords(
             min_length=settings.password_min_length, max_length=settings.password_max_length
         )
-        self.admin_keys = frozenset(normalize_username(name)[1] for name in settings.admins)
         self.lifetimes = Lifetimes(
             idle=settings.refresh_idle_ttl, absolute=settings.session_max_ttl, grace=settings.reuse_grace
         )
@@ -137,10 +136,11 @@ class Context:
             self._hashing.shutdown(wait=False)
             self._hashing = None
 
-    async def issue(self, record: SessionRecord, state: SessionState, now: datetime) -> TokenPair:
-        """Mint the token pair for a session state that is already committed."""
+    async def issue(self, record: SessionRecord, state: SessionState, now: datetime, roles: str) -> TokenPair:
+        """Mint the token pair for a session state that is already committed; the scope is the
+        session's with the scopes of the user's ``roles`` as read in that same transaction."""
         ring = await self.keys.ring(now)
-        session_end = state.absolute_expiry(self.lifetimes)
+        scope = token_scope(record.scope, parse_roles(roles))
         access, exp = issue_access_token(
             ring.signer(now),
             issuer=self.settings.issuer,
@@ -148,20 +148,21 @@ class Context:
             subject=str(record.user_id),
             session_id=str(record.id),
             client_id=record.client_id,
-            scope=record.scope,
+            scope=scope,
             now=now,
             ttl=self.settings.access_token_ttl,
-            not_after=session_end,
+            not_after=state.absolute_expiry(self.lifetimes),
             auth_time=record.created_at,
         )
         return TokenPair(
             access_token=access,
-            # Rounded down: `exp` is whole seconds, so the token may have up to 1 s less than the TTL.
-            expires_in=max(0, int(exp - now.timestamp())),
+            # Both are at least 1: `exp` is at least `now + ttl` (ttl >= 1 s) unless the session's
+            # end caps it, and a session issues nothing in its last second (sessions.py).
+            expires_in=whole_seconds_left(datetime.fromtimestamp(exp, UTC), now),
             refresh_token=self.codec.encode(record.id, state.generation),
-            refresh_token_expires_in=int((state.expires_at(self.lifetimes) - now).total_seconds()),
+            refresh_token_expires_in=whole_seconds_left(state.expires_at(self.lifetimes), now),
             session_id=str(record.id),
-            scope=record.scope,
+            scope=scope,
             csrf_token=self.csrf.token(record.id),
         )
 
@@ -205,8 +206,8 @@ def _cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def state_of(record: SessionRecord) -> SessionState:
-    """The state-machine view of a session row."""
+def state_of(record: SessionRecord, user: UserRecord | None = None) -> SessionState:
+    """The state-machine view of a session row (and of its user's row, when it was read)."""
     return SessionState(
         id=record.id,
         user_id=record.user_id,
@@ -214,4 +215,5 @@ def state_of(record: SessionRecord) -> SessionState:
         created_at=record.created_at,
         rotated_at=record.rotated_at,
         revoked_at=record.revoked_at,
+        user_enabled=user is None or user.disabled_at is None,
     )

@@ -38,8 +38,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransactio
 from sqlalchemy.pool import ConnectionPoolEntry, NullPool
 
 from ..errors import KeyturnError, Unavailable
-from . import _sqlite
+from . import _diagnosis, _sqlite
 from ._groupcommit import GroupCommit
+from .url import redacted
 
 __all__ = ["Database", "advisory_lock"]
 
@@ -168,6 +169,19 @@ class Database:
             _log.warning("database unavailable: %s", type(exc).__name__)
             raise Unavailable() from exc
 
+    async def check(self) -> None:
+        """Connect once, at start-up: raise ``Unavailable`` saying what is wrong with the database
+        (its URL without the password, and the driver's reason) if it cannot be used."""
+        problem = _diagnosis.sqlite_problem(make_url(self.url).database) if self.is_sqlite else None
+        if problem is None:
+            try:
+                async with self.engine.connect() as conn:
+                    await conn.execute(text("SELECT 1"))
+            except _OUTAGE as exc:
+                problem = _diagnosis.cause(exc, self._timeout)
+        if problem is not None:
+            raise Unavailable(f"cannot use the database {redacted(self.url)} (KEYTURN_DATABASE_URL): {problem}")
+
     async def ping(self) -> None:
         """Raise ``Unavailable`` unless the database answers."""
         async with self.read() as conn:
@@ -240,7 +254,7 @@ def _create_private_file(path: str | None) -> None:
     sealed keys); SQLite gives its -wal and -shm files the same mode."""
     if not path or path == ":memory:" or path.startswith("file:"):
         return
-    with contextlib.suppress(FileExistsError, FileNotFoundError):
+    with contextlib.suppress(OSError):  # a missing or read-only directory: check() says so in one line
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 

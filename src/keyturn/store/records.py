@@ -17,6 +17,8 @@ class UserRecord:
     created_at: datetime
     password_changed_at: datetime
     disabled_at: datetime | None = None
+    roles: str = ""
+    """Space-separated role names (``keyturn.roles``), granted by the operator."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +36,8 @@ class SessionRecord:
     device_name: str | None = None
     revoked_at: datetime | None = None
     revoke_reason: str | None = None
+    password_attempts: int = 0
+    """Password checks charged to this session since its last successful one (``change_password``)."""
 
 
 @dataclass(frozen=True, slots=True)

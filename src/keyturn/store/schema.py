@@ -67,6 +67,7 @@ users = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("password_changed_at", UTCDateTime, nullable=False),
     Column("disabled_at", UTCDateTime, nullable=True),
+    Column("roles", String(256), nullable=False, server_default=""),
 )
 
 sessions = Table(
@@ -85,6 +86,7 @@ sessions = Table(
     Column("user_agent", String(512), nullable=False),
     Column("ip", String(64), nullable=False),
     Column("device_name", String(128), nullable=True),
+    Column("password_attempts", Integer, nullable=False, server_default="0"),
     Index(None, "user_id"),
 )
 

@@ -9,7 +9,7 @@ from dataclasses import fields
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import Row, bindparam, delete, exists, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -75,15 +75,29 @@ class Tx:
         row = (await self._conn.execute(select(users).where(users.c.id == user_id))).first()
         return _user(row)
 
+    async def lock_user(self, user_id: uuid.UUID) -> UserRecord | None:
+        """The user's row, locked until this transaction ends (``FOR UPDATE``; on SQLite the write
+        transaction already excludes every other writer). Every write that depends on the user's
+        password, roles or enabled state takes this lock first, so such writes are serialised."""
+        return _user((await self._conn.execute(_LOCK_USER, {"uid": user_id})).first())
+
     async def list_users(self, limit: int = 1000) -> list[UserRecord]:
         rows = await self._conn.execute(select(users).order_by(users.c.created_at).limit(limit))
         return [UserRecord(**r._asdict()) for r in rows]
 
-    async def set_password_hash(self, user_id: uuid.UUID, password_hash: str, now: datetime | None) -> None:
+    async def set_password_hash(
+        self, user_id: uuid.UUID, password_hash: str, now: datetime | None, *, replacing: str
+    ) -> bool:
+        """Replace the hash ``replacing`` (the one a password was checked against) with
+        ``password_hash``; False, and nothing written, when the stored hash is another one."""
         values: dict[str, Any] = {"password_hash": password_hash}
         if now is not None:
             values["password_changed_at"] = now
-        await self._conn.execute(update(users).where(users.c.id == user_id).values(**values))
+        stmt = update(users).where(users.c.id == user_id, users.c.password_hash == replacing).values(**values)
+        return (await self._conn.execute(stmt)).rowcount == 1
+
+    async def set_roles(self, user_id: uuid.UUID, roles: str) -> None:
+        await self._conn.execute(update(users).where(users.c.id == user_id).values(roles=roles))
 
     async def disable_user(self, user_id: uuid.UUID, now: datetime) -> bool:
         stmt = update(users).where(users.c.id == user_id, users.c.disabled_at.is_(None)).values(disabled_at=now)
@@ -107,23 +121,41 @@ class Tx:
         user = UserRecord(**{name: values.pop(label) for name, label in _USER_LABELS})
         return SessionRecord(**values), user
 
-    async def rotate_session(self, session_id: uuid.UUID, generation: int, now: datetime) -> bool:
-        """Compare-and-swap ``generation`` to ``generation + 1``; False if another caller won."""
-        return (await self._conn.execute(_ROTATE, _rotation(session_id, generation, now))).rowcount == 1
+    async def rotate_session(
+        self, session_id: uuid.UUID, generation: int, now: datetime, *, to: int | None = None
+    ) -> bool:
+        """Compare-and-swap ``generation`` to ``to`` (default ``generation + 1``); False if another
+        caller won."""
+        params = _rotation(session_id, generation, now, generation + 1 if to is None else to)
+        return (await self._conn.execute(_ROTATE, params)).rowcount == 1
 
     async def rotate_current(
-        self, session_id: uuid.UUID, generation: int, now: datetime, *, rotated_after: datetime, created_after: datetime
-    ) -> SessionRecord | None:
-        """Move a live session at ``generation``, rotated after ``rotated_after`` and created after
-        ``created_after``, one generation on, in one statement; returns the new row, or None when
-        the session is not in that state (the caller then reads it and decides)."""
+        self, session_id: uuid.UUID, generation: int, now: datetime, *, rotated_after: datetime, created_from: datetime
+    ) -> tuple[SessionRecord, str] | None:
+        """Move a live session at ``generation`` of an enabled user, rotated after ``rotated_after``
+        and created at or after ``created_from``, one generation on, in one statement; returns the
+        new row and the user's roles, or None when the session is not in that state (the caller
+        then reads it and decides)."""
         params = {
-            **_rotation(session_id, generation, now),
+            **_rotation(session_id, generation, now, generation + 1),
             "rotated_after": rotated_after,
-            "created_after": created_after,
+            "created_from": created_from,
         }
         row = (await self._conn.execute(_ROTATE_CURRENT, params)).first()
-        return None if row is None else SessionRecord(**row._asdict())
+        if row is None:
+            return None
+        values = row._asdict()
+        roles: str = values.pop("user_roles")
+        return SessionRecord(**values), roles
+
+    async def charge_password_attempt(self, session_id: uuid.UUID, limit: int) -> bool:
+        """Count one password check against a live session, atomically, unless it has been charged
+        ``limit`` times since its last successful check; False when nothing was charged."""
+        params = {"sid": session_id, "limit": limit}
+        return (await self._conn.execute(_CHARGE_PASSWORD_ATTEMPT, params)).first() is not None
+
+    async def clear_password_attempts(self, session_id: uuid.UUID) -> None:
+        await self._conn.execute(update(sessions).where(sessions.c.id == session_id).values(password_attempts=0))
 
     async def revoke_sessions(
         self,
@@ -134,17 +166,16 @@ class Tx:
         only: uuid.UUID | None = None,
         keep: uuid.UUID | None = None,
     ) -> list[uuid.UUID]:
-        """Revoke the user's live sessions (just ``only``, or all but ``keep``); returns their ids."""
+        """Revoke the user's live sessions (just ``only``, or all but ``keep``); returns the ids of
+        those this call revoked. One statement: a session revoked by a concurrent transaction is
+        neither revoked again (its time and reason stay) nor returned (so not audited twice)."""
         where = [sessions.c.user_id == user_id, sessions.c.revoked_at.is_(None)]
         if only is not None:
             where.append(sessions.c.id == only)
         if keep is not None:
             where.append(sessions.c.id != keep)
-        ids = list((await self._conn.execute(select(sessions.c.id).where(*where))).scalars())
-        if ids:
-            stmt = update(sessions).where(sessions.c.id.in_(ids)).values(revoked_at=now, revoke_reason=reason)
-            await self._conn.execute(stmt)
-        return ids
+        stmt = update(sessions).where(*where).values(revoked_at=now, revoke_reason=reason).returning(sessions.c.id)
+        return list((await self._conn.execute(stmt)).scalars())
 
     async def live_sessions(
         self, user_id: uuid.UUID | None, not_before: datetime, limit: int = 100
@@ -239,9 +270,9 @@ class Tx:
         return int((await self._conn.execute(select(func.count()).select_from(target))).scalar_one())
 
 
-def _rotation(session_id: uuid.UUID, generation: int, now: datetime) -> dict[str, Any]:
-    """The parameters of ``_ROTATE``: ``generation`` to ``generation + 1`` at ``now``."""
-    return {"sid": session_id, "gen": generation, "next": generation + 1, "at": now}
+def _rotation(session_id: uuid.UUID, generation: int, now: datetime, to: int) -> dict[str, Any]:
+    """The parameters of ``_ROTATE``: ``generation`` to ``to`` at ``now``."""
+    return {"sid": session_id, "gen": generation, "next": to, "at": now}
 
 
 def _values(record: Any) -> dict[str, Any]:
@@ -272,6 +303,21 @@ _ROTATE = (
     )
     .values(generation=bindparam("next"), rotated_at=bindparam("at"), last_used_at=bindparam("at"))
 )
+_LOCK_USER = select(users).where(users.c.id == bindparam("uid")).with_for_update()
+_USER_ENABLED = exists().where(users.c.id == sessions.c.user_id, users.c.disabled_at.is_(None)).correlate(sessions)
+_USER_ROLES = select(users.c.roles).where(users.c.id == sessions.c.user_id).correlate(sessions).scalar_subquery()
 _ROTATE_CURRENT = _ROTATE.where(
-    sessions.c.rotated_at > bindparam("rotated_after"), sessions.c.created_at > bindparam("created_after")
-).returning(*sessions.c)
+    sessions.c.rotated_at > bindparam("rotated_after"),
+    sessions.c.created_at >= bindparam("created_from"),
+    _USER_ENABLED,
+).returning(*sessions.c, _USER_ROLES.label("user_roles"))
+_CHARGE_PASSWORD_ATTEMPT = (
+    update(sessions)
+    .where(
+        sessions.c.id == bindparam("sid"),
+        sessions.c.revoked_at.is_(None),
+        sessions.c.password_attempts < bindparam("limit"),
+    )
+    .values(password_attempts=sessions.c.password_attempts + 1)
+    .returning(sessions.c.password_attempts)
+)

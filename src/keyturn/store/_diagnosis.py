@@ -1,0 +1,54 @@
+"""Why a database cannot be used, in words an operator can act on (``Database.check``).
+
+Once serving, every database failure is ``Unavailable`` with a generic description: clients learn
+nothing about the database. At start-up the operator is the reader, so the driver's own reason
+is shown instead, never the password.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+__all__ = ["cause", "sqlite_problem"]
+
+
+def cause(exc: BaseException, timeout: float) -> str:
+    """One line for a failure to connect: the driver's message without SQLAlchemy's wrapping."""
+    if isinstance(exc, DBAPIError) and exc.orig is not None:
+        exc = exc.orig
+    if isinstance(exc, TimeoutError | PoolTimeout):
+        return f"no answer within {timeout:g}s (KEYTURN_DB_TIMEOUT)"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused (is the server running, and listening on that host and port?)"
+    if isinstance(exc, socket.gaierror):
+        return f"host not found ({exc.strerror})"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def sqlite_problem(database: str | None) -> str | None:
+    """Why SQLite could not keep its file at ``database`` (a path), or ``None``."""
+    if not database:
+        return None
+    path = Path(database)
+    folder = path.parent
+    if not folder.exists():
+        return f"the directory {folder} does not exist"
+    if not folder.is_dir():
+        return f"{folder} is not a directory"
+    try:  # as the store makes it: private to its owner
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        return f"cannot create {path}: {exc.strerror}"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"the directory {folder} is not writable (SQLite keeps its -wal and -shm files next to the database)"
+    return None
