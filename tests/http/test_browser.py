@@ -224,6 +224,13 @@ def attacker(server: Server) -> Iterator[str]:
     thread.join(timeout=5)
 
 
+def test_the_page_opened_at_localhost_signs_in_too(context: BrowserContext, server: Server) -> None:
+    """`keyturn --dev serve` issues for 127.0.0.1; the same page opened at localhost signs up and in."""
+    page = context.new_page()
+    page.goto(f"http://localhost:{server.port}/")
+    sign_up(page, "localhost-user")
+
+
 def test_another_origin_cannot_refresh_or_log_out(context: BrowserContext, server: Server, attacker: str) -> None:
     """A page on another port (same site: SameSite sends the cookie) gets nowhere: Origin and CSRF checks."""
     victim = open_app(context, server)

@@ -144,6 +144,22 @@ async def test_the_requests_own_host_is_not_an_allowed_origin(client: httpx.Asyn
     assert (login.status_code, login.json()["error"]) == (403, "origin_not_allowed")
 
 
+@pytest.mark.parametrize(("env", "allowed"), [("development", True), ("production", False)])
+async def test_other_loopback_names_of_a_loopback_issuer_are_allowed_in_development_only(
+    database_url: str, clock: Clock, fast_passwords: Passwords, env: str, allowed: bool
+) -> None:
+    """The dev page opened at http://localhost:8000 signs in although the issuer says 127.0.0.1
+    (the alias comes from the settings, not from Host); in production only the issuer's origin."""
+    overrides = {"env": env, "issuer": "http://127.0.0.1:8000", "web_page": True}
+    async with app_client(database_url, clock, fast_passwords, **overrides) as client:
+        await register(client)
+        body = {"username": "alice", "password": PASSWORD, "mode": "cookie"}
+        response = await client.post("/v1/auth/login", json=body, headers={"origin": "http://localhost:8000"})
+        assert response.status_code == (200 if allowed else 403), response.text
+        other_port = await client.post("/v1/auth/login", json=body, headers={"origin": "http://localhost:8001"})
+        assert (other_port.status_code, other_port.json()["error"]) == (403, "origin_not_allowed")
+
+
 async def test_logout_with_a_bearer_token_and_another_sessions_cookie_is_refused(
     client: httpx.AsyncClient, database_url: str
 ) -> None:

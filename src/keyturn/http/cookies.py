@@ -8,6 +8,7 @@ allowed origin and carry the session's CSRF token.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from typing import Any, TypeVar
@@ -39,6 +40,7 @@ REFRESH_COOKIE = "__Secure-keyturn-refresh"
 CSRF_COOKIE = "__Host-keyturn-csrf"
 CSRF_HEADER = "x-csrf-token"
 REFRESH_PATH = "/v1/auth"
+_LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})
 _COOKIE_VALUE = re.compile(r"[\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]*")  # RFC 6265 cookie-octets
 # One "; name=value" pair of a Cookie header (RFC 6265 §5.4), matched from a ";" up to the next:
 # no part after the first ";" matches one, so every attempt stays within its own pair, and the
@@ -155,7 +157,7 @@ def check_origin(request: Request, settings: Settings) -> None:
         if request.headers.get("sec-fetch-site") == "same-origin":
             return
         raise OriginNotAllowed("The request has no Origin header, so it cannot use the session cookie.")
-    if origin not in _allowed_origins(settings):
+    if origin not in _allowed_origins(settings.issuer, settings.cors_origins, dev=settings.dev):
         raise OriginNotAllowed()
 
 
@@ -174,6 +176,14 @@ def check_cookie_request(request: Request, svc: Service, refresh_token: str) -> 
     svc.ctx.csrf.check(session_id, request.headers.get(CSRF_HEADER))
 
 
-def _allowed_origins(settings: Settings) -> set[str]:
-    issuer = urlsplit(settings.issuer)
-    return {f"{issuer.scheme}://{issuer.netloc}", *settings.cors_origins}
+@functools.lru_cache(maxsize=8)
+def _allowed_origins(issuer: str, listed: tuple[str, ...], *, dev: bool) -> frozenset[str]:
+    """The issuer's origin and the listed ones; in development, also the issuer's other loopback
+    names (the page opened at http://localhost:8000 when the issuer says 127.0.0.1). All of it
+    comes from the settings, never from the request."""
+    parts = urlsplit(issuer)
+    origins = {f"{parts.scheme}://{parts.netloc}", *listed}
+    if dev and parts.hostname in _LOOPBACK_NAMES:
+        port = "" if parts.port is None else f":{parts.port}"
+        origins |= {f"{parts.scheme}://{name}{port}" for name in ("127.0.0.1", "localhost", "[::1]")}
+    return frozenset(origins)
