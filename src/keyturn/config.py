@@ -29,7 +29,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from .errors import ConfigurationError
 
-__all__ = ["Settings", "load_settings", "parse_duration"]
+__all__ = ["Settings", "is_loopback_host", "load_settings", "parse_duration"]
 
 _log = logging.getLogger("keyturn.config")
 
@@ -288,7 +288,7 @@ class Settings(BaseSettings):
         return self.audience or self.issuer
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback_host(host: str) -> bool:
     """``localhost``, or an address in 127.0.0.0/8 or ``::1`` (names other than localhost are not resolved)."""
     if host.lower() == "localhost":
         return True
@@ -310,7 +310,7 @@ def _issuer_problem(issuer: str, *, production: bool) -> str | None:
     odd = parts.query or parts.fragment or parts.username is not None
     if parts.scheme not in ("http", "https") or not parts.hostname or odd:
         return f"'{issuer}' is not a URL such as https://auth.example.com (no query, fragment or user)"
-    if production and parts.scheme == "http" and not _is_loopback(parts.hostname):
+    if production and parts.scheme == "http" and not is_loopback_host(parts.hostname):
         return "must be https:// outside development mode (http:// only on a loopback address such as 127.0.0.1)"
     return None
 

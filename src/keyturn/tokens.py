@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from ._strictjson import strict_decoder
 from .errors import (
     InvalidClaim,
     MalformedToken,
@@ -241,17 +242,6 @@ def _b64decode(segment: str) -> bytes:
     return raw
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result = dict(pairs)
-    if len(result) != len(pairs):
-        raise MalformedToken("The access token has a duplicate member.")
-    return result
-
-
-def _reject_constant(name: str) -> None:
-    raise MalformedToken("The access token is not valid JSON.")
-
-
 def _json_object(segment: str) -> dict[str, Any]:
     try:
         text = _b64decode(segment).decode("utf-8")  # RFC 7515 §2: the JSON is UTF-8
@@ -266,7 +256,10 @@ def _json_object(segment: str) -> dict[str, Any]:
     return value
 
 
-_DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_constant=_reject_constant)
+_DECODER = strict_decoder(
+    duplicate=lambda: MalformedToken("The access token has a duplicate member."),
+    constant=lambda _: MalformedToken("The access token is not valid JSON."),
+)
 _TO_STANDARD = bytes.maketrans(b"-_+/=", b"+/!!!")
 _PADDING = (b"", b"", b"==", b"=")  # by length % 4
 _B64_INDEX = {c: i for i, c in enumerate("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")}

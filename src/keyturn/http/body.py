@@ -27,6 +27,7 @@ from fastapi import Request, Response
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 
+from .._strictjson import strict_decoder
 from ..errors import InvalidRequest
 
 __all__ = ["MAX_JSON_DEPTH", "JSONBodyRequest", "JSONBodyRoute", "parse_json_body"]
@@ -92,20 +93,12 @@ def _too_deep() -> InvalidRequest:
     return InvalidRequest(description, reason="json_too_deep")
 
 
-def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    members = dict(pairs)
-    if len(members) != len(pairs):
-        raise InvalidRequest(
-            "The JSON body names a member twice; send each member once.", reason="json_duplicate_member"
-        )
-    return members
-
-
-def _constant(name: str) -> None:
-    raise InvalidRequest(f"{name} is not a JSON number.", reason="json_invalid")
-
-
-_DECODER = json.JSONDecoder(object_pairs_hook=_object, parse_constant=_constant)
+_DECODER = strict_decoder(
+    duplicate=lambda: InvalidRequest(
+        "The JSON body names a member twice; send each member once.", reason="json_duplicate_member"
+    ),
+    constant=lambda name: InvalidRequest(f"{name} is not a JSON number.", reason="json_invalid"),
+)
 _PARENS = bytes.maketrans(b"[{]}", b"(())")
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 

@@ -18,7 +18,7 @@ from fastapi import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ..config import Settings
+from ..config import Settings, is_loopback_host
 from ..errors import ContentTypeNotAllowed, InvalidRequest, OriginNotAllowed
 from ..service import Service, TokenPair
 
@@ -40,7 +40,6 @@ REFRESH_COOKIE = "__Secure-keyturn-refresh"
 CSRF_COOKIE = "__Host-keyturn-csrf"
 CSRF_HEADER = "x-csrf-token"
 REFRESH_PATH = "/v1/auth"
-_LOOPBACK_NAMES = frozenset({"127.0.0.1", "localhost", "::1"})
 _COOKIE_VALUE = re.compile(r"[\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]*")  # RFC 6265 cookie-octets
 # One "; name=value" pair of a Cookie header (RFC 6265 §5.4), matched from a ";" up to the next:
 # no part after the first ";" matches one, so every attempt stays within its own pair, and the
@@ -183,7 +182,7 @@ def _allowed_origins(issuer: str, listed: tuple[str, ...], *, dev: bool) -> froz
     comes from the settings, never from the request."""
     parts = urlsplit(issuer)
     origins = {f"{parts.scheme}://{parts.netloc}", *listed}
-    if dev and parts.hostname in _LOOPBACK_NAMES:
+    if dev and parts.hostname and is_loopback_host(parts.hostname):
         port = "" if parts.port is None else f":{parts.port}"
         origins |= {f"{parts.scheme}://{name}{port}" for name in ("127.0.0.1", "localhost", "[::1]")}
     return frozenset(origins)

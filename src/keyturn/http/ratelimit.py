@@ -22,7 +22,7 @@ import ipaddress
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Protocol, cast
 
@@ -79,15 +79,11 @@ class RateLimits:
         Raises:
             RateLimited: with the seconds until the fullest window has room again.
         """
+        if not self.enabled:
+            return
         async with _storage():
-            await self._enforce(self._limiter.hit, items, key)
-
-    async def _enforce(
-        self, allowed: Callable[..., Awaitable[bool]], items: Sequence[RateLimitItem], key: tuple[str, ...]
-    ) -> None:
-        if self.enabled:
             for item in items:
-                if not await allowed(item, *key):
+                if not await self._limiter.hit(item, *key):
                     raise await self._refusal(item, key)
 
     @asynccontextmanager

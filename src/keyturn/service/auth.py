@@ -31,7 +31,6 @@ from .context import Client, Context, TokenPair, state_of
 __all__ = ["AuthService", "Caller"]
 
 _CAS_ATTEMPTS = 3
-_SESSION_ENDED = "The session of this access token has ended."
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,7 +224,7 @@ class AuthService:
         async with self.ctx.store.read() as tx:
             found = await tx.session_and_user(sid) if sid else None
         if found is None or not self._live(found, claims, now):
-            raise InvalidToken("The session of this access token has ended.", reason="session_revoked")
+            raise _session_ended()
         return Caller(claims, found[1], found[0])
 
     def _live(self, found: tuple[SessionRecord, UserRecord], claims: AccessClaims, now: datetime) -> bool:
@@ -329,7 +328,7 @@ class AuthService:
                 user = await tx.lock_user(caller.user.id)  # first, as a sign-in and a disable lock it
                 record = await tx.session(caller.session.id)
                 if record is None or record.revoked_at is not None or user is None or user.disabled_at:
-                    raise InvalidToken(_SESSION_ENDED, reason="session_revoked")
+                    raise _session_ended()
                 if _changed_since_check(user, caller.user) is not None:
                     raise InvalidCredentials("The current password is incorrect.", reason="password_changed")
                 rekeyed = state_of(record, user).rekeyed(now)
@@ -348,28 +347,27 @@ class AuthService:
     async def _charge_password_check(self, caller: Caller, client: Client) -> None:
         """Charge one password check to the caller's session, or end a session with none left."""
         now = self.ctx.clock()
-        budget = self.ctx.settings.password_change_failures
         async with self.ctx.store.write() as tx:
-            charged = await tx.charge_password_attempt(caller.session.id, budget)
-            if not charged and await tx.revoke_sessions(
-                caller.user.id, now, "password_guessing", only=caller.session.id
-            ):
-                await self._audit_session(tx, now, "password_guessing", client, caller.session, outcome="revoked")
+            charged = await tx.charge_password_attempt(caller.session.id, self.ctx.settings.password_change_failures)
+            if not charged:
+                await self._end_for_guessing(tx, now, caller, client)
         if not charged:
-            raise InvalidToken(_SESSION_ENDED, reason="session_revoked")
+            raise _session_ended()
 
     async def _password_check_failed(self, caller: Caller, client: Client) -> None:
         """Audit a wrong current password; the last one the session may send ends it."""
         now = self.ctx.clock()
         async with self.ctx.store.write() as tx:
             record = await tx.session(caller.session.id) or caller.session
-            await self._audit_session(
-                tx, now, "password_changed", client, record, outcome="failed", attempts=record.password_attempts
-            )
-            if record.password_attempts >= self.ctx.settings.password_change_failures and await tx.revoke_sessions(
-                caller.user.id, now, "password_guessing", only=record.id
-            ):
-                await self._audit_session(tx, now, "password_guessing", client, record, outcome="revoked")
+            attempts = record.password_attempts
+            await self._audit_session(tx, now, "password_changed", client, record, outcome="failed", attempts=attempts)
+            if attempts >= self.ctx.settings.password_change_failures:
+                await self._end_for_guessing(tx, now, caller, client)
+
+    async def _end_for_guessing(self, tx: Tx, now: datetime, caller: Caller, client: Client) -> None:
+        """End the caller's session, out of password checks (audited if this ended it)."""
+        if await tx.revoke_sessions(caller.user.id, now, "password_guessing", only=caller.session.id):
+            await self._audit_session(tx, now, "password_guessing", client, caller.session, outcome="revoked")
 
     async def record_rate_limited(self, client: Client, kind: str, limit: str) -> None:
         """Audit a refused request (the caller decides how often: not once per 429)."""
@@ -391,6 +389,10 @@ class AuthService:
         await self.ctx.audit(
             tx, now, event, client, outcome=outcome, user_id=record.user_id, session_id=record.id, **detail
         )
+
+
+def _session_ended() -> InvalidToken:
+    return InvalidToken("The session of this access token has ended.", reason="session_revoked")
 
 
 def _changed_since_check(user: UserRecord | None, checked: UserRecord) -> str | None:

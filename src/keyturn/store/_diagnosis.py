@@ -33,8 +33,9 @@ def cause(exc: BaseException, timeout: float) -> str:
     return lines[0] if lines else type(exc).__name__
 
 
-def sqlite_problem(database: str | None) -> str | None:
-    """Why SQLite could not keep its file at ``database`` (a path), or ``None``."""
+def sqlite_problem(database: str | None, create_error: OSError | None) -> str | None:
+    """Why SQLite could not keep its file at ``database`` (a path), or ``None``; ``create_error``
+    is what creating the file (as the store does, private to its owner) raised."""
     if not database:
         return None
     path = Path(database)
@@ -43,12 +44,8 @@ def sqlite_problem(database: str | None) -> str | None:
         return f"the directory {folder} does not exist"
     if not folder.is_dir():
         return f"{folder} is not a directory"
-    try:  # as the store makes it: private to its owner
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-    except FileExistsError:
-        pass
-    except OSError as exc:
-        return f"cannot create {path}: {exc.strerror}"
+    if create_error is not None:
+        return f"cannot create {path}: {create_error.strerror}"
     if not os.access(folder, os.W_OK | os.X_OK):
         return f"the directory {folder} is not writable (SQLite keeps its -wal and -shm files next to the database)"
     return None

@@ -63,12 +63,13 @@ class Database:
         self.url = url
         self.is_sqlite = url.startswith("sqlite")
         self._timeout = timeout.total_seconds()
+        self._file_error: OSError | None = None  # creating the SQLite file failed: check() says why
         self._writers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, GroupCommit] = weakref.WeakKeyDictionary()
         # hide_parameters: SQL logs and driver errors never show values (password hashes, IPs).
         options = self._engine_options(pool_size, max_overflow)
         self.engine: AsyncEngine = create_async_engine(url, hide_parameters=True, **options)
         if self.is_sqlite:
-            _create_private_file(make_url(url).database)
+            self._file_error = _create_private_file(make_url(url).database)
             event.listen(self.engine.sync_engine, "connect", self._sqlite_connect)
             event.listen(self.engine.sync_engine, "begin", _sqlite_begin)
 
@@ -172,7 +173,7 @@ class Database:
     async def check(self) -> None:
         """Connect once, at start-up: raise ``Unavailable`` saying what is wrong with the database
         (its URL without the password, and the driver's reason) if it cannot be used."""
-        problem = _diagnosis.sqlite_problem(make_url(self.url).database) if self.is_sqlite else None
+        problem = _diagnosis.sqlite_problem(make_url(self.url).database, self._file_error) if self.is_sqlite else None
         if problem is None:
             try:
                 async with self.engine.connect() as conn:
@@ -249,13 +250,18 @@ async def advisory_lock(conn: AsyncConnection, name: str) -> None:
         await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
 
-def _create_private_file(path: str | None) -> None:
+def _create_private_file(path: str | None) -> OSError | None:
     """Create a new SQLite file readable by its owner only (it holds password hashes and
     sealed keys); SQLite gives its -wal and -shm files the same mode."""
     if not path or path == ":memory:" or path.startswith("file:"):
-        return
-    with contextlib.suppress(OSError):  # a missing or read-only directory: check() says so in one line
+        return None
+    try:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        return None
+    except OSError as exc:  # a missing or read-only directory: check() says so in one line
+        return exc
+    return None
 
 
 def _sqlite_begin(conn: Connection) -> None:
