@@ -29,9 +29,9 @@ from argon2 import PasswordHasher
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, utils
 
-from keyturn.keys import Alg, SigningKey, generate_key
-from keyturn.passwords import Passwords
-from keyturn.tokens import issue_access_token
+from keyturn.core.keys import Alg, SigningKey, generate_key
+from keyturn.core.passwords import Passwords
+from keyturn.core.tokens import issue_access_token
 from keyturn.verify import Verifier
 
 ISSUER = "https://auth.bench"

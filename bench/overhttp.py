@@ -31,8 +31,8 @@ sys.path.insert(0, str(ROOT))  # the test suite's server and PostgreSQL helpers 
 
 from tests.servers import Server, free_port, keyturn_server, stop, wait_ready_url  # noqa: E402
 
-from keyturn.masterkey import MasterKey  # noqa: E402
-from keyturn.refresh import RefreshTokenCodec  # noqa: E402
+from keyturn.core.masterkey import MasterKey  # noqa: E402
+from keyturn.core.refresh import RefreshTokenCodec  # noqa: E402
 
 SERVER_CPU = "0"
 LOAD_CPU = "1"

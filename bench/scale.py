@@ -55,8 +55,8 @@ sys.path.insert(0, str(ROOT))  # the test suite's PostgreSQL and server helpers 
 from tests.postgres import PostgresServer  # noqa: E402 -- importable only after the path insert
 from tests.servers import Server, spawn_keyturn, stop, wait_ready  # noqa: E402 -- importable only after the path insert
 
-from keyturn.masterkey import MasterKey  # noqa: E402
-from keyturn.refresh import RefreshTokenCodec  # noqa: E402
+from keyturn.core.masterkey import MasterKey  # noqa: E402
+from keyturn.core.refresh import RefreshTokenCodec  # noqa: E402
 
 LOAD = Path(__file__).with_name("load.mjs")
 RESULTS = Path(__file__).with_name("results")

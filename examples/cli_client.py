@@ -21,8 +21,8 @@ import sys
 
 import httpx
 
+from keyturn import KeyturnError
 from keyturn.client import FileTokenStore, KeyturnAuth
-from keyturn.errors import KeyturnError
 
 DEFAULT_STORE = "~/.config/keyturn-example/tokens.json"
 

@@ -14,8 +14,8 @@ import os
 import uvicorn
 from fastapi import Depends, FastAPI
 
+from keyturn import AccessClaims
 from keyturn.integrations.fastapi import require_token, setup
-from keyturn.tokens import AccessClaims
 from keyturn.verify import Verifier
 
 issuer = os.environ.get("KEYTURN_ISSUER", "http://127.0.0.1:8000")

@@ -25,14 +25,14 @@ from typing import Any
 import httpx
 import pytest
 
-from keyturn import tokens
-from keyturn.config import Settings
-from keyturn.http import create_app
-from keyturn.passwords import Passwords
-from keyturn.refresh import RefreshTokenCodec
-from keyturn.service import Service
-from keyturn.service import context as context_module
-from keyturn.store import Store
+from keyturn.core import tokens
+from keyturn.core.passwords import Passwords
+from keyturn.core.refresh import RefreshTokenCodec
+from keyturn.server.config import Settings
+from keyturn.server.http import create_app
+from keyturn.server.service import Service
+from keyturn.server.service import context as context_module
+from keyturn.server.store import Store
 
 from .helpers import TOKEN_LIKE
 from .postgres import PostgresServer

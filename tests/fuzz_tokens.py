@@ -26,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from keyturn.tokens import AccessClaims
+    from keyturn.core.tokens import AccessClaims
 
 T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 ISSUER = "https://auth.keyturn.test"
@@ -61,12 +61,12 @@ class Targets:
     """The code under test and one valid token of each kind (imported late: see ``main``)."""
 
     def __init__(self) -> None:
-        from keyturn.config import parse_duration
-        from keyturn.errors import InvalidGrant, InvalidToken
-        from keyturn.keys import KeyRing, generate_key
-        from keyturn.masterkey import MasterKey
-        from keyturn.refresh import RefreshTokenCodec
-        from keyturn.tokens import issue_access_token, verify_access_token
+        from keyturn.core.errors import InvalidGrant, InvalidToken
+        from keyturn.core.keys import KeyRing, generate_key
+        from keyturn.core.masterkey import MasterKey
+        from keyturn.core.refresh import RefreshTokenCodec
+        from keyturn.core.tokens import issue_access_token, verify_access_token
+        from keyturn.server.config import parse_duration
 
         key = generate_key("ES256", now=T0)
         self.ring = KeyRing([key], token_ttl=timedelta(minutes=15), leeway=timedelta(seconds=5))

@@ -15,7 +15,7 @@ from joserfc import jwt as jose_jwt
 from joserfc.jwk import KeySet
 from joserfc.jwt import JWTClaimsRegistry
 
-from keyturn.errors import InvalidClaim, UnknownKey
+from keyturn.core.errors import InvalidClaim, UnknownKey
 from keyturn.verify import Verifier
 from tests.servers import Server, keyturn_server
 

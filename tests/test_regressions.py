@@ -13,8 +13,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
-from keyturn.config import load_settings, parse_duration
-from keyturn.errors import (
+from keyturn.core.errors import (
     ConfigurationError,
     InvalidClaim,
     MalformedToken,
@@ -22,11 +21,12 @@ from keyturn.errors import (
     UnknownSession,
     UnsupportedHeader,
 )
-from keyturn.keys import KeyRing, SigningKey, generate_key
-from keyturn.masterkey import MasterKey
-from keyturn.refresh import RefreshTokenCodec
-from keyturn.sessions import Lifetimes, SessionState, decide_refresh
-from keyturn.tokens import verify_access_token
+from keyturn.core.keys import KeyRing, SigningKey, generate_key
+from keyturn.core.masterkey import MasterKey
+from keyturn.core.refresh import RefreshTokenCodec
+from keyturn.core.sessions import Lifetimes, SessionState, decide_refresh
+from keyturn.core.tokens import verify_access_token
+from keyturn.server.config import load_settings, parse_duration
 
 NOW = datetime(2026, 5, 1, tzinfo=UTC)
 SECRET = "a-very-long-random-looking-secret-0123456789-abcdefghij"

@@ -15,8 +15,8 @@ from typing import Any
 
 import httpx
 
-from keyturn.keys import generate_key
-from keyturn.tokens import issue_access_token
+from keyturn.core.keys import generate_key
+from keyturn.core.tokens import issue_access_token
 from tests.helpers import PASSWORD
 from tests.servers import Server
 

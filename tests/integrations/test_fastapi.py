@@ -14,10 +14,10 @@ from fastapi import Depends, FastAPI
 from starlette.applications import Starlette
 from starlette.routing import Route
 
+from keyturn.core.keys import generate_key
+from keyturn.core.tokens import AccessClaims, issue_access_token
 from keyturn.integrations.fastapi import require_token, setup
 from keyturn.integrations.starlette import keyturn_middleware
-from keyturn.keys import generate_key
-from keyturn.tokens import AccessClaims, issue_access_token
 from keyturn.verify import JwksPolicy, Verifier
 from tests.integrations import test_starlette as starlette_endpoints
 from tests.servers import Server, keyturn_server

@@ -23,7 +23,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
-from keyturn.errors import (
+from keyturn.core.errors import (
     InsufficientScope,
     KeyturnError,
     MalformedToken,
@@ -31,6 +31,8 @@ from keyturn.errors import (
     TokenExpired,
     Unavailable,
 )
+from keyturn.core.keys import SigningKey, generate_key
+from keyturn.core.tokens import issue_access_token
 from keyturn.integrations.starlette import (
     KeyturnBackend,
     KeyturnMiddleware,
@@ -40,10 +42,8 @@ from keyturn.integrations.starlette import (
     on_error,
     requires,
 )
-from keyturn.keys import SigningKey, generate_key
-from keyturn.responses import answer
-from keyturn.tokens import issue_access_token
 from keyturn.verify import Verifier
+from keyturn.verify.bearer import answer
 
 pytestmark = pytest.mark.anyio
 

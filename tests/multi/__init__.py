@@ -16,8 +16,8 @@ from typing import Any, TypeVar
 
 import httpx
 
-from keyturn.masterkey import MasterKey
-from keyturn.refresh import RefreshTokenCodec
+from keyturn.core.masterkey import MasterKey
+from keyturn.core.refresh import RefreshTokenCodec
 from tests.helpers import PASSWORD, TOKEN_LIKE
 from tests.servers import Server
 

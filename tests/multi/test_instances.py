@@ -21,7 +21,7 @@ from typing import Any
 import httpx
 import pytest
 
-from keyturn.service.keyring import RELOAD_EVERY
+from keyturn.server.service.keyring import RELOAD_EVERY
 from keyturn.verify import Verifier
 from tests.helpers import bearer
 from tests.multi import ISSUER, assert_no_token_logged, at_once, fleet_settings, sign_in

@@ -29,10 +29,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from keyturn.errors import MalformedToken
-from keyturn.keys import SigningKey, generate_key
-from keyturn.service import Service
-from keyturn.tokens import issue_access_token, verify_access_token
+from keyturn.core.errors import MalformedToken
+from keyturn.core.keys import SigningKey, generate_key
+from keyturn.core.tokens import issue_access_token, verify_access_token
+from keyturn.server.service import Service
 from tests.conftest import Clock
 from tests.helpers import login, register
 

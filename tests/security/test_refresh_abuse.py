@@ -17,9 +17,9 @@ from typing import Any
 import httpx
 import pytest
 
-from keyturn.passwords import Passwords
-from keyturn.refresh import PREFIX
-from keyturn.service import Client, Service
+from keyturn.core.passwords import Passwords
+from keyturn.core.refresh import PREFIX
+from keyturn.server.service import Client, Service
 from tests.conftest import Clock, make_settings
 from tests.helpers import PASSWORD, bearer, fetch, login, refresh, signed_in
 

@@ -3,8 +3,8 @@
 ::
 
     from fastapi import Depends, FastAPI
-    from keyturn.integrations.fastapi import require_token, setup
-    from keyturn.verify import Verifier
+    from .fastapi import require_token, setup
+    from ..verify import Verifier
 
     app = FastAPI()
     setup(app, Verifier(issuer="https://auth.example.com", audience="https://api.example.com"))
@@ -27,10 +27,10 @@ from fastapi import FastAPI, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.responses import JSONResponse
 
-from ..errors import KeyturnError, MissingToken
-from ..responses import answer
-from ..tokens import AccessClaims
+from ..core.errors import KeyturnError, MissingToken
+from ..core.tokens import AccessClaims
 from ..verify import Verifier
+from ..verify.bearer import answer
 
 __all__ = ["require_token", "setup"]
 

@@ -3,8 +3,8 @@
 ::
 
     from flask import Flask
-    from keyturn.integrations.flask import Keyturn, current_claims, require_token
-    from keyturn.verify import Verifier
+    from .flask import Keyturn, current_claims, require_token
+    from ..verify import Verifier
 
     app = Flask(__name__)
     Keyturn(app, Verifier(issuer="https://auth.example.com", audience="https://api.example.com"))
@@ -30,11 +30,10 @@ from typing import Any, ParamSpec, TypeVar
 from flask import Flask, current_app, g, request
 from flask.typing import ResponseReturnValue
 
-from ..errors import KeyturnError, MissingToken
-from ..responses import answer
-from ..tokens import AccessClaims
+from ..core.errors import KeyturnError, MissingToken
+from ..core.tokens import AccessClaims
 from ..verify import Verifier
-from ._common import bearer_token
+from ..verify.bearer import answer, bearer_token
 
 __all__ = ["Keyturn", "KeyturnState", "current_claims", "require_token"]
 

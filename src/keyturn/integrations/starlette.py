@@ -3,8 +3,8 @@
 ::
 
     from starlette.applications import Starlette
-    from keyturn.integrations.starlette import keyturn_middleware, requires
-    from keyturn.verify import Verifier
+    from .starlette import keyturn_middleware, requires
+    from ..verify import Verifier
 
     verifier = Verifier(issuer="https://auth.example.com", audience="https://api.example.com")
 
@@ -43,11 +43,10 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ..errors import InsufficientScope, KeyturnError, MissingToken
-from ..responses import answer
-from ..tokens import AccessClaims
+from ..core.errors import InsufficientScope, KeyturnError, MissingToken
+from ..core.tokens import AccessClaims
 from ..verify import Verifier
-from ._common import bearer_token
+from ..verify.bearer import answer, bearer_token
 
 __all__ = ["KeyturnBackend", "KeyturnMiddleware", "KeyturnUser", "keyturn_middleware", "on_error", "requires"]
 

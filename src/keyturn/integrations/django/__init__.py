@@ -12,7 +12,7 @@ Django REST Framework classes are in :mod:`keyturn.integrations.django.drf`.
 
 ``views.py``::
 
-    from keyturn.integrations.django import require_token
+    from . import require_token
 
     @require_token(scopes=["orders:read"])
     def orders(request):
@@ -45,11 +45,10 @@ from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponseBase, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from ...errors import InsufficientScope, KeyturnError, MissingToken
-from ...responses import answer
-from ...tokens import AccessClaims
+from ...core.errors import InsufficientScope, KeyturnError, MissingToken
+from ...core.tokens import AccessClaims
 from ...verify import Verifier
-from .._common import bearer_token
+from ...verify.bearer import answer, bearer_token
 
 __all__ = ["KeyturnConfig", "KeyturnMiddleware", "config", "error_response", "get_verifier", "require_token"]
 

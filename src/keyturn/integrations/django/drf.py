@@ -9,7 +9,7 @@
 
 ``views.py``::
 
-    from keyturn.integrations.django.drf import HasScopes
+    from .drf import HasScopes
 
     class Orders(APIView):
         permission_classes = [HasScopes]
@@ -46,9 +46,9 @@ from rest_framework.exceptions import APIException, AuthenticationFailed, NotAut
 from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 
-from ...errors import InsufficientScope, InvalidToken, KeyturnError, MissingToken
-from ...responses import STATUS, answer
-from ...tokens import AccessClaims
+from ...core.errors import InsufficientScope, InvalidToken, KeyturnError, MissingToken
+from ...core.tokens import AccessClaims
+from ...verify.bearer import STATUS, answer
 from . import _bearer, config, get_verifier
 
 __all__ = [

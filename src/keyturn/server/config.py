@@ -1,0 +1,372 @@
+"""Configuration: one immutable ``Settings`` built at start-up and passed in.
+
+Precedence (pydantic-settings): explicit keyword arguments, then ``KEYTURN_*``
+environment variables, then the defaults below. Nothing here is built at import
+time. In development mode a missing ``KEYTURN_SECRET`` is generated once and kept
+in a 0600 file; outside development a missing or weak secret is refused.
+
+Outside development nothing is guessed or exposed by default: the issuer must be set (and be
+``https://`` unless loopback), ``/metrics`` needs ``KEYTURN_METRICS_TOKEN``, ``/docs`` and
+``/openapi.json`` need ``KEYTURN_API_DOCS``. Database URLs as users write them are turned into the
+store's driver URLs by ``keyturn.server.store.url``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import re
+import secrets
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from limits import parse_many
+from pydantic import BeforeValidator, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from ..core.errors import ConfigurationError
+
+__all__ = ["Settings", "is_loopback_host", "load_settings", "parse_duration"]
+
+_log = logging.getLogger("keyturn.config")
+
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|[smhdw])\s*")
+_SECONDS = re.compile(r"\d+(?:\.\d+)?")
+_PLACEHOLDERS = ("changeme", "change-me", "secret", "password", "example", "xxxx", "todo")
+_ORIGIN = re.compile(r"https?://[A-Za-z0-9.\-\[\]:]+")
+MIN_SECRET_CHARS = 32
+_REDIS_SCHEMES = ("redis", "rediss", "redis+unix", "redis+sentinel", "redis+cluster")  # limits' Redis storages
+DEV_ISSUER = "http://127.0.0.1:8000"  # development mode's issuer when none is set: `keyturn serve`'s address
+MAX_DURATION_SECONDS = 10 * 366 * 86400
+MAX_DURATION_CHARS = 64  # "1w 6d 23h 59m 59s 999ms" is 23: longer is no duration, and costs time to scan
+
+
+def parse_duration(value: object) -> timedelta:
+    """Parse ``900``, ``"0.5"``, ``"15m"``, ``"7d"``, ``"1h30m"`` or ``"250ms"`` into a timedelta.
+
+    Raises:
+        ValueError: the value is not a non-negative duration.
+    """
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 900, 15m or 7d")
+    if isinstance(value, int | float):
+        return _seconds(float(value))
+    text = str(value).strip().lower()
+    if len(text) > MAX_DURATION_CHARS:
+        raise ValueError(f"a duration is at most {MAX_DURATION_CHARS} characters, such as 30s, 15m, 1h or 7d")
+    if _SECONDS.fullmatch(text):
+        return _seconds(float(text))
+    # One part after the other from where the last ended: linear, where findall() retried the
+    # pattern from every position (quadratic on a long run of digits).
+    total, at = 0.0, 0
+    while at < len(text) and (part := _DURATION.match(text, at)):
+        total, at = total + float(part[1]) * _UNITS[part[2]], part.end()
+    if not text or at < len(text):  # the message shows the stripped text: at most 64 characters
+        raise ValueError(f"'{text}' is not a duration; use seconds or a unit: 30s, 15m, 1h, 7d")
+    return _seconds(total)
+
+
+def _seconds(seconds: float) -> timedelta:
+    if not 0 <= seconds <= MAX_DURATION_SECONDS:
+        raise ValueError("a duration must be between 0 and 10 years")
+    return timedelta(seconds=seconds)
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+
+
+def _alg(value: object) -> object:
+    return "EdDSA" if isinstance(value, str) and value.lower() in {"ed25519", "eddsa"} else value
+
+
+def _networks(value: object) -> object:
+    """``KEYTURN_TRUSTED_PROXIES``: comma-separated addresses or networks (``10.0.0.0/8``)."""
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple):
+        return value
+    networks = tuple(str(n).strip() for n in items if str(n).strip())
+    for network in networks:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            raise ValueError(f"'{network}' is not an IP address or network") from None
+    return networks
+
+
+def _origins(value: object) -> object:
+    """``KEYTURN_CORS_ORIGINS``: comma-separated origins such as ``https://app.example.com``."""
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple):
+        return value
+    origins = tuple(str(o).strip().rstrip("/") for o in items if str(o).strip())
+    for origin in origins:
+        if origin == "*" or not _ORIGIN.fullmatch(origin):
+            raise ValueError(f"'{origin}' is not an origin like https://app.example.com (no '*', no path)")
+    return origins
+
+
+def secret_weakness(secret: str) -> str | None:
+    """Say why a master secret is too weak, or ``None`` when it is acceptable."""
+    if len(secret) < MIN_SECRET_CHARS:
+        return f"must be at least {MIN_SECRET_CHARS} characters (use `keyturn secret`)"
+    if len(set(secret)) < 12:
+        return "has too few distinct characters to be random"
+    # A placeholder word is suspicious only when little else is there: a long random value may
+    # contain "todo" by chance.
+    rest = secret.lower()
+    for word in _PLACEHOLDERS:
+        rest = rest.replace(word, "")
+    if len(rest) < MIN_SECRET_CHARS:
+        return "looks like a placeholder"
+    return None
+
+
+class Settings(BaseSettings):
+    """Every setting of a keyturn deployment (environment prefix ``KEYTURN_``)."""
+
+    # hide_input_in_errors: a refused KEYTURN_DATABASE_URL may hold a password.
+    model_config = SettingsConfigDict(env_prefix="KEYTURN_", frozen=True, extra="ignore", hide_input_in_errors=True)
+
+    env: Literal["development", "production"] = "production"
+    database_url: str = "sqlite+aiosqlite:///keyturn.db"
+    secret: SecretStr | None = None
+    issuer: str = ""  # required outside development mode (see _fail_closed)
+    audience: str = ""
+    client_id: str = "keyturn"
+    default_scope: str = "profile"
+    access_token_ttl: Duration = timedelta(minutes=15)
+    refresh_idle_ttl: Duration = timedelta(days=7)
+    session_max_ttl: Duration = timedelta(days=30)
+    reuse_grace: Duration = timedelta(seconds=10)
+    leeway: Duration = timedelta(seconds=5)
+    key_publish_delay: Duration = timedelta(minutes=10)
+    signing_alg: Annotated[Literal["ES256", "EdDSA", "RS256"], BeforeValidator(_alg)] = "ES256"
+    allow_registration: bool = True
+    auto_migrate: bool = True
+    max_body_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    max_header_bytes: int = Field(default=16 * 1024, ge=4096, le=1024 * 1024)
+    max_header_fields: int = Field(default=100, ge=32, le=10_000)
+    password_min_length: int = Field(default=8, ge=1, le=256)
+    password_max_length: int = Field(default=1024, ge=8, le=4096)
+    db_timeout: Duration = timedelta(seconds=5)
+    db_pool_size: int = Field(default=10, ge=1, le=500)
+    db_max_overflow: int = Field(default=10, ge=0, le=500)
+    session_retention: Duration = timedelta(days=7)
+    audit_retention: Duration = timedelta(days=90)
+    prune_interval: Duration = timedelta(hours=1)
+    prune_batch_size: int = Field(default=1000, ge=1, le=100_000)
+    metrics_enabled: bool | None = None
+    metrics_token: SecretStr | None = None
+    api_docs: bool | None = None
+    cookie_mode: Literal["auto", "always", "never"] = "auto"
+    cookie_samesite: Literal["strict", "lax"] = "strict"
+    cors_origins: Annotated[tuple[str, ...], NoDecode, BeforeValidator(_origins)] = ()
+    web_page: bool | None = None
+    rate_limit_enabled: bool = True
+    redis_url: str | None = None
+    rate_limit_login_ip: str = "30/minute;300/hour"
+    rate_limit_login_failures: str = "5/minute;20/hour"
+    rate_limit_account_failures: str = "30/15minutes"
+    rate_limit_register_ip: str = "10/hour"
+    rate_limit_refresh_session: str = "60/minute"
+    rate_limit_global: str = "2000/second"
+    admins: str | None = None  # removed: see _check
+    password_change_failures: int = Field(default=5, ge=1, le=100)
+    trusted_proxies: Annotated[tuple[str, ...], NoDecode, BeforeValidator(_networks)] = ()
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["text", "json"] = "text"
+
+    @field_validator(
+        "rate_limit_login_ip", "rate_limit_login_failures", "rate_limit_account_failures",
+        "rate_limit_register_ip", "rate_limit_refresh_session", "rate_limit_global",
+    )  # fmt: skip
+    @classmethod
+    def _limit(cls, value: str) -> str:
+        try:
+            parse_many(value)
+        except ValueError:
+            raise ValueError(f"'{value}' is not a rate limit such as 30/minute;300/hour") from None
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        from .store.url import normalize_database_url  # the store knows its drivers (and imports SQLAlchemy)
+
+        return normalize_database_url(value)
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value and value.partition("://")[0].lower() not in _REDIS_SCHEMES:
+            raise ValueError(f"use redis://host:6379/0 (or {', '.join(_REDIS_SCHEMES[1:])}://...)")
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _dev_issuer(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("env") == "development" and not data.get("issuer"):
+            return {**data, "issuer": DEV_ISSUER}
+        return data
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if self.access_token_ttl < timedelta(seconds=1):
+            raise ValueError("KEYTURN_ACCESS_TOKEN_TTL: must be at least 1 second")
+        if self.refresh_idle_ttl < timedelta(seconds=1):
+            raise ValueError("KEYTURN_REFRESH_IDLE_TTL: must be at least 1 second")
+        if self.session_max_ttl < self.refresh_idle_ttl:
+            raise ValueError("KEYTURN_SESSION_MAX_TTL: must not be shorter than KEYTURN_REFRESH_IDLE_TTL")
+        if self.reuse_grace > timedelta(minutes=5):
+            raise ValueError("KEYTURN_REUSE_GRACE: must be at most 5m")
+        if self.admins is not None:
+            # Authority from a name anyone could register: refused, not silently ignored.
+            raise ValueError(
+                "KEYTURN_ADMINS: was removed; grant the role instead (`keyturn users grant NAME admin`) "
+                "and unset KEYTURN_ADMINS"
+            )
+        if self.secret is None:
+            raise ValueError("KEYTURN_SECRET: is required outside development mode")
+        weakness = secret_weakness(self.secret.get_secret_value())
+        if weakness and self.env != "development":
+            raise ValueError(f"KEYTURN_SECRET: {weakness}")
+        return self
+
+    @model_validator(mode="after")
+    def _fail_closed(self) -> Settings:
+        """Outside development, nothing is exposed or guessed that the operator did not set."""
+        problem = _issuer_problem(self.issuer, production=not self.dev)
+        if problem:
+            raise ValueError(f"KEYTURN_ISSUER: {problem}")
+        if self.dev:
+            return self
+        if self.metrics_enabled and self.metrics_token is None:
+            raise ValueError(
+                "KEYTURN_METRICS_TOKEN: is required outside development mode when KEYTURN_METRICS_ENABLED=true "
+                "(make one with `keyturn secret`)"
+            )
+        weakness = None if self.metrics_token is None else secret_weakness(self.metrics_token.get_secret_value())
+        if weakness:
+            raise ValueError(f"KEYTURN_METRICS_TOKEN: {weakness}")
+        return self
+
+    @property
+    def dev(self) -> bool:
+        return self.env == "development"
+
+    @property
+    def serve_metrics(self) -> bool:
+        """``/metrics``: on in development; outside it only with ``KEYTURN_METRICS_TOKEN`` (off if disabled)."""
+        if self.metrics_enabled is not None:
+            return self.metrics_enabled
+        return self.dev or self.metrics_token is not None
+
+    @property
+    def serve_api_docs(self) -> bool:
+        """``/docs`` and ``/openapi.json``: on in development unless ``KEYTURN_API_DOCS`` says otherwise."""
+        return self.dev if self.api_docs is None else self.api_docs
+
+    @property
+    def hsts(self) -> bool:
+        """Send ``Strict-Transport-Security``: the issuer, the public URL, is https."""
+        return self.issuer.startswith("https://")
+
+    @property
+    def serve_web_page(self) -> bool:
+        """The web page at ``/``: on in development unless ``KEYTURN_WEB_PAGE`` says otherwise."""
+        return self.dev if self.web_page is None else self.web_page
+
+    @property
+    def token_audience(self) -> str:
+        """The ``aud`` of issued access tokens: ``KEYTURN_AUDIENCE`` or the issuer."""
+        return self.audience or self.issuer
+
+
+def is_loopback_host(host: str) -> bool:
+    """``localhost``, or an address in 127.0.0.0/8 or ``::1`` (names other than localhost are not resolved)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _issuer_problem(issuer: str, *, production: bool) -> str | None:
+    """Why ``issuer`` cannot be this deployment's issuer, or ``None``."""
+    if not issuer:
+        return "is required outside development mode: this server's public URL, such as https://auth.example.com"
+    parts = urlsplit(issuer)
+    try:
+        parts.port  # noqa: B018 - parsed lazily: raises for a port that is not a number
+    except ValueError:
+        parts = parts._replace(netloc="")
+    odd = parts.query or parts.fragment or parts.username is not None
+    if parts.scheme not in ("http", "https") or not parts.hostname or odd:
+        return f"'{issuer}' is not a URL such as https://auth.example.com (no query, fragment or user)"
+    if production and parts.scheme == "http" and not is_loopback_host(parts.hostname):
+        return "must be https:// outside development mode (http:// only on a loopback address such as 127.0.0.1)"
+    return None
+
+
+def _first_error(exc: ValidationError) -> ConfigurationError:
+    err = exc.errors()[0]
+    field = str(err["loc"][0]) if err["loc"] else ""
+    message = str(err["msg"]).removeprefix("Value error, ")
+    if not field and ": " in message and message.startswith("KEYTURN_"):
+        field, message = message.split(": ", 1)
+    setting = field if field.startswith("KEYTURN_") else f"KEYTURN_{field.upper()}"
+    return ConfigurationError(setting, message)
+
+
+def _dev_secret(path: Path) -> str:
+    """Read or create the development master secret file (mode 0600)."""
+    if path.exists():
+        value = path.read_text(encoding="utf-8").strip()
+        weakness = secret_weakness(value)
+        if weakness:
+            raise ConfigurationError("KEYTURN_SECRET", f"the development secret in {path} {weakness}; delete it")
+        return value
+    value = secrets.token_urlsafe(48)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="ascii") as fh:
+        fh.write(value + "\n")
+    _log.warning("generated a development master secret in %s", path)
+    return value
+
+
+def load_settings(
+    *, dev: bool = False, secret_file: Path | None = None, dev_issuer: str | None = None, **overrides: Any
+) -> Settings:
+    """Build the settings from the environment, turning any error into one clear line.
+
+    Args:
+        dev: development mode; a missing secret is generated into ``secret_file``.
+        secret_file: where the development secret lives (default ``./keyturn.secret``).
+        dev_issuer: the issuer in development mode when ``KEYTURN_ISSUER`` is not set (``serve``
+            passes the address it listens on); outside development the issuer must be set.
+        **overrides: explicit values that win over the environment.
+
+    Raises:
+        ConfigurationError: a setting is missing or invalid; it names the setting.
+    """
+    if dev:
+        overrides.setdefault("env", "development")
+    try:
+        env = overrides.get("env") or os.environ.get("KEYTURN_ENV", "production")
+        if env == "development" and "secret" not in overrides and not os.environ.get("KEYTURN_SECRET"):
+            overrides["secret"] = _dev_secret(secret_file or Path("keyturn.secret"))
+        if env == "development" and dev_issuer and "issuer" not in overrides and not os.environ.get("KEYTURN_ISSUER"):
+            overrides["issuer"] = dev_issuer
+        settings = Settings(**overrides)
+    except ValidationError as exc:
+        raise _first_error(exc) from None
+    if settings.dev:
+        _log.warning("development mode: the master secret and defaults are for development only")
+    return settings

@@ -1,0 +1,166 @@
+"""The ASGI application: routes, error table, middleware, JWKS and health endpoints."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
+
+from ... import __version__
+from ...core.errors import KeyturnError
+from ..config import Settings, load_settings
+from ..logs import configure_logging
+from ..service import Service
+from .admin import router as admin_router
+from .cookies import CookieFilter
+from .errors import error_response, install_error_handlers
+from .metrics import install_metrics
+from .middleware import BodyLimit, HeaderLimit, SecurityHeaders
+from .ratelimit import RateLimits
+from .routes import router
+
+__all__ = ["create_app", "create_app_from_env"]
+
+_log = logging.getLogger("keyturn.http")
+JWKS_MAX_AGE = 300
+STATIC_DIR = Path(__file__).with_name("static")
+
+
+def create_app(settings: Settings, *, service: Service | None = None) -> FastAPI:
+    """Build the keyturn ASGI app; the service starts (migrations, first key) on startup."""
+    svc = service or Service(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await svc.start()
+        _log.info(
+            "keyturn ready: issuer %s, signing %s, registration %s, metrics %s, API docs %s",
+            settings.issuer, settings.signing_alg, "open" if settings.allow_registration else "closed",
+            _on(settings.serve_metrics), _on(settings.serve_api_docs),
+        )  # fmt: skip
+        # Everything alive now (framework, routes, models, keys) lives as long as the process: out
+        # of the collector's sight, a full collection scans only what requests allocate, not tens
+        # of milliseconds of start-up objects while a request waits.
+        gc.freeze()
+        pruner = None
+        if settings.prune_interval:
+            pruner = asyncio.create_task(svc.maintenance.prune_periodically(), name="keyturn-prune")
+        try:
+            yield
+        finally:
+            if pruner is not None:
+                pruner.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await pruner
+            await app.state.limits.close()
+            await svc.close()
+
+    app = _fastapi(settings, lifespan)
+    app.state.service = svc
+    app.state.limits = RateLimits(settings)
+    app.include_router(router)
+    app.include_router(admin_router)
+    _add_operational_routes(app, svc)
+    if settings.serve_web_page:
+        _add_web_page(app)
+    install_error_handlers(app)
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(CookieFilter)  # before FastAPI parses every request's cookies
+    app.add_middleware(HeaderLimit, max_bytes=settings.max_header_bytes, max_fields=settings.max_header_fields)
+    if settings.cors_origins:
+        # Only listed origins are echoed, never reflected; no CORS headers at all by default.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_credentials=True,
+            allow_methods=["GET", "POST", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "X-CSRF-Token"],
+            max_age=600,
+        )
+    app.add_middleware(SecurityHeaders, hsts=settings.hsts)
+    install_metrics(app, svc)  # last: its middleware is the outermost, so it times all the others
+    return app
+
+
+def _fastapi(settings: Settings, lifespan: Any) -> FastAPI:
+    """The app, with ``/docs`` and ``/openapi.json`` only when ``KEYTURN_API_DOCS`` (or development) asks."""
+    about: dict[str, Any] = {
+        "title": "keyturn",
+        "version": __version__,
+        "summary": "Short-lived JWT access tokens, rotating refresh tokens, instant logout.",
+        "lifespan": lifespan,
+    }
+    if settings.serve_api_docs:
+        return FastAPIOffline(redoc_url=None, favicon_url="", **about)
+    return FastAPI(docs_url=None, redoc_url=None, openapi_url=None, **about)
+
+
+def _on(flag: bool) -> str:
+    return "on" if flag else "off"
+
+
+def _add_web_page(app: FastAPI) -> None:
+    """The demo page at ``/``: static HTML, CSS and JS modules, no build step."""
+    app.mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=False), name="static")
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+
+def _add_operational_routes(app: FastAPI, svc: Service) -> None:
+    @app.get("/.well-known/jwks.json", tags=["keys"])
+    async def jwks() -> JSONResponse:
+        """The public keys that verify access tokens (RFC 7517 JWK Set)."""
+        now = svc.ctx.clock()
+        ring = await svc.ctx.keys.ring(now)
+        return JSONResponse(ring.jwks(now), headers={"Cache-Control": f"public, max-age={JWKS_MAX_AGE}"})
+
+    @app.get("/.well-known/oauth-authorization-server", tags=["keys"])
+    async def metadata() -> JSONResponse:
+        """RFC 8414 authorization server metadata: where verifiers find the keys."""
+        issuer = svc.settings.issuer.rstrip("/")
+        body = {
+            "issuer": svc.settings.issuer,
+            "jwks_uri": f"{issuer}/.well-known/jwks.json",
+            "token_endpoint": f"{issuer}/v1/auth/login",
+            "revocation_endpoint": f"{issuer}/v1/auth/logout",
+            "response_types_supported": [],
+            "grant_types_supported": ["password", "refresh_token"],
+            "token_endpoint_auth_methods_supported": ["none"],
+        }
+        return JSONResponse(body, headers={"Cache-Control": f"public, max-age={JWKS_MAX_AGE}"})
+
+    @app.get("/healthz", tags=["operations"])
+    async def healthz() -> dict[str, str]:
+        """Liveness: the process answers."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["operations"], responses={503: {"description": "Not ready"}})
+    async def readyz(request: Request) -> Any:
+        """Readiness: the database answers and its schema is current."""
+        try:
+            current = await svc.store.db.migrations_current()
+        except KeyturnError as exc:
+            return error_response(exc.code, "The database is unreachable.", {"Retry-After": "1"})
+        if not current:
+            return error_response("temporarily_unavailable", "Database migrations are pending.")
+        return {"status": "ready"}
+
+
+def create_app_from_env() -> FastAPI:
+    """Factory for ``uvicorn --factory`` and worker processes: settings from the environment."""
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    return create_app(settings)

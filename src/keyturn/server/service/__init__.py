@@ -1,0 +1,76 @@
+"""The service layer: one use case per method, each in one transaction.
+
+The only layer that joins the pure core to the store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from ...core.passwords import Passwords
+from ..config import Settings
+from ..store import Store
+from .admin import AdminService as AdminService
+from .auth import AuthService as AuthService
+from .auth import Caller as Caller
+from .context import Client as Client
+from .context import Clock, utcnow
+from .context import Context as Context
+from .context import TokenPair as TokenPair
+from .maintenance import Maintenance as Maintenance
+from .maintenance import PruneResult as PruneResult
+
+__all__ = [
+    "AdminService", "AuthService", "Caller", "Client", "Context", "Maintenance", "PruneResult", "Service",
+    "TokenPair", "run_with",
+]  # fmt: skip
+
+T = TypeVar("T")
+
+
+class Service:
+    """Everything a front end (HTTP, CLI) needs, built from one ``Settings``."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store | None = None,
+        *,
+        passwords: Passwords | None = None,
+        clock: Clock = utcnow,
+    ) -> None:
+        self.store = store or Store.open(
+            settings.database_url,
+            timeout=settings.db_timeout,
+            pool_size=settings.db_pool_size,
+            max_overflow=settings.db_max_overflow,
+        )
+        self.ctx = Context(settings, self.store, passwords=passwords, clock=clock)
+        self.auth = AuthService(self.ctx)
+        self.admin = AdminService(self.ctx)
+        self.maintenance = Maintenance(self.ctx)
+
+    @property
+    def settings(self) -> Settings:
+        return self.ctx.settings
+
+    async def start(self) -> None:
+        """Check the database (one clear error if it cannot be used), migrate (if enabled) and make
+        sure a signing key exists."""
+        await self.store.db.check()
+        await self.ctx.start()
+
+    async def close(self) -> None:
+        self.ctx.close()
+        await self.store.close()
+
+
+async def run_with(settings: Settings, work: Callable[[Service], Awaitable[T]]) -> T:
+    """Start a service on ``settings``, run ``work`` with it, and close it (one-shot tools)."""
+    svc = Service(settings)
+    try:
+        await svc.start()
+        return await work(svc)
+    finally:
+        await svc.close()

@@ -1,0 +1,219 @@
+"""What every use case shares: settings, store, keys, codecs, clock, audit and token minting."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from ...core.csrf import CsrfTokens
+from ...core.errors import UnknownKey
+from ...core.masterkey import MasterKey
+from ...core.passwords import Passwords
+from ...core.refresh import RefreshTokenCodec
+from ...core.roles import parse_roles, token_scope
+from ...core.sessions import Lifetimes, SessionState, whole_seconds_left
+from ...core.tokens import AccessClaims, issue_access_token, verify_access_token
+from ..config import Settings
+from ..store import AuditRecord, SessionRecord, Store, Tx, UserRecord
+from .keyring import KeyManager
+
+__all__ = ["AuditObserver", "Client", "Context", "TokenPair", "utcnow"]
+
+Clock = Callable[[], datetime]
+AuditObserver = Callable[[AuditRecord], None]
+"""Told of every audit row a use case writes (metrics count them); must be quick and not raise."""
+
+_log = logging.getLogger("keyturn.service")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Client:
+    """Who is on the other end of a request, as far as the audit log and device list care."""
+
+    ip: str = ""
+    user_agent: str = ""
+
+    def clipped(self) -> Client:
+        return Client(ip=self.ip[:64], user_agent=self.user_agent[:512])
+
+
+@dataclass(frozen=True, slots=True)
+class TokenPair:
+    """A token response (RFC 6749 §5.1 names, plus the session's)."""
+
+    access_token: str
+    expires_in: int
+    refresh_token: str
+    refresh_token_expires_in: int
+    session_id: str
+    scope: str
+    csrf_token: str = field(default="", repr=False)
+    token_type: str = "Bearer"  # noqa: S105 - the RFC 6750 token type, not a secret
+
+
+class Context:
+    """The shared parts of the service layer."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        *,
+        passwords: Passwords | None = None,
+        clock: Clock = utcnow,
+    ) -> None:
+        assert settings.secret is not None
+        master = MasterKey(settings.secret.get_secret_value())
+        self.settings = settings
+        self.store = store
+        self.clock = clock
+        self.keys = KeyManager(store, master, settings)
+        self.codec = RefreshTokenCodec.from_master(master)
+        self.csrf = CsrfTokens.from_master(master)
+        self.passwords = passwords or Passwords(
+            min_length=settings.password_min_length, max_length=settings.password_max_length
+        )
+        self.lifetimes = Lifetimes(
+            idle=settings.refresh_idle_ttl, absolute=settings.session_max_ttl, grace=settings.reuse_grace
+        )
+        self.audit_observers: list[AuditObserver] = []  # the HTTP layer's metrics add one
+        self._hashing: ThreadPoolExecutor | None = None
+
+    async def start(self) -> None:
+        """Apply migrations (if enabled) and make sure a key can sign."""
+        if self.settings.auto_migrate:
+            await self.store.db.migrate()
+        await self.keys.ensure_signing_key(self.clock())
+
+    async def verify_access(self, token: object, now: datetime) -> AccessClaims:
+        """Verify an access token with this deployment's rules and keys.
+
+        An unknown ``kid`` may be a key another instance just made: the ring is reloaded (at most
+        every few seconds) and the token tried once more.
+
+        Raises:
+            InvalidToken: one of its subclasses.
+        """
+        s = self.settings
+        try:
+            ring = await self.keys.ring(now)
+            return verify_access_token(
+                token, ring, issuer=s.issuer, audience=s.token_audience, now=now, leeway=s.leeway
+            )
+        except UnknownKey as exc:
+            ring = await self.keys.ring(now, kid=exc.kid)
+            return verify_access_token(
+                token, ring, issuer=s.issuer, audience=s.token_audience, now=now, leeway=s.leeway
+            )
+
+    async def hash_password(self, password: str) -> str:
+        return await asyncio.get_running_loop().run_in_executor(self._hashers(), self.passwords.hash, password)
+
+    async def verify_password(self, stored: str | None, password: str) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._hashers(), self.passwords.verify, stored, password)
+
+    def _hashers(self) -> ThreadPoolExecutor:
+        """argon2id is CPU- and memory-bound: one thread per core this process may run on. More
+        threads only time-slice the same cores and hold more 19 MiB buffers (a login flood)."""
+        if self._hashing is None:
+            self._hashing = ThreadPoolExecutor(max_workers=_cores(), thread_name_prefix="keyturn-argon2")
+        return self._hashing
+
+    def close(self) -> None:
+        """Stop the hashing threads (a later hash starts new ones: an app may be started again)."""
+        if self._hashing is not None:
+            self._hashing.shutdown(wait=False)
+            self._hashing = None
+
+    async def issue(self, record: SessionRecord, state: SessionState, now: datetime, roles: str) -> TokenPair:
+        """Mint the token pair for a session state that is already committed; the scope is the
+        session's with the scopes of the user's ``roles`` as read in that same transaction."""
+        ring = await self.keys.ring(now)
+        scope = token_scope(record.scope, parse_roles(roles))
+        access, exp = issue_access_token(
+            ring.signer(now),
+            issuer=self.settings.issuer,
+            audience=self.settings.token_audience,
+            subject=str(record.user_id),
+            session_id=str(record.id),
+            client_id=record.client_id,
+            scope=scope,
+            now=now,
+            ttl=self.settings.access_token_ttl,
+            not_after=state.absolute_expiry(self.lifetimes),
+            auth_time=record.created_at,
+        )
+        return TokenPair(
+            access_token=access,
+            # Both are at least 1: `exp` is at least `now + ttl` (ttl >= 1 s) unless the session's
+            # end caps it, and a session issues nothing in its last second (sessions.py).
+            expires_in=whole_seconds_left(datetime.fromtimestamp(exp, UTC), now),
+            refresh_token=self.codec.encode(record.id, state.generation),
+            refresh_token_expires_in=whole_seconds_left(state.expires_at(self.lifetimes), now),
+            session_id=str(record.id),
+            scope=scope,
+            csrf_token=self.csrf.token(record.id),
+        )
+
+    async def audit(
+        self,
+        tx: Tx,
+        now: datetime,
+        event: str,
+        client: Client,
+        *,
+        outcome: str = "ok",
+        user_id: uuid.UUID | None = None,
+        session_id: uuid.UUID | None = None,
+        **detail: Any,
+    ) -> None:
+        """Record a security event in the same transaction as the change it describes, then tell
+        the audit observers (once the row is written, before the transaction commits)."""
+        clipped = client.clipped()
+        record = AuditRecord(
+            at=now,
+            event=event,
+            outcome=outcome,
+            user_id=user_id,
+            session_id=session_id,
+            ip=clipped.ip or None,
+            user_agent=clipped.user_agent or None,
+            detail=detail or None,
+        )
+        await tx.audit(record)
+        for observe in self.audit_observers:
+            try:
+                observe(record)
+            except Exception:  # a broken observer must not undo a sign-in
+                _log.exception("audit observer failed on %s", event)
+
+
+def _cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def state_of(record: SessionRecord, user: UserRecord | None = None) -> SessionState:
+    """The state-machine view of a session row (and of its user's row, when it was read)."""
+    return SessionState(
+        id=record.id,
+        user_id=record.user_id,
+        generation=record.generation,
+        created_at=record.created_at,
+        rotated_at=record.rotated_at,
+        revoked_at=record.revoked_at,
+        user_enabled=user is None or user.disabled_at is None,
+    )

@@ -1,0 +1,92 @@
+"""Pruning: dead sessions and old audit rows leave the database in small batches.
+
+A session is pruned once it has been dead (revoked, idle past ``KEYTURN_REFRESH_IDLE_TTL`` or
+past ``KEYTURN_SESSION_MAX_TTL``) for ``KEYTURN_SESSION_RETENTION``; an audit row once it is
+older than ``KEYTURN_AUDIT_RETENTION``. Each batch is its own short transaction, and on
+PostgreSQL it skips rows another pruner holds (``FOR UPDATE SKIP LOCKED``), so any number of
+instances may prune at once; on SQLite the write lock takes them in turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from ...core.errors import KeyturnError
+from ..store import Tx
+from .context import Client, Context
+
+__all__ = ["Maintenance", "PruneResult"]
+
+_log = logging.getLogger("keyturn.prune")
+_PRUNER = Client(ip="", user_agent="keyturn-prune")
+MAX_BATCHES = 100_000  # a bound on one run; the next run goes on where this one stopped
+
+
+@dataclass(frozen=True, slots=True)
+class PruneResult:
+    sessions: int
+    audit_events: int
+
+
+class Maintenance:
+    """Pruning, on demand (``keyturn prune``) or every ``KEYTURN_PRUNE_INTERVAL``."""
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    async def prune(self) -> PruneResult:
+        """Delete what has outlived its retention; returns how many rows went."""
+        now = self.ctx.clock()
+        settings, lifetimes = self.ctx.settings, self.ctx.lifetimes
+        keep = settings.session_retention
+        size = settings.prune_batch_size
+
+        def sessions(tx: Tx) -> Awaitable[int]:
+            return tx.prune_sessions(
+                revoked_before=now - keep,
+                rotated_before=now - lifetimes.idle - keep,
+                created_before=now - lifetimes.absolute - keep,
+                limit=size,
+            )
+
+        def audit(tx: Tx) -> Awaitable[int]:
+            return tx.prune_audit_events(before=now - settings.audit_retention, limit=size)
+
+        result = PruneResult(await self._in_batches(sessions), await self._in_batches(audit))
+        if result.sessions or result.audit_events:
+            async with self.ctx.store.write() as tx:
+                await self.ctx.audit(
+                    tx, now, "pruned", _PRUNER, sessions=result.sessions, audit_events=result.audit_events
+                )
+        return result
+
+    async def _in_batches(self, batch: Callable[[Tx], Awaitable[int]]) -> int:
+        total = 0
+        for _ in range(MAX_BATCHES):
+            async with self.ctx.store.write() as tx:
+                deleted = await batch(tx)
+            total += deleted
+            if deleted < self.ctx.settings.prune_batch_size:
+                break
+            await asyncio.sleep(0)  # let requests in between batches
+        return total
+
+    async def prune_periodically(self) -> None:
+        """Prune every ``KEYTURN_PRUNE_INTERVAL`` until cancelled; the first run comes at a random
+        point of the first interval, so instances started together spread out."""
+        interval = self.ctx.settings.prune_interval.total_seconds()
+        delay = secrets.SystemRandom().uniform(0.1, 1.0) * interval
+        while True:
+            await asyncio.sleep(delay)
+            delay = interval
+            try:
+                result = await self.prune()
+            except KeyturnError as exc:  # the database is away: try again next time
+                _log.warning("pruning skipped: %s", exc.code)
+                continue
+            if result.sessions or result.audit_events:
+                _log.info("pruned %d sessions and %d audit rows", result.sessions, result.audit_events)

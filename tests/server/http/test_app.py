@@ -1,0 +1,83 @@
+"""Integration tests of what ``create_app`` exposes: the real ASGI app in-process on a real database.
+
+Production settings expose nothing the operator did not ask for (issue 13, point 7): no API docs,
+no OpenAPI document, no metrics without a token; HSTS when the issuer is https; the start-up log
+says whether anyone may register.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import httpx
+import pytest
+
+from keyturn.core.passwords import Passwords
+from keyturn.server.http import create_app
+from keyturn.server.service import Service
+from tests.conftest import ISSUER, Clock, app_client, make_settings
+
+pytestmark = pytest.mark.anyio
+
+METRICS_TOKEN = "app-test-metrics-token-0123456789abcdef"
+
+
+async def test_production_serves_no_docs_openapi_or_metrics_by_default(client: httpx.AsyncClient) -> None:
+    """Without --dev, /docs, /openapi.json, the docs' assets and /metrics are 404 unless enabled."""
+    for path in ("/docs", "/openapi.json", "/docs/oauth2-redirect", "/static-offline-docs/swagger-ui.css", "/metrics"):
+        response = await client.get(path)
+        assert response.status_code == 404, path
+        assert response.json()["error"] == "not_found"
+    assert (await client.get("/healthz")).status_code == 200
+
+
+async def test_api_docs_and_metrics_are_served_when_enabled(
+    database_url: str, clock: Clock, fast_passwords: Passwords
+) -> None:
+    """KEYTURN_API_DOCS=true serves /docs and /openapi.json; a metrics token turns /metrics on behind it."""
+    async with app_client(database_url, clock, fast_passwords, api_docs=True, metrics_token=METRICS_TOKEN) as client:
+        assert (await client.get("/openapi.json")).status_code == 200
+        assert (await client.get("/docs")).status_code == 200
+        assert (await client.get("/metrics")).status_code == 401
+        scraped = await client.get("/metrics", headers={"authorization": f"Bearer {METRICS_TOKEN}"})
+        assert scraped.status_code == 200
+
+
+async def test_development_serves_docs_and_metrics_without_a_token(
+    database_url: str, clock: Clock, fast_passwords: Passwords
+) -> None:
+    """--dev keeps today's convenience: /docs, /openapi.json and an open /metrics."""
+    async with app_client(database_url, clock, fast_passwords, env="development") as client:
+        for path in ("/docs", "/openapi.json", "/metrics"):
+            assert (await client.get(path)).status_code == 200, path
+
+
+async def test_hsts_is_sent_when_the_issuer_is_https(client: httpx.AsyncClient) -> None:
+    """Strict-Transport-Security (two years, this host only) on every response of an https issuer."""
+    assert ISSUER.startswith("https://")
+    for response in (await client.get("/healthz"), await client.get("/nope"), await client.get("/v1/auth/me")):
+        assert response.headers["strict-transport-security"] == "max-age=63072000"
+
+
+async def test_no_hsts_for_a_loopback_http_issuer(database_url: str, clock: Clock, fast_passwords: Passwords) -> None:
+    """A plain-http issuer (loopback, or development) gets no HSTS: browsers would ignore it anyway."""
+    async with app_client(database_url, clock, fast_passwords, issuer="http://127.0.0.1:8000") as client:
+        assert "strict-transport-security" not in (await client.get("/healthz")).headers
+
+
+@pytest.mark.parametrize(("allow", "said"), [(True, "registration open"), (False, "registration closed")])
+async def test_startup_log_states_whether_registration_is_open(
+    database_url: str, fast_passwords: Passwords, caplog: pytest.LogCaptureFixture, allow: bool, said: str
+) -> None:
+    """The ready line names the issuer and says whether anyone may register, and what is exposed."""
+    settings = make_settings(database_url, allow_registration=allow)
+    app = create_app(settings, service=Service(settings, passwords=fast_passwords))
+    with caplog.at_level(logging.INFO, logger="keyturn.http"):
+        async with app.router.lifespan_context(app):
+            pass
+    ready = [r.getMessage() for r in caplog.records if r.getMessage().startswith("keyturn ready")]
+    assert len(ready) == 1
+    assert ISSUER in ready[0]
+    assert said in ready[0]
+    assert "metrics off" in ready[0]
+    assert "API docs off" in ready[0]
