@@ -1,6 +1,8 @@
 """The service layer: one use case per method, each in one transaction.
 
-The only layer that joins the pure core to the store.
+The only layer that joins the pure core to the store, and the only thing the HTTP edge and the
+CLI talk to: every type they need is re-exported here, and nothing else of ``service/`` or
+``store/`` is theirs to import.
 """
 
 from __future__ import annotations
@@ -10,8 +12,14 @@ from typing import TypeVar
 
 from ...core.passwords import Passwords
 from ..config import Settings
+from ..store import AuditRecord as AuditRecord
+from ..store import SessionRecord as SessionRecord
 from ..store import Store
+from ..store import UserRecord as UserRecord
+from .admin import MAX_AUDIT_LIMIT as MAX_AUDIT_LIMIT
 from .admin import AdminService as AdminService
+from .admin import KeyStatus as KeyStatus
+from .admin import TokenReport as TokenReport
 from .auth import AuthService as AuthService
 from .auth import Caller as Caller
 from .context import Client as Client
@@ -22,8 +30,8 @@ from .maintenance import Maintenance as Maintenance
 from .maintenance import PruneResult as PruneResult
 
 __all__ = [
-    "AdminService", "AuthService", "Caller", "Client", "Context", "Maintenance", "PruneResult", "Service",
-    "TokenPair", "run_with",
+    "MAX_AUDIT_LIMIT", "AdminService", "AuditRecord", "AuthService", "Caller", "Client", "Context", "KeyStatus",
+    "Maintenance", "PruneResult", "Service", "SessionRecord", "TokenPair", "TokenReport", "UserRecord", "run_with",
 ]  # fmt: skip
 
 T = TypeVar("T")
@@ -60,6 +68,11 @@ class Service:
         sure a signing key exists."""
         await self.store.db.check()
         await self.ctx.start()
+
+    async def migrate(self) -> None:
+        """Check the database (one clear error if it cannot be used) and apply every migration."""
+        await self.store.db.check()
+        await self.store.db.migrate()
 
     async def close(self) -> None:
         self.ctx.close()
