@@ -1,8 +1,9 @@
 """A Django resource server in one file, protected by keyturn access tokens verified offline:
 a plain Django view and a Django REST Framework view.
 
-Run (with `keyturn --dev serve` running on port 8000):
+Run (with `keyturn --dev serve` running on port 8000; Django and DRF are not part of `.[server]`):
 
+    .venv/bin/pip install -q -c constraints.txt -e '.[django]'
     .venv/bin/python examples/django_app.py runserver 8003          # serves http://127.0.0.1:8003
 
 Settings: KEYTURN_ISSUER (default http://127.0.0.1:8000), KEYTURN_AUDIENCE (default: the issuer).

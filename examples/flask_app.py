@@ -1,7 +1,8 @@
 """A Flask resource server protected by keyturn access tokens, verified offline.
 
-Run (with `keyturn --dev serve` running on port 8000):
+Run (with `keyturn --dev serve` running on port 8000; Flask is not part of `.[server]`):
 
+    .venv/bin/pip install -q -c constraints.txt -e '.[flask]'
     .venv/bin/flask --app examples/flask_app.py run --port 8002     # serves http://127.0.0.1:8002
 
 Settings: KEYTURN_ISSUER (default http://127.0.0.1:8000), KEYTURN_AUDIENCE (default: the issuer).

@@ -19,6 +19,7 @@ Anything else escaping is a crash. ``check`` needs no atheris, so hypothesis can
 from __future__ import annotations
 
 import base64
+import builtins
 import struct
 import sys
 import uuid
@@ -46,7 +47,7 @@ class Bytes:
         self.pos += 2
         return int.from_bytes(chunk.ljust(2, b"\0"), "big") % bound if bound > 0 else 0
 
-    def take(self, n: int) -> bytes:
+    def take(self, n: builtins.int) -> bytes:  # `int` is the method above
         chunk = self.data[self.pos : self.pos + n]
         self.pos += n
         return chunk

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import httpx
@@ -13,7 +14,36 @@ PASSWORD = "correct horse battery staple"
 TOKEN_LIKE = re.compile(r"eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*|kt_rt_[A-Za-z0-9_-]+")
 
 
-async def body_size(receive: Callable[[], Awaitable[dict[str, Any]]]) -> int:
+# The answer to an access token that parsed and verified but whose session is over (logged out,
+# revoked, ended by reuse detection): a refusal after parsing, where a malformed token's answer is
+# MalformedToken.description.
+SESSION_ENDED = "The session of this access token has ended."
+
+
+def assert_refused(response: httpx.Response, status: int, error: str, description: str | None = None) -> dict[str, Any]:
+    """Assert that ``response`` is the refusal ``error`` with ``status`` and, when the reason
+    matters, the ``error_description`` that states it (the error classes' ``description``); the body."""
+    assert response.status_code == status, response.text
+    body: dict[str, Any] = response.json()
+    assert body["error"] == error, body
+    if description is not None:
+        assert body["error_description"] == description, body
+    return body
+
+
+async def audit_trail(database_url: str, user_id: str | None = None) -> list[tuple[str, str, dict[str, Any] | None]]:
+    """Every audit row (of one user, if given) as ``(event, outcome, detail)``, oldest first."""
+    sql = "SELECT event, outcome, detail, user_id FROM audit_events ORDER BY at, id"
+    rows = await fetch(database_url, sql)
+    wanted = None if user_id is None else user_id.replace("-", "")
+    return [
+        (event, outcome, json.loads(detail) if isinstance(detail, str) else detail)
+        for event, outcome, detail, user in rows
+        if wanted is None or (user is not None and str(user).replace("-", "") == wanted)
+    ]
+
+
+async def body_size(receive: Callable[[], Awaitable[Mapping[str, Any]]]) -> int:
     """Read an ASGI request body to its end (a test app's part); how many bytes it had."""
     size, more = 0, True
     while more:

@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 MAX_BODY = 64 * 1024  # KEYTURN_MAX_BODY_BYTES's default: the largest body that reaches the parser
 
 
-def ids(cases: dict[str, object]) -> list[str]:
+def ids(cases: Mapping[str, object]) -> list[str]:
     """Test ids from the cases' names: words joined by hyphens (easy to pass to -k)."""
     return [name.replace(" ", "-").replace(",", "").replace("'", "").replace("/", "") for name in cases]
 

@@ -1,4 +1,10 @@
-"""Starting real keyturn server processes on loopback for integration tests."""
+"""Starting real keyturn server processes on loopback for integration tests: the one place that does.
+
+``keyturn_server`` is the factory (a context manager: started and ready on entry, stopped on exit);
+``keyturn_fixture`` makes the module-scoped ``server`` fixture most modules need from it in one
+line; ``keyturn_servers`` starts a fleet sharing one database, ``dev_workers`` one multi-worker
+server. Every server gets a free port and only the ``KEYTURN_*`` settings it is given.
+"""
 
 from __future__ import annotations
 
@@ -11,10 +17,14 @@ from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
+import pytest
 
 KEYTURN = Path(sys.executable).with_name("keyturn")
+READY_TIMEOUT = 30.0  # seconds for one server to answer /readyz
+FLEET_READY_TIMEOUT = 90.0  # for several started at once on a 2-core machine, racing to migrate
 
 
 @dataclass
@@ -101,7 +111,7 @@ def keyturn_server(
     own_issuer: bool = True,
     launcher: Sequence[str] = (),
     serve_args: Sequence[str] = (),
-    ready_timeout: float = 30.0,
+    ready_timeout: float = READY_TIMEOUT,
     **settings: str,
 ) -> Iterator[Server]:
     """`keyturn <args> serve <serve_args>` in ``cwd`` with only the given KEYTURN_* settings (the
@@ -115,6 +125,24 @@ def keyturn_server(
         stop(server)
 
 
+def keyturn_fixture(*args: str, own_issuer: bool = True, **settings: str) -> Any:
+    """A module-scoped fixture named ``server``: `keyturn <args> serve` with ``settings`` (as for
+    ``keyturn_server``) in a directory of its own, started once for the module's tests.
+
+    One server per module, not per test: starting one costs about a second, and the tests that
+    share it register users of their own.
+    """
+
+    @pytest.fixture(scope="module", name="server")
+    def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+        cwd = tmp_path_factory.mktemp("keyturn")
+        # ready_timeout given by name, so that (for mypy too) no setting can stand for it.
+        with keyturn_server(cwd, *args, own_issuer=own_issuer, ready_timeout=READY_TIMEOUT, **settings) as running:
+            yield running
+
+    return server
+
+
 @contextmanager
 def dev_workers(cwd: Path, workers: int = 2) -> Iterator[Server]:
     """`keyturn --dev serve --workers N` in ``cwd`` (its own issuer, derived by serve); stopped on exit."""
@@ -123,19 +151,17 @@ def dev_workers(cwd: Path, workers: int = 2) -> Iterator[Server]:
 
 
 @contextmanager
-def keyturn_servers(
-    cwds: Sequence[Path], *args: str, ready_timeout: float = 90.0, **settings: str
-) -> Iterator[list[Server]]:
+def keyturn_servers(cwds: Sequence[Path], *args: str, **settings: str) -> Iterator[list[Server]]:
     """One `keyturn <args> serve` per directory, all started at the same moment with the same
     settings (give them a shared ``issuer``, ``secret`` and ``database_url``), all ready within
-    ``ready_timeout`` seconds on entry, all stopped on exit."""
+    ``FLEET_READY_TIMEOUT`` seconds on entry, all stopped on exit."""
     with ExitStack() as stack:
         servers = []
         for cwd in cwds:
             server = spawn_keyturn(cwd, *args, own_issuer=False, **settings)
             stack.callback(stop, server)
             servers.append(server)
-        deadline = time.monotonic() + ready_timeout
+        deadline = time.monotonic() + FLEET_READY_TIMEOUT
         for server in servers:
             assert server.proc is not None
             wait_ready(server.url, server.proc, server.log, max(1.0, deadline - time.monotonic()))

@@ -71,13 +71,15 @@ def test_keyturn_verifier_discovers_keys_and_verifies(server: Server, token: str
 
 def test_keyturn_verifier_refuses_another_audience_and_issuer(server: Server, token: str) -> None:
     """A resource server expecting another audience, or trusting another issuer name, refuses."""
-    with pytest.raises(InvalidClaim):
+    with pytest.raises(InvalidClaim) as refused:
         Verifier(issuer=server.url, audience="https://billing.example").verify(token)
+    assert refused.value.claim == "aud"
     impostor = Verifier(
         issuer="https://auth.example", audience=server.url, jwks_url=f"{server.url}/.well-known/jwks.json"
     )
-    with pytest.raises(InvalidClaim):
+    with pytest.raises(InvalidClaim) as refused:
         impostor.verify(token)
+    assert refused.value.claim == "iss"
 
 
 def test_keyturn_verifier_refuses_another_instance(
@@ -86,5 +88,6 @@ def test_keyturn_verifier_refuses_another_instance(
     """Another keyturn instance has other keys: its JWKS does not verify this token."""
     with keyturn_server(tmp_path_factory.mktemp("other2"), "--dev") as other:
         verifier = Verifier(issuer=server.url, audience=server.url, jwks_url=f"{other.url}/.well-known/jwks.json")
-        with pytest.raises(UnknownKey):
+        with pytest.raises(UnknownKey) as refused:
             verifier.verify(token)
+        assert refused.value.kid == jwt.get_unverified_header(token)["kid"]

@@ -24,7 +24,7 @@ from keyturn.core.errors import (
 from keyturn.core.keys import KeyRing, SigningKey, generate_key
 from keyturn.core.masterkey import MasterKey
 from keyturn.core.refresh import RefreshTokenCodec
-from keyturn.core.sessions import Lifetimes, SessionState, decide_refresh
+from keyturn.core.sessions import Action, Lifetimes, SessionState, decide_refresh
 from keyturn.core.tokens import verify_access_token
 from keyturn.server.config import load_settings, parse_duration
 
@@ -80,8 +80,9 @@ def test_out_of_range_exp_is_an_invalid_claim(key: SigningKey, exp: float) -> No
     payload = claims()
     payload["exp"] = exp
     token = signed(key, header, payload)
-    with pytest.raises(InvalidClaim):
+    with pytest.raises(InvalidClaim) as caught:
         verify(token, key)
+    assert caught.value.claim == "exp"
 
 
 def test_utf16_header_is_malformed(key: SigningKey) -> None:
@@ -112,7 +113,7 @@ def test_forbidden_header_reason(key: SigningKey) -> None:
 def test_from_jwk_refuses_p384_labelled_es256() -> None:
     """RFC 7518 §3.4: ES256 is P-256 only."""
     jwk = dict(ECAlgorithm.to_jwk(ec.generate_private_key(ec.SECP384R1()).public_key(), as_dict=True))
-    with pytest.raises(ConfigurationError):
+    with pytest.raises(ConfigurationError, match="does not meet RFC 7518's rules for ES256"):
         SigningKey.from_jwk({**jwk, "alg": "ES256", "kid": "k"})
 
 
@@ -120,28 +121,29 @@ def test_from_jwk_refuses_short_rsa() -> None:
     """RFC 7518 §3.3: RS256 keys have at least 2048 bits."""
     public = rsa.generate_private_key(public_exponent=65537, key_size=1024).public_key()  # noqa: S505 - the weak key under test
     jwk = dict(RSAAlgorithm.to_jwk(public, as_dict=True))
-    with pytest.raises(ConfigurationError):
+    with pytest.raises(ConfigurationError, match="does not meet RFC 7518's rules for RS256"):
         SigningKey.from_jwk({**jwk, "alg": "RS256", "kid": "k"})
 
 
 def test_from_jwk_refuses_oth_member(key: SigningKey) -> None:
-    with pytest.raises(ConfigurationError):
+    with pytest.raises(ConfigurationError, match="must not contain private members"):
         SigningKey.from_jwk({**key.public_jwk(), "oth": []})
 
 
 def test_no_signer_is_a_signing_key_error() -> None:
     """The root error is never raised itself."""
     ring = KeyRing([], token_ttl=timedelta(minutes=1), leeway=timedelta(0))
-    with pytest.raises(SigningKeyError):
+    with pytest.raises(SigningKeyError) as caught:
         ring.signer(NOW)
+    assert caught.value.reason == "no_signing_key"
 
 
 def test_negative_generation_is_unknown() -> None:
     """Generations below zero never existed."""
     state = SessionState(uuid.uuid4(), uuid.uuid4(), 0, NOW, NOW)
     life = Lifetimes(idle=timedelta(days=1), absolute=timedelta(days=2), grace=timedelta(seconds=10))
-    with pytest.raises(UnknownSession):
-        decide_refresh(state, -1, NOW, life)
+    outcome = decide_refresh(state, -1, NOW, life)
+    assert (outcome.action, type(outcome.refusal), outcome.end_session) == (Action.REFUSE, UnknownSession, None)
 
 
 @pytest.mark.parametrize("generation", [-1, 2**64])

@@ -56,13 +56,15 @@ def b64url_decode(text: str) -> bytes:
 
 
 def load_vector(name: str) -> dict[str, Any]:
-    return json.loads((VECTORS / name).read_text(encoding="utf-8"))
+    vector: dict[str, Any] = json.loads((VECTORS / name).read_text(encoding="utf-8"))
+    return vector
 
 
 def private_der(private_key: Any) -> bytes:
-    return private_key.private_bytes(
+    der: bytes = private_key.private_bytes(
         serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
+    return der
 
 
 # --- rotation: who signs, who is published -------------------------------------------------------

@@ -1,15 +1,16 @@
 """Unit tests (no I/O) of keyturn.core.sessions: the refresh state machine, exhaustively and by property.
 
-The rules, in the order decide_refresh applies them:
+The rules, in the order decide_refresh applies them (a refusal is an ``Outcome`` of action REFUSE
+carrying the error the caller is answered with; the tables below name it by its class):
 
-1. a revoked session refuses everything (SessionRevoked);
+1. a revoked session refuses everything (SessionRevoked); a disabled user's session too, and is ended;
 2. a generation the session never reached is unknown (UnknownSession);
 3. at or after the absolute expiry everything is refused (SessionExpired: absolute_expired);
 4. the current generation rotates, unless the idle lifetime since the last rotation is over
    (SessionExpired: idle_expired);
 5. the generation just before the current one, presented before ``rotated_at + grace``, is a
    replay: the caller gets the current token again;
-6. anything else is reuse (RFC 9700 §4.14.2): REVOKE.
+6. anything else is reuse (RFC 9700 §4.14.2): REVOKE, which ends the session and refuses (RefreshTokenReused).
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from keyturn.core.errors import InvalidGrant, SessionExpired, SessionRevoked, UnknownSession
-from keyturn.core.sessions import Action, Lifetimes, SessionState, decide_refresh, rotation_bounds, whole_seconds_left
+from keyturn.core.errors import InvalidGrant, RefreshTokenReused, SessionExpired, SessionRevoked, UnknownSession
+from keyturn.core.sessions import Action, Lifetimes, SessionBounds, SessionState, decide_refresh, whole_seconds_left
 
 T0 = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
 LIFETIMES = Lifetimes(idle=timedelta(days=7), absolute=timedelta(days=30), grace=timedelta(seconds=10))
@@ -76,9 +77,24 @@ def session(generation: int, *, revoked: bool = False) -> SessionState:
     )
 
 
+def decide(state: SessionState, generation: int, now: datetime) -> Action:
+    """decide_refresh's action; a REFUSE is raised as the error it carries, so tables and
+    properties name refusals by their class."""
+    result = decide_refresh(state, generation, now, LIFETIMES)
+    if result.action is Action.REFUSE:
+        assert result.refusal is not None
+        raise result.refusal
+    return result.action
+
+
+def rotated(state: SessionState, now: datetime) -> SessionState:
+    """The state after a rotation at ``now`` (what the store's compare-and-swap writes)."""
+    return replace(state, generation=state.generation + 1, rotated_at=now)
+
+
 def outcome(state: SessionState, generation: int, now: datetime) -> str:
     try:
-        return decide_refresh(state, generation, now, LIFETIMES).name
+        return decide(state, generation, now).name
     except SessionExpired as exc:
         return f"SessionExpired:{exc.reason}"
     except InvalidGrant as exc:
@@ -86,7 +102,7 @@ def outcome(state: SessionState, generation: int, now: datetime) -> str:
 
 
 def _cases() -> list[object]:
-    cases = []
+    cases: list[object] = []
     for revoked, relation, point, current in itertools.product((False, True), RELATIONS, TIME_POINTS, (0, 1, 7)):
         # Generations are unsigned in the token (8 bytes, big-endian), so a negative one never reaches
         # the state machine: those combinations are not states it can see.
@@ -115,23 +131,23 @@ def test_the_table_has_a_row_per_time_point_and_a_column_per_relation() -> None:
 def test_errors_are_the_documented_classes() -> None:
     fresh = session(1)
     with pytest.raises(UnknownSession):
-        decide_refresh(fresh, 2, T0, LIFETIMES)
+        decide(fresh, 2, T0)
     with pytest.raises(SessionRevoked):
-        decide_refresh(session(1, revoked=True), 1, T0, LIFETIMES)
+        decide(session(1, revoked=True), 1, T0)
     with pytest.raises(SessionExpired) as excinfo:
-        decide_refresh(fresh, 1, fresh.rotated_at + LIFETIMES.idle, LIFETIMES)
+        decide(fresh, 1, fresh.rotated_at + LIFETIMES.idle)
     assert excinfo.value.reason == "idle_expired"
 
 
 def test_a_rotation_story() -> None:
     """Sign-in, rotate twice, a lost response replays, then the oldest token revokes the session."""
     state = session(0)
-    assert decide_refresh(state, 0, T0 + timedelta(minutes=1), LIFETIMES) is Action.ROTATE
-    state = state.rotated(T0 + timedelta(minutes=1))
-    assert decide_refresh(state, 0, T0 + timedelta(minutes=1, seconds=3), LIFETIMES) is Action.REPLAY
-    assert decide_refresh(state, 1, T0 + timedelta(hours=1), LIFETIMES) is Action.ROTATE
-    state = state.rotated(T0 + timedelta(hours=1))
-    assert decide_refresh(state, 0, T0 + timedelta(hours=1, seconds=1), LIFETIMES) is Action.REVOKE
+    assert decide(state, 0, T0 + timedelta(minutes=1)) is Action.ROTATE
+    state = rotated(state, T0 + timedelta(minutes=1))
+    assert decide(state, 0, T0 + timedelta(minutes=1, seconds=3)) is Action.REPLAY
+    assert decide(state, 1, T0 + timedelta(hours=1)) is Action.ROTATE
+    state = rotated(state, T0 + timedelta(hours=1))
+    assert decide(state, 0, T0 + timedelta(hours=1, seconds=1)) is Action.REVOKE
 
 
 def test_a_disabled_users_session_is_refused_whatever_the_token() -> None:
@@ -139,7 +155,7 @@ def test_a_disabled_users_session_is_refused_whatever_the_token() -> None:
     state = replace(session(2), user_enabled=False)
     for generation in (0, 1, 2, 3):
         with pytest.raises(SessionRevoked) as refused:
-            decide_refresh(state, generation, state.rotated_at + SECOND, LIFETIMES)
+            decide(state, generation, state.rotated_at + SECOND)
         assert refused.value.reason == "user_disabled"
 
 
@@ -150,8 +166,8 @@ def test_rekeyed_leaves_no_grace_for_the_token_before_it() -> None:
     now = state.rotated_at + timedelta(hours=1)
     after = state.rekeyed(now)
     assert (after.generation, after.rotated_at) == (5, now)
-    assert decide_refresh(after, 3, now, LIFETIMES) is Action.REVOKE
-    assert decide_refresh(after, 5, now, LIFETIMES) is Action.ROTATE
+    assert decide(after, 3, now) is Action.REVOKE
+    assert decide(after, 5, now) is Action.ROTATE
 
 
 @FAST
@@ -168,24 +184,34 @@ def test_the_absolute_end_is_whole_seconds_so_a_refresh_always_has_one_left(
     assert end <= state.created_at + LIFETIMES.absolute
     now = state.created_at + LIFETIMES.absolute - timedelta(microseconds=before_end_micros)
     try:
-        decide_refresh(state, 0, now, LIFETIMES)
+        decide(state, 0, now)
     except SessionExpired:
         assert now > end - SECOND
         return
     assert whole_seconds_left(end, now) >= 1
 
 
-def test_rotated_moves_one_generation_and_restarts_the_idle_clock() -> None:
+def test_reuse_revokes_the_session_and_refuses_with_reuse_detected() -> None:
+    """REVOKE carries what the service does: end the session for reuse, then refuse."""
     state = session(3)
-    later = state.rotated_at + timedelta(days=2)
-    after = state.rotated(later)
-    assert (after.generation, after.rotated_at) == (4, later)
-    assert (after.id, after.user_id, after.created_at, after.revoked_at) == (
-        state.id,
-        state.user_id,
-        state.created_at,
-        None,
-    )
+    result = decide_refresh(state, 1, state.rotated_at + SECOND, LIFETIMES)
+    assert (result.action, result.end_session) == (Action.REVOKE, "reuse_detected")
+    assert isinstance(result.refusal, RefreshTokenReused)
+    assert result.refusal.reason == "reuse_detected"
+
+
+def test_only_reuse_and_a_disabled_user_end_the_session() -> None:
+    """Other refusals leave the row as it is (revoked, expired or unknown already say enough)."""
+    state = session(2)
+    now = state.rotated_at + SECOND
+    assert decide_refresh(replace(state, user_enabled=False), 2, now, LIFETIMES).end_session == "user_disabled"
+    for refused in (
+        decide_refresh(session(2, revoked=True), 2, now, LIFETIMES),
+        decide_refresh(state, 9, now, LIFETIMES),
+    ):
+        assert (refused.action, refused.end_session) == (Action.REFUSE, None)
+    for ok in (decide_refresh(state, 2, now, LIFETIMES), decide_refresh(state, 1, now, LIFETIMES)):
+        assert (ok.refusal, ok.end_session) == (None, None)
 
 
 # --- expiry --------------------------------------------------------------------------------------------
@@ -246,7 +272,7 @@ def states(draw: st.DrawFn, *, revoked: bool | None = None) -> SessionState:
 @given(state=states(revoked=True), presented=generations, offset=offsets)
 def test_a_revoked_session_never_rotates_or_replays(state: SessionState, presented: int, offset: int) -> None:
     with pytest.raises(SessionRevoked):
-        decide_refresh(state, presented, state.rotated_at + timedelta(seconds=offset), LIFETIMES)
+        decide(state, presented, state.rotated_at + timedelta(seconds=offset))
 
 
 @FAST
@@ -259,16 +285,16 @@ def test_a_token_two_or_more_generations_old_is_always_reuse(state: SessionState
     now = now.replace(tzinfo=UTC)
     if now >= state.absolute_expiry(LIFETIMES):
         with pytest.raises(SessionExpired):
-            decide_refresh(state, presented, now, LIFETIMES)
+            decide(state, presented, now)
     else:
-        assert decide_refresh(state, presented, now, LIFETIMES) is Action.REVOKE
+        assert decide(state, presented, now) is Action.REVOKE
 
 
 @FAST
 @given(state=states(), presented=generations, offset=offsets)
 def test_only_the_current_generation_rotates(state: SessionState, presented: int, offset: int) -> None:
     try:
-        action = decide_refresh(state, presented, state.rotated_at + timedelta(seconds=offset), LIFETIMES)
+        action = decide(state, presented, state.rotated_at + timedelta(seconds=offset))
     except InvalidGrant:
         return
     if action is Action.ROTATE:
@@ -284,7 +310,7 @@ def test_a_future_generation_is_unknown_unless_revoked(state: SessionState, pres
         presented = state.generation + 1 + presented % 1000
     expected = SessionRevoked if state.revoked_at is not None else UnknownSession
     with pytest.raises(expected):
-        decide_refresh(state, presented, state.rotated_at + timedelta(seconds=offset), LIFETIMES)
+        decide(state, presented, state.rotated_at + timedelta(seconds=offset))
 
 
 @FAST
@@ -303,7 +329,7 @@ def test_previous_token_slightly_before_rotated_at_is_a_replay(current: int, rot
         rotated_at=T0 + timedelta(seconds=rotated),
     )
     now = state.rotated_at - timedelta(milliseconds=skew_ms)
-    assert decide_refresh(state, current - 1, now, LIFETIMES) is Action.REPLAY
+    assert decide(state, current - 1, now) is Action.REPLAY
 
 
 @FAST
@@ -312,27 +338,27 @@ def test_previous_token_within_grace_replays_and_after_grace_revokes(state: Sess
     if state.generation == 0:
         state = SessionState(state.id, state.user_id, 1, state.created_at, state.rotated_at)
     now = state.rotated_at + timedelta(milliseconds=offset)
-    assert decide_refresh(state, state.generation - 1, now, LIFETIMES) is Action.REPLAY
+    assert decide(state, state.generation - 1, now) is Action.REPLAY
     late = state.rotated_at + LIFETIMES.grace + timedelta(milliseconds=offset)
     if late < state.absolute_expiry(LIFETIMES):
-        assert decide_refresh(state, state.generation - 1, late, LIFETIMES) is Action.REVOKE
+        assert decide(state, state.generation - 1, late) is Action.REVOKE
 
 
 def rotates_by_bounds(state: SessionState, presented: int, now: datetime) -> bool:
-    """What the store's one-statement rotation does with ``rotation_bounds`` (``store/sql.py``'s
+    """What the store's one-statement rotation does with ``SessionBounds`` (``store/sql.py``'s
     ``_ROTATE_CURRENT``: rotated_at strictly after, created_at at or after, user enabled)."""
-    rotated_after, created_from = rotation_bounds(now, LIFETIMES)
+    bounds = SessionBounds.at(now, LIFETIMES)
     return (
         state.revoked_at is None
         and state.user_enabled
         and presented == state.generation
-        and state.rotated_at > rotated_after
-        and state.created_at >= created_from
+        and state.rotated_at > bounds.rotated_after
+        and state.created_at >= bounds.refresh_created_from
     )
 
 
 @pytest.mark.parametrize(("revoked", "relation", "point", "current", "expected"), _cases())
-def test_rotation_bounds_rotate_exactly_where_the_rule_table_says_rotate(
+def test_session_bounds_rotate_exactly_where_the_rule_table_says_rotate(
     revoked: bool, relation: str, point: str, current: int, expected: str
 ) -> None:
     """The store's fast path and decide_refresh agree at every boundary of the table."""
@@ -350,7 +376,7 @@ def test_rotation_bounds_rotate_exactly_where_the_rule_table_says_rotate(
     created_micros=st.integers(0, 999_999),
     enabled=st.booleans(),
 )
-def test_rotation_bounds_agree_with_decide_refresh(
+def test_session_bounds_rotate_exactly_when_decide_refresh_rotates(
     state: SessionState, presented: int, offset: int, micros: int, created_micros: int, enabled: bool
 ) -> None:
     """Anywhere in time, to the microsecond, the bounds rotate exactly when decide_refresh answers
@@ -360,7 +386,37 @@ def test_rotation_bounds_agree_with_decide_refresh(
     state = replace(state, user_enabled=enabled)
     now = state.rotated_at + timedelta(seconds=offset, microseconds=micros)
     try:
-        rotates = decide_refresh(state, presented, now, LIFETIMES) is Action.ROTATE
+        rotates = decide(state, presented, now) is Action.ROTATE
     except InvalidGrant:
         rotates = False
     assert rotates_by_bounds(state, presented, now) == rotates
+
+
+@FAST
+@given(
+    state=states(),
+    offset=offsets,
+    micros=st.integers(0, 999_999),
+    created_micros=st.integers(0, 999_999),
+    enabled=st.booleans(),
+)
+def test_is_live_is_unrevoked_enabled_and_before_expires_at(
+    state: SessionState, offset: int, micros: int, created_micros: int, enabled: bool
+) -> None:
+    """The one liveness rule, to the microsecond: what listing, counting, pruning and every
+    authenticated request use (the store applies the same bounds as SQL)."""
+    shift = timedelta(microseconds=created_micros)
+    state = replace(state, created_at=state.created_at + shift, rotated_at=state.rotated_at + shift)
+    state = replace(state, user_enabled=enabled)
+    now = state.rotated_at + timedelta(seconds=offset, microseconds=micros)
+    expected = state.revoked_at is None and enabled and now < state.expires_at(LIFETIMES)
+    assert SessionBounds.at(now, LIFETIMES).is_live(state) == expected
+
+
+@pytest.mark.parametrize("point", list(TIME_POINTS))
+def test_a_session_that_can_rotate_is_live(point: str) -> None:
+    """Every time point where the current token rotates is one where the session is live."""
+    state = session(1)
+    now = TIME_POINTS[point](state)
+    if outcome(state, 1, now) == ROTATE:
+        assert SessionBounds.at(now, LIFETIMES).is_live(state)

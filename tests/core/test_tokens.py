@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from keyturn.core.errors import (
     BadSignature,
+    InsufficientScope,
     InvalidClaim,
     InvalidToken,
     MalformedToken,
@@ -40,6 +41,7 @@ from keyturn.core.tokens import (
     _b64decode,
     _header,
     issue_access_token,
+    scope_names,
     verify_access_token,
 )
 
@@ -66,7 +68,7 @@ def keyring(key: SigningKey) -> KeyRing:
 @pytest.fixture(scope="module")
 def other_keys() -> dict[str, SigningKey]:
     """Keys of every algorithm that are not in ``keyring``; RSA generation is slow, so once per module."""
-    return {alg: generate_key(alg, now=T0) for alg in ("ES256", "EdDSA", "RS256")}  # type: ignore[arg-type]
+    return {alg: generate_key(alg, now=T0) for alg in ("ES256", "EdDSA", "RS256")}
 
 
 def b64url(raw: bytes) -> str:
@@ -797,3 +799,56 @@ def test_non_numeric_auth_time_refused(key: SigningKey, keyring: KeyRing) -> Non
     with pytest.raises(InvalidClaim) as excinfo:
         verify(forge(key, payload=claims(auth_time="yesterday")), keyring)
     assert excinfo.value.claim == "auth_time"
+
+
+def granting(scope: str) -> AccessClaims:
+    return AccessClaims(
+        sub="u", sid="s", client_id="c", scope=tuple(scope.split()), iss=ISSUER, aud=(AUDIENCE,), exp=NOW + 60,
+        iat=NOW, jti="j",
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("wanted", [(), [], "", ("read",), ["write", "read"], "read write", iter(["read"])])
+def test_require_returns_the_same_claims_when_every_scope_is_granted(wanted: Any) -> None:
+    """require() answers the claims themselves (no copy) when nothing is missing, whatever iterable asks."""
+    claims = granting("read write")
+    assert claims.require(wanted) is claims
+
+
+@pytest.mark.parametrize(
+    ("wanted", "missing"),
+    [
+        (("admin",), ("admin",)),
+        (("write", "admin", "read", "orders:read"), ("admin", "orders:read")),
+        ("admin read orders:read", ("admin", "orders:read")),  # a string is a space-separated list
+        (iter(["admin", "read", "x"]), ("admin", "x")),  # an iterator is read once
+        (("rea",), ("rea",)),  # whole names, never substrings of the granted "read"
+    ],
+)
+def test_require_names_every_missing_scope_in_the_order_asked(wanted: Any, missing: tuple[str, ...]) -> None:
+    """A missing scope raises InsufficientScope naming each missing scope, as RFC 6750's scope="..." lists them."""
+    with pytest.raises(InsufficientScope) as excinfo:
+        granting("read write").require(wanted)
+    assert (excinfo.value.code, excinfo.value.reason) == ("insufficient_scope", "insufficient_scope")
+    assert excinfo.value.required == missing
+
+
+def test_require_of_a_single_letter_scope_string_is_not_read_letter_by_letter() -> None:
+    """require("ad") asks for the scope "ad", not for "a" and "d" (which the token grants)."""
+    with pytest.raises(InsufficientScope) as excinfo:
+        granting("a d").require("ad")
+    assert excinfo.value.required == ("ad",)
+
+
+@pytest.mark.parametrize(
+    ("value", "names"),
+    [("read  write ", ("read", "write")), ("", ()), (["a", "b"], ("a", "b")), (iter(["a"]), ("a",))],
+)
+def test_scope_names_reads_strings_as_space_separated_lists(value: Any, names: tuple[str, ...]) -> None:
+    assert scope_names(value) == names
+
+
+def test_scope_names_keeps_a_tuple_as_it_is() -> None:
+    """A tuple needs no copy: the adapters pass theirs on every request."""
+    wanted = ("read", "write")
+    assert scope_names(wanted) is wanted

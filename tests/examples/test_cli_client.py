@@ -8,25 +8,20 @@ import stat
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.helpers import PASSWORD
-from tests.servers import Server, keyturn_server
+from tests.servers import Server, keyturn_fixture
 
 pytestmark = pytest.mark.server
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "cli_client.py"
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """`keyturn --dev serve` with 2 s access tokens and no verification leeway."""
-    with keyturn_server(tmp_path_factory.mktemp("cli-auth"), "--dev", access_token_ttl="2", leeway="0s") as running:
-        yield running
+server = keyturn_fixture("--dev", access_token_ttl="2", leeway="0s")  # 2 s access tokens, no verification leeway
 
 
 def run(server: Server, store: Path, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:

@@ -12,17 +12,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.servers import Server, free_port, keyturn_server, wait_ready_url
+from tests.servers import Server, free_port, keyturn_fixture, wait_ready_url
 
 pytestmark = pytest.mark.server
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "fastapi_app.py"
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    with keyturn_server(tmp_path_factory.mktemp("auth"), "--dev") as running:
-        yield running
+server = keyturn_fixture("--dev")
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from tests.helpers import PASSWORD
-from tests.servers import KEYTURN, Server, free_port, keyturn_server, wait_ready_url
+from tests.servers import KEYTURN, Server, free_port, keyturn_fixture, wait_ready_url
 
 pytestmark = pytest.mark.server
 
@@ -31,10 +31,7 @@ T = TypeVar("T")
 PROTECTED = [("flask", "/orders"), ("django", "/orders"), ("django", "/api/invoices")]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    with keyturn_server(tmp_path_factory.mktemp("auth"), "--dev") as running:
-        yield running
+server = keyturn_fixture("--dev")
 
 
 @pytest.fixture(scope="module")

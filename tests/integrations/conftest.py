@@ -6,14 +6,12 @@ Django's settings are process-global, so they are configured here, once, for eve
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import django
 import pytest
 from django.conf import settings
 
-from tests.integrations import Tokens
-from tests.servers import Server, keyturn_server
+from tests.integrations.tokens import Tokens
+from tests.servers import Server, keyturn_fixture
 
 if not settings.configured:
     settings.configure(
@@ -38,11 +36,8 @@ if not settings.configured:
     django.setup()
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """`keyturn --dev serve` issuing 1-second access tokens, so an expired token takes a second to get."""
-    with keyturn_server(tmp_path_factory.mktemp("keyturn"), "--dev", access_token_ttl="1") as running:
-        yield running
+# `keyturn --dev serve` issuing 1-second access tokens, so an expired token takes a second to get.
+server = keyturn_fixture("--dev", access_token_ttl="1")
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ keyturn server process on loopback.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -20,17 +19,14 @@ from keyturn.integrations.fastapi import require_token, setup
 from keyturn.integrations.starlette import keyturn_middleware
 from keyturn.verify import JwksPolicy, Verifier
 from tests.integrations import test_starlette as starlette_endpoints
-from tests.servers import Server, keyturn_server
+from tests.servers import Server, keyturn_fixture
 
 pytestmark = [pytest.mark.server, pytest.mark.anyio]
 
 PASSWORD = "correct horse battery staple"
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    with keyturn_server(tmp_path_factory.mktemp("rs"), "--dev") as running:
-        yield running
+server = keyturn_fixture("--dev")
 
 
 @pytest.fixture(scope="module")

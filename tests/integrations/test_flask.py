@@ -13,7 +13,7 @@ from flask.testing import FlaskClient
 
 from keyturn.integrations.flask import Keyturn, current_claims, require_token
 from keyturn.verify import Verifier
-from tests.integrations import Tokens, bearer
+from tests.integrations.tokens import Tokens, bearer
 from tests.servers import Server, free_port
 
 pytestmark = pytest.mark.server

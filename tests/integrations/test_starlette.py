@@ -9,7 +9,7 @@ import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -129,7 +129,7 @@ def bearer(token: str) -> dict[str, str]:
 def test_keyturn_middleware_installs_the_pure_asgi_middleware() -> None:
     """keyturn_middleware() is a Starlette Middleware for KeyturnMiddleware, not AuthenticationMiddleware."""
     entry = keyturn_middleware(verifier())
-    assert entry.cls is KeyturnMiddleware
+    assert cast(object, entry.cls) is KeyturnMiddleware
     assert isinstance(entry.kwargs["verifier"], Verifier)
 
 
@@ -243,7 +243,7 @@ def reference(error: KeyturnError) -> tuple[int, list[tuple[str, str]], bytes]:
     """The answer as the adapter built it before, with Starlette's JSONResponse."""
     reply = answer(error, "api")
     response = JSONResponse(reply.body, status_code=reply.status, headers=reply.headers)
-    return response.status_code, [(k.decode(), v.decode()) for k, v in response.raw_headers], response.body
+    return response.status_code, [(k.decode(), v.decode()) for k, v in response.raw_headers], bytes(response.body)
 
 
 @pytest.mark.parametrize(

@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from tests.helpers import PASSWORD, bearer
-from tests.multi import assert_no_token_logged, at_once, fleet_settings, generation, sign_in
+from tests.multi.fleet import assert_no_token_logged, at_once, fleet_settings, generation, sign_in
 from tests.postgres import PostgresServer
 from tests.servers import Server, keyturn_servers
 

@@ -1,27 +1,22 @@
-"""Tests of keyturn.verify and keyturn.verify.jwks: the offline Verifier and its JWKS cache.
+"""Unit tests (no I/O) of keyturn.verify's Verifier: one verification path over any key source.
 
-Unit tests use a static JWK Set; the cache tests are integration tests against a tiny JWKS
-server on loopback that counts its requests (no mocking of httpx).
+Most tests use a static JWK Set; the ``keys=`` tests use small classes implementing
+``keyturn.core.keys.KeySource`` (and ``SyncKeySource``) over key rings held in memory, the way the
+server's ``KeyManager`` serves the rings of its store. The JWKS cache is tested in ``test_jwks.py``.
 """
 
 from __future__ import annotations
 
 import base64
-import json
-import threading
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 
-from keyturn.core.errors import BadSignature, InsufficientScope, InvalidToken, TokenExpired, Unavailable, UnknownKey
+from keyturn.core.errors import BadSignature, InsufficientScope, InvalidToken, TokenExpired, UnknownKey
 from keyturn.core.keys import KeyRing, SigningKey, generate_key
 from keyturn.core.tokens import issue_access_token, verify_access_token
 from keyturn.verify import Verifier
-from keyturn.verify.jwks import JwksPolicy
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 ISSUER = "https://auth.example"
@@ -60,7 +55,7 @@ def test_static_jwks_verifies_and_returns_claims(key: SigningKey) -> None:
         ({"audience": "https://other-api.example"}, InvalidToken),
     ],
 )
-def test_other_issuer_or_audience_is_refused(key: SigningKey, kwargs: dict[str, str], error: type[Exception]) -> None:
+def test_other_issuer_or_audience_is_refused(key: SigningKey, kwargs: dict[str, Any], error: type[Exception]) -> None:
     """The same key cannot vouch for another issuer or audience."""
     verifier = Verifier(ISSUER, AUDIENCE, jwks=jwks_of(key))
     with pytest.raises(error):
@@ -151,167 +146,137 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-@dataclass
-class JwksServer:
-    """A loopback JWKS endpoint whose keys, Cache-Control and availability the test controls."""
-
-    url: str
-    jwks: dict[str, Any]
-    cache_control: str = "public, max-age=300"
-    hits: list[str] = field(default_factory=list)
-    down: bool = False
-    metadata_issuer: str | None = None
+OLD = generate_key("ES256", now=NOW - timedelta(hours=1))
+NEW = generate_key("ES256", now=NOW)
 
 
-@pytest.fixture
-def jwks_server(key: SigningKey) -> Iterator[JwksServer]:
-    state = JwksServer(url="", jwks=jwks_of(key))
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            state.hits.append(self.path)
-            if state.down:
-                self.send_response(503)
-                self.end_headers()
-                return
-            if self.path == "/.well-known/oauth-authorization-server" and state.metadata_issuer is not None:
-                payload: dict[str, Any] = {"issuer": state.metadata_issuer, "jwks_uri": f"{state.url}/keys/v2"}
-            elif self.path in ("/.well-known/jwks.json", "/keys/v2"):
-                payload = state.jwks
-            else:
-                self.send_response(404)
-                self.end_headers()
-                return
-            body = json.dumps(payload).encode()
-            self.send_response(200)
-            self.send_header("content-type", "application/json")
-            self.send_header("cache-control", state.cache_control)
-            self.send_header("content-length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: object) -> None:
-            return
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state.url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield state
-    httpd.shutdown()
-    httpd.server_close()
-    thread.join(timeout=5)
+def ring(*keys: SigningKey) -> KeyRing:
+    return KeyRing(keys, token_ttl=timedelta(minutes=15), leeway=timedelta(seconds=5))
 
 
-def fetches(server: JwksServer) -> int:
-    return sum(1 for p in server.hits if p != "/.well-known/oauth-authorization-server")
+class AsyncRings:
+    """An async-only key source (as ``KeyManager``): its ring, and the ring a look for a kid finds."""
+
+    def __init__(self, current: KeyRing, on_lookup: KeyRing | None = None) -> None:
+        self.current = current
+        self.on_lookup = on_lookup or current
+        self.asked: list[object] = []  # the kid of each call (None: no particular key)
+
+    async def ring_async(self, now: datetime, kid: object = None) -> KeyRing:
+        self.asked.append(kid)
+        if kid is not None:
+            self.current = self.on_lookup
+        return self.current
 
 
-def test_keys_are_discovered_and_cached_for_max_age(key: SigningKey, jwks_server: JwksServer) -> None:
-    """One fetch serves until max-age runs out; then the keys are fetched again."""
-    verifier = Verifier(jwks_server.url, AUDIENCE)
-    for offset in (0, 60, 299):
-        verifier.verify(
-            token(key, issuer=jwks_server.url, now=NOW + timedelta(seconds=offset)), now=NOW + timedelta(seconds=offset)
-        )
-    assert fetches(jwks_server) == 1
-    verifier.verify(
-        token(key, issuer=jwks_server.url, now=NOW + timedelta(seconds=301)), now=NOW + timedelta(seconds=301)
-    )
-    assert fetches(jwks_server) == 2
+class SyncRings(AsyncRings):
+    """A key source that also answers without an event loop (as ``JwksCache``)."""
+
+    def ring(self, now: datetime, kid: object = None) -> KeyRing:
+        self.asked.append(kid)
+        if kid is not None:
+            self.current = self.on_lookup
+        return self.current
+
+
+@pytest.mark.anyio
+async def test_async_source_verifies_tokens() -> None:
+    """A token signed by a key of the source's ring verifies; the source is asked once."""
+    source = AsyncRings(ring(OLD))
+    claims = await Verifier(ISSUER, AUDIENCE, keys=source).verify_async(token(OLD), now=NOW)
+    assert (claims.sub, claims.scope) == ("user-1", ("profile",))
+    assert source.asked == [None]
+
+
+@pytest.mark.anyio
+async def test_unknown_kid_asks_the_source_once_more_for_that_kid() -> None:
+    """A key the source learns of later (made by another instance) is found by one retry naming its kid."""
+    source = AsyncRings(ring(OLD), on_lookup=ring(OLD, NEW))
+    claims = await Verifier(ISSUER, AUDIENCE, keys=source).verify_async(token(NEW), now=NOW)
+    assert claims.sub == "user-1"
+    assert source.asked == [None, NEW.kid]
+
+
+@pytest.mark.anyio
+async def test_a_kid_still_unknown_after_the_retry_is_refused() -> None:
+    """The retry happens once: a kid the source never finds is refused unknown_kid after two asks."""
+    source = AsyncRings(ring(OLD))
+    with pytest.raises(UnknownKey) as excinfo:
+        await Verifier(ISSUER, AUDIENCE, keys=source).verify_async(token(NEW), now=NOW)
+    assert (excinfo.value.code, excinfo.value.reason) == ("invalid_token", "unknown_kid")
+    assert source.asked == [None, NEW.kid]
+
+
+def test_sync_source_serves_verify_with_the_same_retry() -> None:
+    """verify() asks a sync source the same way verify_async() asks an async one."""
+    source = SyncRings(ring(OLD), on_lookup=ring(OLD, NEW))
+    assert Verifier(ISSUER, AUDIENCE, keys=source).verify(token(NEW), now=NOW).sub == "user-1"
+    assert source.asked == [None, NEW.kid]
+
+
+def test_sync_verify_over_an_async_only_source_is_a_type_error() -> None:
+    """A source without a sync ring() (the server's KeyManager) cannot serve verify(): say so, not crash later."""
+    with pytest.raises(TypeError, match="verify_async"):
+        Verifier(ISSUER, AUDIENCE, keys=AsyncRings(ring(OLD))).verify(token(OLD), now=NOW)
+
+
+def test_a_coroutine_named_ring_is_not_a_sync_source() -> None:
+    """KeyManager has an async ring(now, kid=..., force=...): verify() refuses it instead of awaiting nothing."""
+
+    class AsyncNamedRing(AsyncRings):
+        async def ring(self, now: datetime, kid: object = None) -> KeyRing:  # pragma: no cover - never called
+            return self.current
+
+    with pytest.raises(TypeError, match="verify_async"):
+        Verifier(ISSUER, AUDIENCE, keys=AsyncNamedRing(ring(OLD))).verify(token(OLD), now=NOW)
 
 
 @pytest.mark.parametrize(
-    ("header", "seconds"),
-    [("max-age=1", 30), ("max-age=999999", 3600), ("no-cache", 300), ("max-age=" + "9" * 20, 3600),
-     ("max-age=" + "9" * 5000, 3600), ("max-age=" + "0" * 5000 + "60", 60)],
-)  # fmt: skip
-def test_max_age_is_clamped(key: SigningKey, jwks_server: JwksServer, header: str, seconds: int) -> None:
-    """Cache-Control is honoured between a floor (30 s) and a ceiling (1 h); 5 min without max-age."""
-    jwks_server.cache_control = header
-    verifier = Verifier(jwks_server.url, AUDIENCE)
-    verifier.verify(token(key, issuer=jwks_server.url), now=NOW)
-    later = NOW + timedelta(seconds=seconds - 1)
-    verifier.keys.ring(later)
-    assert fetches(jwks_server) == 1
-    verifier.keys.ring(later + timedelta(seconds=1))
-    assert fetches(jwks_server) == 2
+    "jwks_options",
+    [{"jwks": {"keys": [OLD.public_jwk()]}}, {"jwks_url": "https://auth.example/jwks"}, {"policy": object()}],
+)
+def test_keys_excludes_the_jwks_options(jwks_options: dict[str, object]) -> None:
+    """jwks, jwks_url and policy configure the default JWKS cache: with keys= they would be ignored, so refuse."""
+    with pytest.raises(TypeError, match="keys="):
+        Verifier(ISSUER, AUDIENCE, keys=AsyncRings(ring(OLD)), **jwks_options)  # type: ignore[arg-type]
 
 
-def test_random_unknown_kids_cause_at_most_one_fetch_per_interval(key: SigningKey, jwks_server: JwksServer) -> None:
-    """A flood of tokens with made-up kids refetches once per 10 s, not once per token."""
-    verifier = Verifier(jwks_server.url, AUDIENCE)
-    verifier.verify(token(key, issuer=jwks_server.url), now=NOW)
-    strangers = [generate_key("EdDSA", now=NOW) for _ in range(3)]
-    for i in range(40):  # 20 s of strangers, two a second
-        moment = NOW + timedelta(seconds=i / 2)
-        with pytest.raises(UnknownKey):
-            verifier.verify(token(strangers[i % 3], issuer=jwks_server.url, now=moment), now=moment)
-    assert fetches(jwks_server) == 2  # the first load, then one refetch after 10 s
+@pytest.mark.anyio
+async def test_cache_size_zero_asks_the_source_every_time() -> None:
+    """cache_size=0 (the server's choice) verifies every token afresh; the default remembers it."""
+    value = token(OLD)
+    uncached, cached = AsyncRings(ring(OLD)), AsyncRings(ring(OLD))
+    for source, size in ((uncached, 0), (cached, 10)):
+        verifier = Verifier(ISSUER, AUDIENCE, keys=source, cache_size=size)
+        for _ in range(3):
+            await verifier.verify_async(value, now=NOW)
+    assert (len(uncached.asked), len(cached.asked)) == (3, 1)
 
 
-def test_new_key_is_picked_up_on_unknown_kid(key: SigningKey, jwks_server: JwksServer) -> None:
-    """After a rotation on the server, a token signed by the new key triggers a refetch and verifies."""
-    verifier = Verifier(jwks_server.url, AUDIENCE)
-    verifier.verify(token(key, issuer=jwks_server.url), now=NOW)
-    new_key = generate_key("ES256", now=NOW)
-    jwks_server.jwks = jwks_of(new_key, key)
-    later = NOW + timedelta(seconds=45)
-    assert verifier.verify(token(new_key, issuer=jwks_server.url, now=later), now=later).sub == "user-1"
+@pytest.mark.anyio
+async def test_uncached_verification_still_refuses_expired_tokens() -> None:
+    """With no cache the token's exp is checked by the core on every call (leeway as given)."""
+    verifier = Verifier(ISSUER, AUDIENCE, keys=AsyncRings(ring(OLD)), cache_size=0, leeway=timedelta(0))
+    with pytest.raises(TokenExpired) as excinfo:
+        await verifier.verify_async(token(OLD), now=NOW + timedelta(minutes=15))
+    assert (excinfo.value.code, excinfo.value.reason) == ("invalid_token", "expired")
 
 
-def test_last_good_keys_survive_an_outage(key: SigningKey, jwks_server: JwksServer) -> None:
-    """When the server is down at refresh time, the keys we had keep working."""
-    verifier = Verifier(jwks_server.url, AUDIENCE)
-    verifier.verify(token(key, issuer=jwks_server.url), now=NOW)
-    jwks_server.down = True
-    later = NOW + timedelta(hours=2)
-    assert verifier.verify(token(key, issuer=jwks_server.url, now=later), now=later)
-    assert fetches(jwks_server) == 2
-
-
-def test_no_keys_at_all_is_unavailable(key: SigningKey, jwks_server: JwksServer) -> None:
-    """Never having fetched keys is an outage (503), not a bad token; retries are spaced out."""
-    jwks_server.down = True
-    verifier = Verifier(jwks_server.url, AUDIENCE)
-    for seconds in (0, 1, 2):
-        with pytest.raises(Unavailable):
-            verifier.verify(token(key, issuer=jwks_server.url), now=NOW + timedelta(seconds=seconds))
-    assert fetches(jwks_server) == 1
-    jwks_server.down = False
-    later = NOW + timedelta(seconds=6)
-    assert verifier.verify(token(key, issuer=jwks_server.url, now=later), now=later)
-
-
-def test_metadata_jwks_uri_is_used_only_for_our_issuer(key: SigningKey, jwks_server: JwksServer) -> None:
-    """RFC 8414 §3.3: metadata naming another issuer is ignored; ours points to its jwks_uri."""
-    jwks_server.metadata_issuer = jwks_server.url
-    Verifier(jwks_server.url, AUDIENCE).keys.ring(NOW)
-    assert "/keys/v2" in jwks_server.hits
-    jwks_server.hits.clear()
-    jwks_server.metadata_issuer = "https://evil.example"
-    Verifier(jwks_server.url, AUDIENCE).keys.ring(NOW)
-    assert "/keys/v2" not in jwks_server.hits
-    assert "/.well-known/jwks.json" in jwks_server.hits
-
-
-def test_policy_is_configurable(key: SigningKey, jwks_server: JwksServer) -> None:
-    """A shorter unknown-kid interval allows a quicker refetch."""
-    policy = JwksPolicy(unknown_kid_interval=timedelta(seconds=1))
-    verifier = Verifier(jwks_server.url, AUDIENCE, policy=policy)
-    verifier.keys.ring(NOW)
-    verifier.keys.ring(NOW + timedelta(seconds=2), kid="unknown")
-    assert fetches(jwks_server) == 2
-
-
-def test_a_single_static_jwk_is_enough(key: SigningKey) -> None:
-    """A Verifier can be given one public JWK instead of a set."""
-    verifier = Verifier(ISSUER, AUDIENCE, jwks=key.public_jwk())
-    assert verifier.verify(token(key), now=NOW).sub == "user-1"
-
-
-def test_keyring_from_jwks_skips_unusable_keys(key: SigningKey) -> None:
-    """Keys of other types in the set are skipped, not fatal."""
-    verifier = Verifier(ISSUER, AUDIENCE, jwks={"keys": [{"kty": "oct", "k": "abc"}, key.public_jwk(), "junk"]})
-    ring: KeyRing = verifier.keys.ring(NOW)
-    assert key.kid in ring
+@pytest.mark.parametrize(
+    ("verifier_scopes", "route_scopes", "missing"),
+    [
+        ((), ("admin",), ("admin",)),
+        (("orders",), ("admin",), ("orders", "admin")),
+        ("orders admin", (), ("orders", "admin")),
+    ],
+)
+@pytest.mark.anyio
+async def test_scopes_are_checked_by_the_claims(
+    verifier_scopes: tuple[str, ...] | str, route_scopes: tuple[str, ...], missing: tuple[str, ...]
+) -> None:
+    """Verifier-wide then per-call scopes, checked by AccessClaims.require: every missing one is named."""
+    verifier = Verifier(ISSUER, AUDIENCE, keys=AsyncRings(ring(OLD)), scopes=verifier_scopes)
+    with pytest.raises(InsufficientScope) as excinfo:
+        await verifier.verify_async(token(OLD, scope="profile"), scopes=route_scopes, now=NOW)
+    assert (excinfo.value.code, excinfo.value.required) == ("insufficient_scope", missing)
+    assert await verifier.verify_async(token(OLD, scope="orders admin"), scopes=route_scopes, now=NOW)

@@ -16,7 +16,7 @@ import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
@@ -28,7 +28,10 @@ from jwt.algorithms import Algorithm, get_default_algorithms
 from .errors import BadSignature, ConfigurationError, SigningKeyError, UnknownKey
 from .masterkey import MasterKey
 
-__all__ = ["ALGORITHMS", "KeyRing", "SigningKey", "generate_key", "open_private_key", "seal_private_key"]
+__all__ = [
+    "ALGORITHMS", "KeyRing", "KeySource", "SigningKey", "SyncKeySource", "generate_key", "open_private_key",
+    "seal_private_key",
+]  # fmt: skip
 
 Alg = Literal["ES256", "EdDSA", "RS256"]
 ALGORITHMS: Mapping[str, Algorithm] = {
@@ -125,36 +128,21 @@ def _sign_es256(private: ec.EllipticCurvePrivateKey, message: bytes) -> bytes:
     return r.to_bytes(32, "big") + min(s, _P256_N - s).to_bytes(32, "big")
 
 
-def _verify_rs256(public: rsa.RSAPublicKey, message: bytes, signature: bytes) -> None:
-    public.verify(signature, message, _PKCS1V15, _SHA256)
-
-
-def _verify_eddsa(public: ed25519.Ed25519PublicKey, message: bytes, signature: bytes) -> None:
-    public.verify(signature, message)
-
-
-def _sign_rs256(private: rsa.RSAPrivateKey, message: bytes) -> bytes:
-    return private.sign(message, _PKCS1V15, _SHA256)
-
-
-def _sign_eddsa(private: ed25519.Ed25519PrivateKey, message: bytes) -> bytes:
-    return private.sign(message)
-
-
 # Stateless parameter objects, made once: building them per call costs more than the maths of a
 # fast verification.
 _ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
 _PKCS1V15 = padding.PKCS1v15()
 _SHA256 = hashes.SHA256()
+# RS256 and EdDSA need no more than cryptography's call (ES256 converts the signature's form).
 _VERIFY: Mapping[str, Callable[[Any, bytes, bytes], None]] = {
     "ES256": _verify_es256,
-    "RS256": _verify_rs256,
-    "EdDSA": _verify_eddsa,
+    "RS256": lambda public, message, signature: public.verify(signature, message, _PKCS1V15, _SHA256),
+    "EdDSA": lambda public, message, signature: public.verify(signature, message),
 }
 _SIGN: Mapping[str, Callable[[Any, bytes], bytes]] = {
     "ES256": _sign_es256,
-    "RS256": _sign_rs256,
-    "EdDSA": _sign_eddsa,
+    "RS256": lambda private, message: private.sign(message, _PKCS1V15, _SHA256),
+    "EdDSA": lambda private, message: private.sign(message),
 }
 # The order n of P-256's base point (SEC 2 §2.4.2); n is odd, so exactly one of s and n - s is <= n // 2.
 _P256_N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
@@ -295,3 +283,18 @@ def _order(key: SigningKey) -> tuple[float, float, str]:
 
 def _active(key: SigningKey, now: datetime) -> bool:
     return key.activates_at is None or key.activates_at <= now
+
+
+class KeySource(Protocol):
+    """Where verification gets its ring: the server's store (``KeyManager``) or a JWKS (``JwksCache``).
+    ``kid`` names a key a token asked for and the last ring lacked: look again (rate-limited)."""
+
+    async def ring_async(self, now: datetime, kid: object = None) -> KeyRing:
+        """The keys to verify with at ``now``."""
+
+
+class SyncKeySource(KeySource, Protocol):
+    """A key source that can also answer without an event loop (the JWKS cache, for sync views)."""
+
+    def ring(self, now: datetime, kid: object = None) -> KeyRing:
+        """The keys to verify with at ``now``."""

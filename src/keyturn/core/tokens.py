@@ -15,13 +15,14 @@ import functools
 import json
 import math
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ._strictjson import strict_decoder
 from .errors import (
+    InsufficientScope,
     InvalidClaim,
     MalformedToken,
     TokenExpired,
@@ -30,7 +31,7 @@ from .errors import (
 )
 from .keys import KeyRing, SigningKey
 
-__all__ = ["MAX_TOKEN_LENGTH", "AccessClaims", "issue_access_token", "verify_access_token"]
+__all__ = ["MAX_TOKEN_LENGTH", "AccessClaims", "issue_access_token", "scope_names", "verify_access_token"]
 
 MAX_TOKEN_LENGTH = 8192
 MAX_NUMERIC_DATE = 253402300800  # 10000-01-01: beyond it a datetime cannot hold the value
@@ -59,6 +60,34 @@ class AccessClaims:
     @property
     def expires_at(self) -> datetime:
         return datetime.fromtimestamp(self.exp, UTC)
+
+    def require(self, scopes: str | Iterable[str]) -> AccessClaims:
+        """These claims, if they grant every one of ``scopes``: keyturn's one scope check, used by
+        the verifier, every adapter and the server's admin API, so each refuses alike.
+
+        Asking for nothing (``()``) returns at once, allocating nothing: it is every request's case.
+
+        Args:
+            scopes: scope names; a string is a space-separated list (RFC 6749 §3.3).
+
+        Raises:
+            InsufficientScope: naming every missing scope, in the order asked (RFC 6750 §3.1).
+        """
+        if not scopes:
+            return self
+        wanted = scopes if type(scopes) is tuple else scope_names(scopes)
+        granted = self.scope
+        for name in wanted:
+            if name not in granted:
+                raise InsufficientScope(tuple(s for s in wanted if s not in granted))
+        return self
+
+
+def scope_names(scopes: str | Iterable[str]) -> tuple[str, ...]:
+    """Scope names as a tuple; a string is a space-separated list (RFC 6749 §3.3), not its letters."""
+    if isinstance(scopes, str):
+        return tuple(scopes.split())
+    return scopes if isinstance(scopes, tuple) else tuple(scopes)
 
 
 def issue_access_token(

@@ -3,8 +3,8 @@
 ::
 
     from fastapi import Depends, FastAPI
-    from .fastapi import require_token, setup
-    from ..verify import Verifier
+    from keyturn.integrations.fastapi import require_token, setup
+    from keyturn.verify import Verifier
 
     app = FastAPI()
     setup(app, Verifier(issuer="https://auth.example.com", audience="https://api.example.com"))
@@ -15,7 +15,8 @@
 
 Bad tokens get 401 with ``WWW-Authenticate: Bearer error="invalid_token"``, missing scopes 403
 with ``error="insufficient_scope"``, both with keyturn's JSON error body. The route shows up in
-the OpenAPI document with the bearer security scheme.
+the OpenAPI document with the bearer security scheme, whose header :class:`BearerToken` reads
+with ``keyturn.verify.bearer`` (as the server and every other adapter do).
 """
 
 from __future__ import annotations
@@ -25,17 +26,40 @@ from typing import Annotated, Any
 
 from fastapi import FastAPI, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.requests import HTTPConnection
 from starlette.responses import JSONResponse
 
 from ..core.errors import KeyturnError, MissingToken
 from ..core.tokens import AccessClaims
 from ..verify import Verifier
-from ..verify.bearer import answer
+from ..verify.bearer import answer, bearer_token
 
-__all__ = ["require_token", "setup"]
+__all__ = ["BearerToken", "require_token", "setup"]
 
 _STATE = "keyturn_verifier"
-_bearer = HTTPBearer(
+
+
+class BearerToken(HTTPBearer):
+    """FastAPI's bearer security scheme (in the OpenAPI document), reading the header with
+    :func:`keyturn.verify.bearer.bearer_token`, so FastAPI apps refuse headers as every keyturn edge does.
+
+    No ``Authorization: Bearer`` header: ``None`` (or ``MissingToken`` with ``auto_error``).
+
+    Raises:
+        MalformedToken: ``Bearer`` with nothing usable after it.
+    """
+
+    async def __call__(self, request: HTTPConnection) -> HTTPAuthorizationCredentials | None:
+        try:
+            token = bearer_token(request.headers.get("authorization"))
+        except MissingToken:
+            if self.auto_error:
+                raise
+            return None
+        return HTTPAuthorizationCredentials(scheme="Bearer", credentials=token)
+
+
+_bearer = BearerToken(
     auto_error=False, scheme_name="keyturn", description="An access token issued by the keyturn server."
 )
 

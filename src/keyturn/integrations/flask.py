@@ -3,8 +3,8 @@
 ::
 
     from flask import Flask
-    from .flask import Keyturn, current_claims, require_token
-    from ..verify import Verifier
+    from keyturn.integrations.flask import Keyturn, current_claims, require_token
+    from keyturn.verify import Verifier
 
     app = Flask(__name__)
     Keyturn(app, Verifier(issuer="https://auth.example.com", audience="https://api.example.com"))
@@ -31,7 +31,7 @@ from flask import Flask, current_app, g, request
 from flask.typing import ResponseReturnValue
 
 from ..core.errors import KeyturnError, MissingToken
-from ..core.tokens import AccessClaims
+from ..core.tokens import AccessClaims, scope_names
 from ..verify import Verifier
 from ..verify.bearer import answer, bearer_token
 
@@ -67,7 +67,7 @@ class Keyturn:
             self.init_app(app, verifier)
 
     def init_app(self, app: Flask, verifier: Verifier | None = None) -> None:
-        """Store the verifier on ``app`` and answer every :class:`~keyturn.errors.KeyturnError` as JSON.
+        """Store the verifier on ``app`` and answer every :class:`~keyturn.KeyturnError` as JSON.
 
         Raises:
             TypeError: no verifier, neither here nor in the constructor.
@@ -93,7 +93,7 @@ def require_token(scopes: Iterable[str] = ()) -> Callable[[Callable[P, R]], Call
     """
     if callable(scopes):
         raise TypeError("use @require_token() with parentheses")
-    wanted = tuple(scopes.split()) if isinstance(scopes, str) else tuple(scopes)
+    wanted = scope_names(scopes)
 
     def decorate(view: Callable[P, R]) -> Callable[P, R]:
         @functools.wraps(view)

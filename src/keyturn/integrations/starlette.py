@@ -3,8 +3,8 @@
 ::
 
     from starlette.applications import Starlette
-    from .starlette import keyturn_middleware, requires
-    from ..verify import Verifier
+    from keyturn.integrations.starlette import keyturn_middleware, requires
+    from keyturn.verify import Verifier
 
     verifier = Verifier(issuer="https://auth.example.com", audience="https://api.example.com")
 
@@ -157,10 +157,10 @@ def requires(*scopes: str) -> Callable[[Endpoint], Endpoint]:
             user: Any = request.user
             if not isinstance(user, KeyturnUser):
                 return _json(MissingToken())
-            granted = user.claims.scope
-            for scope in scopes:  # a loop, not a comprehension: this runs on every request
-                if scope not in granted:
-                    return _json(InsufficientScope(tuple(s for s in scopes if s not in granted)))
+            try:
+                user.claims.require(scopes)
+            except InsufficientScope as exc:
+                return _json(exc)
             return await endpoint(request)
 
         return guarded

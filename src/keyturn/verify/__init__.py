@@ -1,10 +1,12 @@
 """Offline verification of keyturn access tokens, for any API that must know who is calling.
 
-``Verifier`` checks a token with the server's own rules and code (``keyturn.tokens``) against
-keys from the server's JWKS, and remembers tokens it has already verified, so a repeat costs a
-dictionary lookup and an expiry check. It needs no database and none of the server's packages::
+``Verifier`` checks a token with the server's own rules and code (``keyturn.core.tokens``)
+against keys from a key source, and remembers tokens it has already verified, so a repeat costs
+a dictionary lookup and an expiry check. The key source is the issuer's JWKS by default (no
+database, none of the server's packages); the server passes its own store's keys, so one path
+verifies every keyturn token::
 
-    from . import Verifier
+    from keyturn.verify import Verifier
 
     verifier = Verifier(issuer="https://auth.example.com", audience="https://api.example.com")
     claims = verifier.verify(token, scopes=["read"])  # raises keyturn.InvalidToken, InsufficientScope
@@ -12,18 +14,19 @@ dictionary lookup and an expiry check. It needs no database and none of the serv
 
 from __future__ import annotations
 
+import inspect
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeGuard
 
-from ..core.errors import InsufficientScope, TokenExpired, UnknownKey
-from ..core.keys import KeyRing
-from ..core.tokens import AccessClaims, verify_access_token
+from ..core.errors import TokenExpired, UnknownKey
+from ..core.keys import KeyRing, KeySource, SyncKeySource
+from ..core.tokens import AccessClaims, scope_names, verify_access_token
 from .jwks import JwksCache, JwksPolicy
 
-__all__ = ["JwksPolicy", "Verifier"]
+__all__ = ["JwksPolicy", "KeySource", "SyncKeySource", "Verifier"]
 
 
 class Verifier:
@@ -34,6 +37,7 @@ class Verifier:
         issuer: str,
         audience: str | Sequence[str],
         *,
+        keys: KeySource | None = None,
         jwks_url: str | None = None,
         jwks: Mapping[str, Any] | None = None,
         scopes: Iterable[str] = (),
@@ -45,20 +49,32 @@ class Verifier:
         Args:
             issuer: the keyturn server's ``KEYTURN_ISSUER``; tokens must carry it as ``iss``.
             audience: what ``aud`` must contain (``KEYTURN_AUDIENCE`` of the server).
+            keys: where the keys come from; default: a :class:`JwksCache` of the issuer's JWKS
+                (``jwks_url``, ``jwks`` and ``policy`` configure it, so they go without ``keys``).
+                A source with only ``ring_async`` serves :meth:`verify_async` alone.
             jwks_url: where the keys are; default: discovered from the issuer.
             jwks: a static JWK Set, or a single public JWK, instead of fetching (tests, air-gapped
                 deployments).
-            scopes: scopes every token must carry (routes can ask for more).
+            scopes: scopes every token must carry (routes can ask for more); a string is a
+                space-separated list, here and in :meth:`verify`.
             leeway: clock skew tolerated on ``exp``, ``nbf`` and ``iat``.
             cache_size: how many verified tokens to remember (0 turns the cache off).
             policy: JWKS caching and refetch limits.
+
+        Raises:
+            TypeError: ``keys`` together with ``jwks_url``, ``jwks`` or ``policy``.
         """
+        if keys is not None and (jwks_url is not None or jwks is not None or policy is not None):
+            raise TypeError("Verifier(keys=...) takes no jwks_url, jwks or policy: they configure the JWKS cache")
         self.issuer = issuer
         self.audience = audience
-        self.scopes = tuple(scopes)
+        self.scopes = scope_names(scopes)
         self.leeway = leeway
         self._leeway_s = leeway.total_seconds()
-        self.keys = JwksCache(issuer, jwks_url=jwks_url, jwks=jwks, policy=policy, leeway=leeway)
+        self.keys: KeySource = (
+            keys if keys is not None else JwksCache(issuer, jwks_url=jwks_url, jwks=jwks, policy=policy, leeway=leeway)
+        )
+        self._sync_keys = self.keys if _answers_sync(self.keys) else None
         self._cache: dict[str, AccessClaims] = {}
         self._cache_size = cache_size
         self._cache_lock = threading.Lock()
@@ -69,26 +85,30 @@ class Verifier:
         Raises:
             InvalidToken: one of its subclasses; InsufficientScope: a required scope is missing;
             Unavailable: no keys could be fetched yet.
+            TypeError: the key source answers only ``ring_async`` (use :meth:`verify_async`).
         """
         claims = self._cached(token, now)
         if claims is None:
+            keys = self._sync_keys
+            if keys is None:
+                raise TypeError(f"{type(self.keys).__name__} has no sync ring(): use Verifier.verify_async")
             moment = now or datetime.now(UTC)
             try:
-                claims = self._check(token, self.keys.ring(moment), moment)
-            except UnknownKey as exc:  # perhaps a key published after our last fetch
-                claims = self._check(token, self.keys.ring(moment, kid=exc.kid), moment)
+                claims = self._check(token, keys.ring(moment), moment)
+            except UnknownKey as exc:  # perhaps a key published after our last look: ask once more
+                claims = self._check(token, keys.ring(moment, kid=exc.kid), moment)
         return self._authorized(claims, scopes)
 
     async def verify_async(
         self, token: object, *, scopes: Iterable[str] = (), now: datetime | None = None
     ) -> AccessClaims:
-        """Like :meth:`verify`, fetching keys without blocking the event loop."""
+        """Like :meth:`verify`, asking the key source without blocking the event loop."""
         claims = self._cached(token, now)
         if claims is None:
             moment = now or datetime.now(UTC)
             try:
                 claims = self._check(token, await self.keys.ring_async(moment), moment)
-            except UnknownKey as exc:
+            except UnknownKey as exc:  # as in verify(): one more look, for this kid
                 claims = self._check(token, await self.keys.ring_async(moment, kid=exc.kid), moment)
         return self._authorized(claims, scopes)
 
@@ -118,9 +138,10 @@ class Verifier:
     def _authorized(self, claims: AccessClaims, scopes: Iterable[str]) -> AccessClaims:
         if not self.scopes and not scopes:  # the common case, on every cached verification
             return claims
-        required = (*self.scopes, *scopes)
-        if required:
-            missing = tuple(s for s in required if s not in claims.scope)
-            if missing:
-                raise InsufficientScope(missing)
-        return claims
+        return claims.require((*self.scopes, *scope_names(scopes)) if self.scopes else scopes)
+
+
+def _answers_sync(keys: KeySource) -> TypeGuard[SyncKeySource]:
+    """Whether ``keys`` has a sync ``ring()`` (the server's ``KeyManager.ring`` is a coroutine)."""
+    ring = getattr(keys, "ring", None)
+    return callable(ring) and not inspect.iscoroutinefunction(ring)

@@ -44,7 +44,10 @@ class JwksPolicy:
 
 
 class JwksCache:
-    """The key ring of one issuer, fetched with httpx (sync or async) and cached."""
+    """The key ring of one issuer, fetched with httpx (sync or async) and cached.
+
+    A :class:`~keyturn.core.keys.SyncKeySource`: the default key source of ``Verifier``.
+    """
 
     def __init__(
         self,

@@ -17,12 +17,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import Server, free_port, keyturn_server
+from tests.servers import Server, free_port, keyturn_fixture
 
 pytestmark = pytest.mark.browser
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 ARTIFACTS = Path(os.environ.get("KEYTURN_ARTIFACTS", ROOT / "build" / "screenshots"))
 ARGS = [
     "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -37,13 +37,8 @@ if not os.path.exists(CHROMIUM):  # pragma: no cover - the test command installs
 
 from playwright.sync_api import Browser, BrowserContext, Page, Response, expect, sync_playwright  # noqa: E402
 
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """The README's dev server, with a 2 s access-token lifetime and no clock leeway."""
-    cwd = tmp_path_factory.mktemp("browser")
-    with keyturn_server(cwd, "--dev", access_token_ttl="2", leeway="0", web_page="true") as running:
-        yield running
+# The README's dev server, with a 2 s access-token lifetime and no clock leeway.
+server = keyturn_fixture("--dev", access_token_ttl="2", leeway="0", web_page="true")
 
 
 @pytest.fixture(scope="module")

@@ -10,15 +10,17 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
+from keyturn.core.errors import CsrfTokenInvalid, SessionRevoked
 from keyturn.core.passwords import Passwords
 from tests.conftest import ISSUER, Clock, app_client
-from tests.helpers import PASSWORD, bearer, fetch, register
+from tests.helpers import PASSWORD, assert_refused, bearer, fetch, register
 
 pytestmark = pytest.mark.anyio
 
 REFRESH = "__Secure-keyturn-refresh"
 CSRF = "__Host-keyturn-csrf"
 SAME_ORIGIN = {"origin": ISSUER}
+NO_ORIGIN = "The request has no Origin header, so it cannot use the session cookie."
 
 
 async def cookie_login(client: httpx.AsyncClient, username: str = "alice") -> httpx.Response:
@@ -104,10 +106,9 @@ async def test_missing_origin_needs_fetch_metadata(client: httpx.AsyncClient) ->
     await cookie_login(client)
     base = {"x-csrf-token": client.cookies[CSRF]}
     refused = await client.post("/v1/auth/refresh", json={}, headers=base)
-    assert refused.status_code == 403
-    assert refused.json()["error"] == "origin_not_allowed"
+    assert_refused(refused, 403, "origin_not_allowed", NO_ORIGIN)
     cross = await client.post("/v1/auth/refresh", json={}, headers={**base, "sec-fetch-site": "same-site"})
-    assert cross.status_code == 403
+    assert_refused(cross, 403, "origin_not_allowed", NO_ORIGIN)
     ok = await client.post("/v1/auth/refresh", json={}, headers={**base, "sec-fetch-site": "same-origin"})
     assert ok.status_code == 200
 
@@ -119,8 +120,7 @@ async def test_csrf_token_of_another_session_is_refused(client: httpx.AsyncClien
     client.cookies.clear()
     await cookie_login(client, "victim")
     response = await cookie_refresh(client, **{"x-csrf-token": attacker_token})
-    assert response.status_code == 403
-    assert response.json()["error"] == "csrf_token_invalid"
+    assert_refused(response, 403, "csrf_token_invalid", CsrfTokenInvalid.description)
 
 
 async def test_cookie_login_from_another_origin_is_refused(client: httpx.AsyncClient) -> None:
@@ -128,7 +128,7 @@ async def test_cookie_login_from_another_origin_is_refused(client: httpx.AsyncCl
     await register(client)
     body = {"username": "alice", "password": PASSWORD, "mode": "cookie"}
     response = await client.post("/v1/auth/login", json=body, headers={"origin": "https://evil.example"})
-    assert response.status_code == 403
+    assert_refused(response, 403, "origin_not_allowed")
     assert "set-cookie" not in response.headers
 
 
@@ -189,7 +189,7 @@ async def test_logout_all_with_cookie_needs_csrf_and_clears(client: httpx.AsyncC
     """A bearer request that carries the cookie still passes the CSRF checks, then clears it."""
     tokens = (await cookie_login(client)).json()
     refused = await client.post("/v1/auth/logout-all", json={}, headers={**bearer(tokens), **SAME_ORIGIN})
-    assert refused.status_code == 403
+    assert_refused(refused, 403, "csrf_token_invalid")
     ok = await client.post("/v1/auth/logout-all", json={}, headers={**bearer(tokens), **csrf_headers(client)})
     assert ok.status_code == 204
     assert REFRESH not in client.cookies
@@ -204,8 +204,7 @@ async def test_revoked_session_refresh_clears_the_cookie(client: httpx.AsyncClie
     client.cookies.set(REFRESH, stale, domain="auth.keyturn.test", path="/v1/auth")
     client.cookies.set(CSRF, csrf, domain="auth.keyturn.test", path="/")
     response = await cookie_refresh(client)
-    assert response.status_code == 401
-    assert response.json()["error"] == "invalid_grant"
+    assert_refused(response, 401, "invalid_grant", SessionRevoked.description)
     assert "max-age=0" in set_cookies(response)[REFRESH].lower()
 
 
@@ -250,11 +249,11 @@ async def test_cookie_mode_always_refuses_body_tokens(always_cookie: httpx.Async
     token = always_cookie.cookies[REFRESH]
     always_cookie.cookies.clear()
     body = await always_cookie.post("/v1/auth/refresh", json={"refresh_token": token})
-    assert body.status_code == 400
+    assert_refused(body, 400, "invalid_request", "This server takes refresh tokens only from its cookie.")
     as_body = await always_cookie.post(
         "/v1/auth/login", json={"username": "alice", "password": PASSWORD, "mode": "body"}, headers=SAME_ORIGIN
     )
-    assert as_body.status_code == 400
+    assert_refused(as_body, 400, "invalid_request", "This server does not deliver refresh tokens in body mode.")
 
 
 async def test_cors_denied_by_default(client: httpx.AsyncClient) -> None:
@@ -305,4 +304,4 @@ async def test_web_page_has_a_strict_csp(cors_client: httpx.AsyncClient) -> None
 
 async def test_web_page_off_in_production_by_default(client: httpx.AsyncClient) -> None:
     """KEYTURN_WEB_PAGE defaults to off outside development."""
-    assert (await client.get("/")).status_code == 404
+    assert_refused(await client.get("/"), 404, "not_found")

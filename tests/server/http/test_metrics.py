@@ -12,7 +12,7 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import prometheus_client
@@ -192,7 +192,7 @@ async def test_disabled_metrics_are_404_and_measure_nothing(
         assert response.json()["error"] == "not_found"
         assert app.state.metrics is None
         assert svc.ctx.audit_observers == []
-        assert not [m for m in app.user_middleware if m.cls is HttpMetrics]
+        assert not [m for m in app.user_middleware if cast(object, m.cls) is HttpMetrics]
 
 
 async def test_rate_limited_logins_are_counted(database_url: str, clock: Clock, fast_passwords: Passwords) -> None:

@@ -12,7 +12,7 @@ import json
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -272,7 +272,9 @@ def test_forwarded_for_costs_one_address_parse_a_hop() -> None:
 def test_bad_limit_settings_name_themselves(variable: str, value: str, no_env: None) -> None:
     """A malformed limit or proxy list stops start-up with the setting's name."""
     with pytest.raises(ConfigurationError) as caught:
-        load_settings(secret="Zq8Kd2Lp0Xv7Tn4Rb1Ws9Yc6Hj3Mf5Ga0Et8Uo2Ik7Ql", **{variable: value})
+        load_settings(
+            secret="Zq8Kd2Lp0Xv7Tn4Rb1Ws9Yc6Hj3Mf5Ga0Et8Uo2Ik7Ql", **cast("dict[str, Any]", {variable: value})
+        )
     assert caught.value.setting == f"KEYTURN_{variable.upper()}"
 
 

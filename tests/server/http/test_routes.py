@@ -1,4 +1,7 @@
-"""Integration tests of the JSON API in-process: the real ASGI app on a real SQLite file."""
+"""Integration tests of the JSON API in-process: the real ASGI app on a real database (SQLite file
+and PostgreSQL). Registration, sign-in, the access token at /me, refresh, JWKS, health and the
+OpenAPI document; the routes that end sessions are in test_routes_sessions.py.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +10,29 @@ import uuid
 import httpx
 import pytest
 
+from keyturn.core.errors import (
+    MalformedRefreshToken,
+    MalformedToken,
+    MissingToken,
+    RefreshTokenReused,
+    SessionExpired,
+    SessionRevoked,
+    TokenExpired,
+)
+from keyturn.core.passwords import Passwords
+from keyturn.server.http import create_app
 from keyturn.server.service import Service
-from tests.conftest import Clock
-from tests.helpers import PASSWORD, bearer, login, refresh, register, signed_in
+from tests.conftest import Clock, make_settings
+from tests.helpers import (
+    PASSWORD,
+    SESSION_ENDED,
+    assert_refused,
+    audit_trail,
+    bearer,
+    refresh,
+    register,
+    signed_in,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -29,17 +52,13 @@ async def test_register_taken_username_is_409_case_insensitively(client: httpx.A
     """Usernames are unique after NFKC + case folding."""
     await register(client, "alice")
     response = await client.post("/v1/auth/register", json={"username": "ALICE", "password": PASSWORD})
-    assert response.status_code == 409
-    assert response.json()["error"] == "username_taken"
+    assert_refused(response, 409, "username_taken")
 
 
-async def test_register_closed_when_disabled(database_url: str, clock: Clock, fast_passwords: object) -> None:
+async def test_register_closed_when_disabled(database_url: str, clock: Clock, fast_passwords: Passwords) -> None:
     """KEYTURN_ALLOW_REGISTRATION=false answers 403 registration_closed."""
-    from keyturn.server.http import create_app
-    from tests.conftest import make_settings
-
-    settings = make_settings(database_url, allow_registration=False)  # type: ignore[arg-type]
-    svc = Service(settings, passwords=fast_passwords, clock=clock)  # type: ignore[arg-type]
+    settings = make_settings(database_url, allow_registration=False)
+    svc = Service(settings, passwords=fast_passwords, clock=clock)
     await svc.start()
     try:
         transport = httpx.ASGITransport(app=create_app(settings, service=svc))
@@ -74,8 +93,11 @@ async def test_login_returns_an_oauth_token_response(client: httpx.AsyncClient) 
     uuid.UUID(body["session_id"])
 
 
-async def test_login_unknown_user_and_wrong_password_look_the_same(client: httpx.AsyncClient) -> None:
-    """Same status and body for an unknown user and a wrong password (no enumeration)."""
+async def test_login_unknown_user_and_wrong_password_look_the_same(
+    client: httpx.AsyncClient, database_url: str
+) -> None:
+    """Same status and body for an unknown user and a wrong password (no enumeration); each guess
+    leaves a failed-login row in the audit log."""
     await register(client)
     wrong = await client.post("/v1/auth/login", json={"username": "alice", "password": "not the password"})
     unknown = await client.post("/v1/auth/login", json={"username": "mallory", "password": "not the password"})
@@ -88,6 +110,11 @@ async def test_login_unknown_user_and_wrong_password_look_the_same(client: httpx
             "error_description": "The username or password is incorrect.",
         }
     )
+    assert await audit_trail(database_url) == [
+        ("register", "ok", None),
+        ("login", "failed", None),
+        ("login", "failed", None),
+    ]
 
 
 async def test_me_returns_the_caller(client: httpx.AsyncClient) -> None:
@@ -103,25 +130,28 @@ async def test_me_returns_the_caller(client: httpx.AsyncClient) -> None:
 
 
 @pytest.mark.parametrize(
-    "header",
+    ("header", "reason"),
     [
-        "Bearer not-a-token",
-        "Bearer eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.",
-        "Bearer " + "a" * 10000,
+        ("Bearer not-a-token", MalformedToken.description),
+        ("Bearer eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.", "The token is not an access token (typ must be at+jwt)."),
+        ("Bearer " + "a" * 10000, "The access token is missing or too long."),
     ],
+    ids=["malformed", "alg-none", "oversized"],
 )
-async def test_bad_access_token_is_401_with_rfc6750_challenge(client: httpx.AsyncClient, header: str) -> None:
-    """401 invalid_token with WWW-Authenticate: Bearer error="invalid_token"."""
+async def test_bad_access_token_is_401_with_rfc6750_challenge(
+    client: httpx.AsyncClient, header: str, reason: str
+) -> None:
+    """401 invalid_token with WWW-Authenticate: Bearer error="invalid_token", refused before any
+    signature check, with the reason."""
     response = await client.get("/v1/auth/me", headers={"authorization": header})
-    assert response.status_code == 401
-    assert response.json()["error"] == "invalid_token"
+    assert_refused(response, 401, "invalid_token", reason)
     assert 'error="invalid_token"' in response.headers["www-authenticate"]
 
 
 async def test_missing_access_token_is_401_without_error_code(client: httpx.AsyncClient) -> None:
     """RFC 6750 §3.1: no credentials, so the challenge names no error."""
     response = await client.get("/v1/auth/me")
-    assert response.status_code == 401
+    assert_refused(response, 401, "invalid_token", MissingToken.description)
     assert response.headers["www-authenticate"] == 'Bearer realm="keyturn"'
 
 
@@ -130,8 +160,7 @@ async def test_expired_access_token_is_refused(client: httpx.AsyncClient, clock:
     tokens = await signed_in(client)
     clock.advance(15 * 60 + 5)
     response = await client.get("/v1/auth/me", headers=bearer(tokens))
-    assert response.status_code == 401
-    assert "expired" in response.json()["error_description"]
+    assert_refused(response, 401, "invalid_token", TokenExpired.description)
 
 
 async def test_refresh_rotates_and_old_token_replays_inside_grace(client: httpx.AsyncClient, clock: Clock) -> None:
@@ -147,189 +176,70 @@ async def test_refresh_rotates_and_old_token_replays_inside_grace(client: httpx.
     assert again.json()["refresh_token"] == first.json()["refresh_token"]
 
 
-async def test_replay_after_grace_revokes_the_whole_session(client: httpx.AsyncClient, clock: Clock) -> None:
-    """Reuse detection (RFC 9700 §4.14): the session, its new refresh and access tokens all die."""
+async def test_replay_after_grace_revokes_the_whole_session(
+    client: httpx.AsyncClient, clock: Clock, database_url: str
+) -> None:
+    """Reuse detection (RFC 9700 §4.14): the session, its new refresh and access tokens all die,
+    and the audit log says reuse was detected (not a plain refusal)."""
     tokens = await signed_in(client)
     new = (await refresh(client, tokens["refresh_token"])).json()
     clock.advance(11)
-    replay = await refresh(client, tokens["refresh_token"])
-    assert replay.status_code == 401
-    assert replay.json()["error"] == "invalid_grant"
-    assert "revoked" in replay.json()["error_description"]
-    assert (await refresh(client, new["refresh_token"])).status_code == 401
+    assert_refused(await refresh(client, tokens["refresh_token"]), 401, "invalid_grant", RefreshTokenReused.description)
+    assert_refused(await refresh(client, new["refresh_token"]), 401, "invalid_grant", SessionRevoked.description)
     me = await client.get("/v1/auth/me", headers=bearer(new))
-    assert me.status_code == 401
+    assert_refused(me, 401, "invalid_token", SESSION_ENDED)
     assert 'error="invalid_token"' in me.headers["www-authenticate"]
+    trail = await audit_trail(database_url)
+    assert ("reuse_detected", "revoked", None) in trail
+    assert trail[-1] == ("refresh", "refused", {"reason": "session_revoked"})
 
 
 async def test_refresh_after_idle_timeout_is_refused(client: httpx.AsyncClient, clock: Clock) -> None:
     """Seven idle days end the session."""
     tokens = await signed_in(client)
     clock.advance(7 * 86400)
-    response = await refresh(client, tokens["refresh_token"])
-    assert response.status_code == 401
-    assert response.json()["error"] == "invalid_grant"
+    assert_refused(await refresh(client, tokens["refresh_token"]), 401, "invalid_grant", SessionExpired.description)
 
 
 @pytest.mark.parametrize(
-    "token",
-    ["", "kt_rt_", "kt_rt_AAAA", "xx_rt_" + "A" * 60, "kt_rt_" + "A" * 60, "kt_rt_" + "A" * 5000],
-)
-async def test_malformed_refresh_tokens_are_invalid_grant(client: httpx.AsyncClient, token: str) -> None:
-    """Forged, truncated, oversized or wrong-prefix refresh tokens: 401 invalid_grant."""
-    response = await refresh(client, token)
-    assert response.status_code == 401
-    assert response.json()["error"] == "invalid_grant"
-
-
-async def test_logout_by_bearer_ends_only_this_session(client: httpx.AsyncClient) -> None:
-    """Logout revokes this session at once; another session of the user keeps working."""
-    await register(client)
-    a, b = await login(client), await login(client)
-    response = await client.post("/v1/auth/logout", headers=bearer(a))
-    assert response.status_code == 204
-    assert (await client.get("/v1/auth/me", headers=bearer(a))).status_code == 401
-    assert (await refresh(client, a["refresh_token"])).status_code == 401
-    assert (await client.get("/v1/auth/me", headers=bearer(b))).status_code == 200
-
-
-async def test_logout_by_refresh_token(client: httpx.AsyncClient) -> None:
-    """A client that lost its access token can still end the session with the refresh token."""
-    tokens = await signed_in(client)
-    response = await client.post("/v1/auth/logout", json={"refresh_token": tokens["refresh_token"]})
-    assert response.status_code == 204
-    assert (await refresh(client, tokens["refresh_token"])).status_code == 401
-
-
-async def test_logout_without_any_token_is_401(client: httpx.AsyncClient) -> None:
-    """Nothing to identify the session: 401."""
-    response = await client.post("/v1/auth/logout")
-    assert response.status_code == 401
-
-
-async def test_logout_all_ends_every_session(client: httpx.AsyncClient) -> None:
-    """logout-all revokes all of the user's sessions, not other users'."""
-    await register(client)
-    a, b = await login(client), await login(client)
-    other = await signed_in(client, "bob")
-    assert (await client.post("/v1/auth/logout-all", headers=bearer(a))).status_code == 204
-    for tokens in (a, b):
-        assert (await client.get("/v1/auth/me", headers=bearer(tokens))).status_code == 401
-        assert (await refresh(client, tokens["refresh_token"])).status_code == 401
-    assert (await client.get("/v1/auth/me", headers=bearer(other))).status_code == 200
-
-
-async def test_sessions_lists_devices_and_marks_current(client: httpx.AsyncClient) -> None:
-    """Each session shows user agent, IP, created and last used; the caller's is current."""
-    await register(client)
-    a = await login(client, device_name="laptop")
-    await login(client)
-    response = await client.get("/v1/auth/sessions", headers=bearer(a))
-    assert response.status_code == 200
-    sessions = response.json()["sessions"]
-    assert len(sessions) == 2
-    current = [s for s in sessions if s["current"]]
-    assert [s["id"] for s in current] == [a["session_id"]]
-    assert current[0]["user_agent"] == "pytest"
-    assert current[0]["ip"] == "203.0.113.7"
-    assert current[0]["device_name"] == "laptop"
-    assert {"created_at", "last_used_at"} <= set(current[0])
-
-
-async def test_delete_session_ends_that_device(client: httpx.AsyncClient) -> None:
-    """DELETE /sessions/{id} ends one of the user's own sessions."""
-    await register(client)
-    a, b = await login(client), await login(client)
-    response = await client.delete(f"/v1/auth/sessions/{b['session_id']}", headers=bearer(a))
-    assert response.status_code == 204
-    assert (await refresh(client, b["refresh_token"])).status_code == 401
-    assert (await client.get("/v1/auth/me", headers=bearer(a))).status_code == 200
-
-
-@pytest.mark.parametrize("target", ["other-user", "unknown", "not-a-uuid"])
-async def test_delete_session_of_someone_else_is_404(client: httpx.AsyncClient, target: str) -> None:
-    """Another user's session, an unknown id or garbage: 404, and nothing is ended."""
-    mine = await signed_in(client, "alice")
-    theirs = await signed_in(client, "bob")
-    sid = {"other-user": theirs["session_id"], "unknown": str(uuid.uuid4()), "not-a-uuid": "x"}[target]
-    response = await client.delete(f"/v1/auth/sessions/{sid}", headers=bearer(mine))
-    assert response.status_code == 404
-    assert response.json()["error"] == "not_found"
-    assert (await client.get("/v1/auth/me", headers=bearer(theirs))).status_code == 200
-
-
-async def test_password_change_rotates_this_session_and_ends_the_others(client: httpx.AsyncClient) -> None:
-    """200 with a fresh pair for this session; every other session ends; the new password works."""
-    await register(client)
-    a, b = await login(client), await login(client)
-    response = await client.post(
-        "/v1/auth/password",
-        headers=bearer(a),
-        json={"current_password": PASSWORD, "new_password": "a whole new passphrase"},
-    )
-    assert response.status_code == 200
-    fresh = response.json()
-    assert fresh["session_id"] == a["session_id"]
-    assert (await client.get("/v1/auth/me", headers=bearer(fresh))).status_code == 200
-    assert (await client.get("/v1/auth/me", headers=bearer(b))).status_code == 401
-    assert (await refresh(client, b["refresh_token"])).status_code == 401
-    assert (await refresh(client, fresh["refresh_token"])).status_code == 200
-    await login(client, password="a whole new passphrase")
-    old = await client.post("/v1/auth/login", json={"username": "alice", "password": PASSWORD})
-    assert old.status_code == 401
-
-
-async def test_logout_with_one_users_access_token_and_another_users_refresh_token_is_refused(
-    client: httpx.AsyncClient,
-) -> None:
-    """Regression (review finding 6): user A's access token and user B's refresh token name two
-    sessions: 400 invalid_request, and B's session goes on."""
-    alice = await signed_in(client, "alice")
-    bob = await signed_in(client, "bob")
-    response = await client.post("/v1/auth/logout", json={"refresh_token": bob["refresh_token"]}, headers=bearer(alice))
-    assert (response.status_code, response.json()["error"]) == (400, "invalid_request")
-    assert "different sessions" in response.json()["error_description"]
-    assert (await client.get("/v1/auth/me", headers=bearer(bob))).status_code == 200
-    assert (await client.get("/v1/auth/me", headers=bearer(alice))).status_code == 200
-    same = await client.post("/v1/auth/logout", json={"refresh_token": alice["refresh_token"]}, headers=bearer(alice))
-    assert same.status_code == 204
-
-
-@pytest.mark.parametrize(
-    ("path", "body"),
+    ("token", "reason"),
     [
-        ("/v1/auth/login", {"username": "alice", "password": "wrong password!"}),
-        ("/v1/auth/refresh", {"refresh_token": "kt_rt_" + "A" * 60}),
-        ("/v1/auth/logout", {"refresh_token": "kt_rt_" + "A" * 60}),
+        ("", MalformedRefreshToken.description),
+        ("kt_rt_", MalformedRefreshToken.description),
+        ("kt_rt_AAAA", MalformedRefreshToken.description),
+        ("xx_rt_" + "A" * 60, MalformedRefreshToken.description),
+        ("kt_rt_" + "A" * 60, "The refresh token format is not supported."),
+        ("kt_rt_" + "A" * 5000, MalformedRefreshToken.description),
+    ],
+    ids=["empty", "prefix-only", "truncated", "wrong-prefix", "unknown-version", "oversized"],
+)
+async def test_malformed_refresh_tokens_are_invalid_grant(
+    client: httpx.AsyncClient, token: str, reason: str, database_url: str
+) -> None:
+    """Forged, truncated, oversized or wrong-prefix refresh tokens: 401 invalid_grant, refused before
+    any session is looked up (so no session's audit row)."""
+    assert_refused(await refresh(client, token), 401, "invalid_grant", reason)
+    assert await audit_trail(database_url) == []
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "error"),
+    [
+        ("/v1/auth/login", {"username": "alice", "password": "wrong password!"}, "invalid_credentials"),
+        ("/v1/auth/refresh", {"refresh_token": "kt_rt_" + "A" * 60}, "invalid_grant"),
+        ("/v1/auth/logout", {"refresh_token": "kt_rt_" + "A" * 60}, "invalid_grant"),
     ],
 )
-async def test_every_401_names_a_challenge(client: httpx.AsyncClient, path: str, body: dict[str, str]) -> None:
+async def test_every_401_names_a_challenge(
+    client: httpx.AsyncClient, path: str, body: dict[str, str], error: str
+) -> None:
     """Regression (review finding 6): RFC 9110 §15.5.2: refused credentials and refresh tokens are
     401 with a WWW-Authenticate challenge too (without error="invalid_token": the bearer token is
     not what was refused, so no client refreshes and retries)."""
     await register(client)
     response = await client.post(path, json=body)
-    assert response.status_code == 401
+    assert_refused(response, 401, error)
     assert response.headers["www-authenticate"] == 'Bearer realm="keyturn"'
-
-
-async def test_password_change_with_wrong_current_password(client: httpx.AsyncClient) -> None:
-    """The current password is checked; nothing changes when it is wrong."""
-    tokens = await signed_in(client)
-    response = await client.post(
-        "/v1/auth/password",
-        headers=bearer(tokens),
-        json={"current_password": "wrong password!", "new_password": "a whole new passphrase"},
-    )
-    assert response.status_code == 401
-    assert response.json() == {
-        "error": "invalid_credentials",
-        "error_description": "The current password is incorrect.",
-    }
-    # RFC 9110 §15.5.2: a 401 names a challenge; this one says nothing is wrong with the bearer
-    # token, so no client refreshes and retries (keyturn.client retries on error="invalid_token").
-    assert response.headers["www-authenticate"] == 'Bearer realm="keyturn"'
-    await login(client)
 
 
 async def test_jwks_publishes_public_keys_only(client: httpx.AsyncClient) -> None:
@@ -349,13 +259,10 @@ async def test_health_and_readiness(client: httpx.AsyncClient) -> None:
     assert (await client.get("/readyz")).json() == {"status": "ready"}
 
 
-async def test_openapi_lists_bearer_security(database_url: str, clock: Clock, fast_passwords: object) -> None:
+async def test_openapi_lists_bearer_security(database_url: str, clock: Clock, fast_passwords: Passwords) -> None:
     """The OpenAPI document has the routes and the bearer scheme; /docs is served locally (KEYTURN_API_DOCS)."""
-    from keyturn.server.http import create_app
-    from tests.conftest import make_settings
-
     settings = make_settings(database_url, api_docs=True)  # off by default outside development
-    svc = Service(settings, passwords=fast_passwords, clock=clock)  # type: ignore[arg-type]
+    svc = Service(settings, passwords=fast_passwords, clock=clock)
     transport = httpx.ASGITransport(app=create_app(settings, service=svc))
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
         spec = (await client.get("/openapi.json")).json()

@@ -14,13 +14,12 @@ import select
 import socket
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.hostile import BENIGN_LOGIN, WORST_BODIES, benign_cookie, ids, quoted_escapes_cookie
-from tests.servers import Server, dev_workers, keyturn_server
+from tests.servers import Server, dev_workers, keyturn_fixture
 
 pytestmark = pytest.mark.server
 
@@ -28,11 +27,8 @@ ONE_MIB = 1024 * 1024
 COOKIE = 15 * 1024  # the cookie header a request head of at most 16 KiB has room for
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """`keyturn --dev serve` with its default bounds (rate limits off: the same client asks many times)."""
-    with keyturn_server(tmp_path_factory.mktemp("hostile"), "--dev", own_issuer=False, rate_limit_enabled="false") as s:
-        yield s
+# `keyturn --dev serve` with its default bounds (rate limits off: the same client asks many times).
+server = keyturn_fixture("--dev", own_issuer=False, rate_limit_enabled="false")
 
 
 def request(path: str, body: bytes = b"", *headers: str) -> bytes:

@@ -14,26 +14,21 @@ import socket
 import stat
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.helpers import PASSWORD
-from tests.servers import KEYTURN, Server, dev_workers, free_port, keyturn_server
+from tests.helpers import PASSWORD, assert_refused
+from tests.servers import KEYTURN, Server, dev_workers, free_port, keyturn_fixture, keyturn_server
 
 pytestmark = [pytest.mark.server, pytest.mark.anyio]
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """`keyturn --dev serve` in an empty directory, with no KEYTURN_* settings at all."""
-    with keyturn_server(tmp_path_factory.mktemp("served"), "--dev", own_issuer=False) as running:
-        yield running
+server = keyturn_fixture("--dev", own_issuer=False)  # in an empty directory, with no KEYTURN_* settings at all
 
 
 def test_dev_server_makes_its_secret_and_database_in_the_working_directory(server: Server) -> None:
@@ -47,29 +42,41 @@ def test_dev_server_makes_its_secret_and_database_in_the_working_directory(serve
 
 
 def test_readme_walkthrough_runs_as_written(server: Server, tmp_path: Path) -> None:
-    """The README's curl walkthrough, run verbatim: register, login, me, refresh, replay → revoked."""
+    """The README's curl walkthrough, run verbatim: register, login, me, refresh, grace replay (the
+    same refresh token, a fresh access token), replay → revoked; it writes no file where it runs."""
     readme = (ROOT / "README.md").read_text()
     match = re.search(r"<!-- walkthrough -->\n```bash\n(.*?)```", readme, re.S)
     assert match, "README has no walkthrough block"
     script = match.group(1).replace("127.0.0.1:8000", f"127.0.0.1:{server.port}")
+    # The test, not the reader, keeps the answers, to look for their tokens in the server's log.
+    script += '\nprintf "%s\\n" "$LOGIN" "$NEW" "$AGAIN" > "$ANSWERS"\n'
+    checkout, answers = tmp_path / "checkout", tmp_path / "answers"
+    checkout.mkdir()
     result = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=60
+        ["bash", "-euo", "pipefail", "-c", script],
+        cwd=checkout,
+        env={**os.environ, "ANSWERS": str(answers)},
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stderr
+    assert list(checkout.iterdir()) == []
     lines = result.stdout.strip().splitlines()
     assert '"username":"alice"' in lines[0]
     assert '"username":"alice"' in lines[1]
-    assert lines[2].endswith(" 401")
-    assert '"invalid_grant"' in lines[2]
-    assert "revoked" in lines[2]
-    assert lines[3].endswith(" 401")
-    assert '"invalid_token"' in lines[3]
+    assert lines[2:4] == ["same refresh token", "fresh access token"]
     assert lines[4].endswith(" 401")
     assert '"invalid_grant"' in lines[4]
-    assert len(lines) == 5
+    assert "revoked" in lines[4]
+    assert lines[5].endswith(" 401")
+    assert '"invalid_token"' in lines[5]
+    assert lines[6].endswith(" 401")
+    assert '"invalid_grant"' in lines[6]
+    assert len(lines) == 7
     log = server.log.read_text()
-    for name in ("login.json", "refresh.json"):
-        for secret in json.loads((tmp_path / name).read_text()).values():
+    for answer in answers.read_text().splitlines():
+        for secret in json.loads(answer).values():
             assert not (isinstance(secret, str) and len(secret) > 40 and secret in log)
     assert "correct horse battery staple" not in log
 
@@ -191,7 +198,7 @@ def test_production_server_exposes_no_docs_or_metrics_and_logs_registration(tmp_
     """`keyturn serve` without --dev: no /docs, /openapi.json, /metrics or page; the log says who may register."""
     with keyturn_server(tmp_path, secret=secrets.token_urlsafe(48), allow_registration="false") as running:
         for path in ("/docs", "/openapi.json", "/metrics", "/"):
-            assert httpx.get(f"{running.url}{path}").status_code == 404, path
+            assert_refused(httpx.get(f"{running.url}{path}"), 404, "not_found")
         assert httpx.get(f"{running.url}/healthz").status_code == 200
         log = running.log.read_text()
     assert "registration closed" in log
@@ -207,8 +214,9 @@ def test_dev_workers_get_the_issuer_serve_derived(tmp_path: Path) -> None:
     assert issuers == {running.url}
 
 
-def test_serve_without_an_issuer_stops_with_one_line(tmp_path: Path) -> None:
-    """Production `keyturn serve` with no KEYTURN_ISSUER exits 2 with one line naming it, never a traceback."""
+def test_serve_without_an_issuer_stops_naming_it_and_what_to_set(tmp_path: Path) -> None:
+    """Production `keyturn serve` with no KEYTURN_ISSUER exits 2 with one line naming it and one saying
+    what to set (or to use --dev), never a traceback."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("KEYTURN_")}
     env["KEYTURN_SECRET"] = secrets.token_urlsafe(48)
     result = subprocess.run(
@@ -217,5 +225,6 @@ def test_serve_without_an_issuer_stops_with_one_line(tmp_path: Path) -> None:
     )  # fmt: skip
     assert result.returncode == 2
     lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
-    assert len(lines) == 1, lines
+    assert len(lines) == 2, lines
     assert lines[0].startswith("keyturn: invalid setting KEYTURN_ISSUER: is required outside development mode")
+    assert lines[1].startswith("Set KEYTURN_ISSUER (its public https:// URL), or put --dev before the command")

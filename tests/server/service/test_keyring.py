@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from datetime import timedelta
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 
 from keyturn.core.errors import UnknownKey
+from keyturn.core.keys import SigningKey
+from keyturn.core.tokens import issue_access_token
 from keyturn.server.service import Client, Service
+from keyturn.verify import Verifier
 from tests.conftest import Clock, make_settings
 from tests.helpers import fetch
 
@@ -46,6 +50,38 @@ async def test_private_keys_are_encrypted_at_rest(service: Service, database_url
             await other.ctx.keys.ring(service.ctx.clock())
     finally:
         await other.close()
+
+
+async def test_the_key_manager_is_the_verifier_key_source_and_finds_another_instances_key(
+    service: Service, clock: Clock
+) -> None:
+    """Verifier(keys=KeyManager) verifies the service's tokens, and a token of a key another instance
+    made since the ring was read verifies after one reload for its kid (the retry lives in Verifier)."""
+    settings = service.settings
+    verifier = Verifier(
+        settings.issuer, settings.token_audience, keys=service.ctx.keys, leeway=settings.leeway, cache_size=0
+    )
+    signer = (await service.ctx.keys.ring(clock())).signer(clock())
+    assert (await verifier.verify_async(mint(service, signer), now=clock())).sub == "alice"
+    other = Service(settings, clock=clock)
+    try:
+        async with other.store.write() as tx:
+            made = await other.ctx.keys.rotate(tx, clock(), timedelta(0))
+    finally:
+        await other.close()
+    clock.advance(3)  # the ring is not stale yet (5 s), but a look for an unknown kid is allowed (2 s)
+    assert (await verifier.verify_async(mint(service, made), now=clock())).sub == "alice"
+    with pytest.raises(TypeError, match="verify_async"):  # KeyManager answers only async
+        verifier.verify(mint(service, signer), now=clock())
+
+
+def mint(service: Service, key: SigningKey) -> str:
+    s = service.settings
+    token, _ = issue_access_token(
+        key, issuer=s.issuer, audience=s.token_audience, subject="alice", session_id="s", client_id="keyturn",
+        scope="", now=service.ctx.clock(), ttl=timedelta(minutes=5),
+    )  # fmt: skip
+    return token
 
 
 async def test_rotation_keeps_old_tokens_valid_until_they_expire(service: Service, clock: Clock) -> None:

@@ -39,6 +39,7 @@ from keyturn.core.errors import (
     SessionRevoked,
 )
 from keyturn.core.passwords import Passwords
+from keyturn.core.sessions import SessionBounds
 from keyturn.server.service import Caller, Client, Service, TokenPair
 from tests.conftest import PG_TEMPLATE, Clock, make_settings
 from tests.postgres import PostgresServer
@@ -180,7 +181,7 @@ class SessionLifecycle(RuleBasedStateMachine):
         """A session, usually a live one: dead ones are only checked to stay dead."""
         candidates = [s for s in self.sessions if len(s.tokens) >= min_tokens]
         live = [s for s in candidates if not s.dead(self.now())]
-        if live and data.draw(st.integers(0, 3), label="live only"):
+        if live and data.draw(st.integers(0, 3), label="live only") > 0:
             candidates = live
         return data.draw(st.sampled_from(candidates), label="session")
 
@@ -392,12 +393,11 @@ class SessionLifecycle(RuleBasedStateMachine):
             assert self.run(self._listed(user)) == live
 
     async def _listed(self, user: str) -> set[str]:
-        life = self.svc.ctx.lifetimes
         async with self.svc.store.read() as tx:
             record = await tx.user_by_key(user)
             assert record is not None
-            rows = await tx.live_sessions(record.id, self.now() - life.absolute)
-        return {str(r.id) for r in rows if self.now() < min(r.rotated_at + life.idle, r.created_at + life.absolute)}
+            rows = await tx.live_sessions(record.id, SessionBounds.at(self.now(), self.svc.ctx.lifetimes))
+        return {str(r.id) for r in rows}
 
 
 POSTGRES: PostgresServer | None = None  # set while the PostgreSQL run goes

@@ -16,7 +16,7 @@ from sqlalchemy import event, text
 from keyturn.core.errors import Unavailable
 from keyturn.server.store import Store
 from keyturn.server.store._groupcommit import MAX_GROUP
-from tests.server.store.test_sql import session, user
+from tests.server.store.rows import session, user
 
 pytestmark = pytest.mark.anyio
 
@@ -177,7 +177,7 @@ async def statement_threads(store: Store, *, scan: bool) -> set[int]:
         raw = await tx._conn.get_raw_connection()
         raw.driver_connection._conn.set_trace_callback(lambda _sql: threads.add(threading.get_ident()))  # type: ignore[union-attr]
         try:
-            await tx.count("sessions")
+            await tx.list_users()
         finally:
             raw.driver_connection._conn.set_trace_callback(None)  # type: ignore[union-attr]
     return threads

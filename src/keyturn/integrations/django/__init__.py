@@ -12,7 +12,7 @@ Django REST Framework classes are in :mod:`keyturn.integrations.django.drf`.
 
 ``views.py``::
 
-    from . import require_token
+    from keyturn.integrations.django import require_token
 
     @require_token(scopes=["orders:read"])
     def orders(request):
@@ -45,8 +45,8 @@ from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponseBase, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
-from ...core.errors import InsufficientScope, KeyturnError, MissingToken
-from ...core.tokens import AccessClaims
+from ...core.errors import KeyturnError, MissingToken
+from ...core.tokens import AccessClaims, scope_names
 from ...verify import Verifier
 from ...verify.bearer import answer, bearer_token
 
@@ -175,7 +175,7 @@ def require_token(scopes: Iterable[str] = ()) -> Callable[[View], View]:
     """
     if callable(scopes):
         raise TypeError("use @require_token() with parentheses")
-    wanted = tuple(scopes.split()) if isinstance(scopes, str) else tuple(scopes)
+    wanted = scope_names(scopes)
 
     def decorate(view: View) -> View:
         guarded = _guard_async(view, wanted) if iscoroutinefunction(view) else _guard_sync(view, wanted)
@@ -233,10 +233,7 @@ def _remember(request: Any, claims: AccessClaims | None) -> None:
 def _granted(claims: object, wanted: tuple[str, ...]) -> AccessClaims:
     if not isinstance(claims, AccessClaims):
         raise MissingToken()
-    missing = tuple(s for s in wanted if s not in claims.scope)
-    if missing:
-        raise InsufficientScope(missing)
-    return claims
+    return claims.require(wanted)
 
 
 def _url(raw: Mapping[str, Any], key: str) -> str:

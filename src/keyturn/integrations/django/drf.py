@@ -9,7 +9,7 @@
 
 ``views.py``::
 
-    from .drf import HasScopes
+    from keyturn.integrations.django.drf import HasScopes
 
     class Orders(APIView):
         permission_classes = [HasScopes]
@@ -19,7 +19,7 @@
             return Response({"user": request.user.username, "scope": request.auth.scope})
 
 ``request.user`` is a :class:`KeyturnPrincipal` (no database row) and ``request.auth`` the
-:class:`~keyturn.tokens.AccessClaims`. Requests without a bearer token stay anonymous, so another
+:class:`keyturn.AccessClaims`. Requests without a bearer token stay anonymous, so another
 authentication class may still handle them.
 
 What DRF answers on its own, without ``keyturn_exception_handler``: the same status codes (401
@@ -47,8 +47,8 @@ from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 
 from ...core.errors import InsufficientScope, InvalidToken, KeyturnError, MissingToken
-from ...core.tokens import AccessClaims
-from ...verify.bearer import STATUS, answer
+from ...core.tokens import AccessClaims, scope_names
+from ...verify.bearer import answer
 from . import _bearer, config, get_verifier
 
 __all__ = [
@@ -110,7 +110,7 @@ class KeyturnAPIException(APIException):
 
     def __init__(self, error: KeyturnError) -> None:
         super().__init__(detail=error.description, code=error.code)
-        self.status_code = STATUS.get(error.code, 500)
+        self.status_code = answer(error).status
         self.keyturn_error = error
         self.wait = 1 if self.status_code == 503 else None  # DRF's default handler turns it into Retry-After
 
@@ -161,10 +161,11 @@ class HasScopes(BasePermission):
         claims = request.auth
         if not isinstance(claims, AccessClaims):
             return False  # DRF then answers 401 (no credentials) or 403 (other credentials)
-        wanted = (*_scopes(self.required_scopes), *_scopes(getattr(view, "required_scopes", ())))
-        missing = tuple(s for s in wanted if s not in claims.scope)
-        if missing:
-            raise KeyturnPermissionDenied(InsufficientScope(missing))
+        wanted = (*scope_names(self.required_scopes), *scope_names(getattr(view, "required_scopes", ())))
+        try:
+            claims.require(wanted)
+        except InsufficientScope as exc:
+            raise KeyturnPermissionDenied(exc) from None
         return True
 
 
@@ -186,7 +187,3 @@ def keyturn_exception_handler(exc: Exception, context: dict[str, Any]) -> Respon
 
 def _is_bearer(challenge: object) -> bool:
     return isinstance(challenge, str) and challenge.lower().startswith("bearer")
-
-
-def _scopes(value: str | Sequence[str]) -> tuple[str, ...]:
-    return tuple(value.split()) if isinstance(value, str) else tuple(value)

@@ -11,9 +11,7 @@ from pydantic import BaseModel
 
 from ...core.errors import InvalidRequest
 from ..config import parse_duration
-from ..service import Caller
-from ..service.admin import KeyStatus
-from ..store import AuditRecord
+from ..service import AuditRecord, Caller, KeyStatus
 from .body import JSONBodyRoute
 from .routes import Authed, Svc
 

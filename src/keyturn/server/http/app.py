@@ -23,7 +23,7 @@ from ..config import Settings, load_settings
 from ..logs import configure_logging
 from ..service import Service
 from .admin import router as admin_router
-from .cookies import CookieFilter
+from .cookies import BrowserMode, CookieFilter
 from .errors import error_response, install_error_handlers
 from .metrics import install_metrics
 from .middleware import BodyLimit, HeaderLimit, SecurityHeaders
@@ -69,6 +69,7 @@ def create_app(settings: Settings, *, service: Service | None = None) -> FastAPI
     app = _fastapi(settings, lifespan)
     app.state.service = svc
     app.state.limits = RateLimits(settings)
+    app.state.browser = BrowserMode(settings)
     app.include_router(router)
     app.include_router(admin_router)
     _add_operational_routes(app, svc)
@@ -123,9 +124,7 @@ def _add_operational_routes(app: FastAPI, svc: Service) -> None:
     @app.get("/.well-known/jwks.json", tags=["keys"])
     async def jwks() -> JSONResponse:
         """The public keys that verify access tokens (RFC 7517 JWK Set)."""
-        now = svc.ctx.clock()
-        ring = await svc.ctx.keys.ring(now)
-        return JSONResponse(ring.jwks(now), headers={"Cache-Control": f"public, max-age={JWKS_MAX_AGE}"})
+        return JSONResponse(await svc.jwks(), headers={"Cache-Control": f"public, max-age={JWKS_MAX_AGE}"})
 
     @app.get("/.well-known/oauth-authorization-server", tags=["keys"])
     async def metadata() -> JSONResponse:
@@ -151,7 +150,7 @@ def _add_operational_routes(app: FastAPI, svc: Service) -> None:
     async def readyz(request: Request) -> Any:
         """Readiness: the database answers and its schema is current."""
         try:
-            current = await svc.store.db.migrations_current()
+            current = await svc.ready()
         except KeyturnError as exc:
             return error_response(exc.code, "The database is unreachable.", {"Retry-After": "1"})
         if not current:

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import functools
 import re
+import uuid
 from collections.abc import Iterable
+from dataclasses import fields
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -18,21 +20,22 @@ from fastapi import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from ...core.csrf import CsrfTokens
 from ...core.errors import ContentTypeNotAllowed, InvalidRequest, OriginNotAllowed
+from ...core.masterkey import MasterKey
 from ..config import Settings, is_loopback_host
-from ..service import Service, TokenPair
+from ..service import TokenPair
 
 __all__ = [
     "CSRF_COOKIE",
     "CSRF_HEADER",
     "REFRESH_COOKIE",
+    "BrowserMode",
     "CookieFilter",
-    "check_cookie_request",
     "check_origin",
     "clear_session_cookies",
     "refresh_cookie",
-    "token_response",
-    "wants_cookie",
+    "token_body",
 ]
 
 R = TypeVar("R", bound=Response)
@@ -47,42 +50,71 @@ _COOKIE_VALUE = re.compile(r"[\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]*")  # RF
 _REFRESH_PAIR = re.compile(rf";[ \t]*{re.escape(REFRESH_COOKIE)}[ \t]*=[ \t]*([^;]*)")
 
 
-def wants_cookie(mode: str | None, settings: Settings) -> bool:
-    """Whether a login answers in cookie mode: ``KEYTURN_COOKIE_MODE``, else the client's choice.
+class BrowserMode:
+    """Browser mode of one app: which logins answer with cookies, the cookies themselves, and the
+    double-submit CSRF token, a MAC of the session id under a key only this edge holds."""
 
-    Raises:
-        InvalidRequest: the client asked for a mode this deployment does not offer.
-    """
-    rule = settings.cookie_mode
-    if rule == "auto":
-        return mode == "cookie"
-    if mode is not None and (mode == "cookie") != (rule == "always"):
-        raise InvalidRequest(f"This server does not deliver refresh tokens in {mode} mode.")
-    return rule == "always"
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._csrf = CsrfTokens.from_master(MasterKey(settings.secret.get_secret_value()))
+
+    def wants_cookie(self, mode: str | None) -> bool:
+        """Whether a login answers in cookie mode: ``KEYTURN_COOKIE_MODE``, else the client's choice.
+
+        Raises:
+            InvalidRequest: the client asked for a mode this deployment does not offer.
+        """
+        rule = self.settings.cookie_mode
+        if rule == "auto":
+            return mode == "cookie"
+        if mode is not None and (mode == "cookie") != (rule == "always"):
+            raise InvalidRequest(f"This server does not deliver refresh tokens in {mode} mode.")
+        return rule == "always"
+
+    def token_response(self, pair: TokenPair, *, cookie: bool) -> JSONResponse:
+        """The token response; in cookie mode the refresh token goes only into its cookie, next to
+        the session's CSRF token in a cookie the page can read."""
+        response = JSONResponse(token_body(pair, refresh_token=not cookie))
+        if cookie:
+            samesite = self.settings.cookie_samesite
+            age = pair.refresh_token_expires_in
+            response.set_cookie(
+                REFRESH_COOKIE, pair.refresh_token, max_age=age, path=REFRESH_PATH, secure=True, httponly=True,
+                samesite=samesite,
+            )  # fmt: skip
+            csrf = self._csrf.token(uuid.UUID(pair.session_id))
+            response.set_cookie(CSRF_COOKIE, csrf, max_age=age, path="/", secure=True, samesite=samesite)
+        return response
+
+    def check_cookie_request(self, request: Request) -> None:
+        """What a state-changing request that carries the refresh cookie must pass before its token
+        is even read: an allowed origin, and for a POST a JSON body (which no form can send).
+
+        Raises:
+            OriginNotAllowed, ContentTypeNotAllowed.
+        """
+        check_origin(request, self.settings)
+        if request.method == "POST":
+            media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+            if media_type != "application/json":
+                raise ContentTypeNotAllowed()
+
+    def check_csrf(self, request: Request, session_id: uuid.UUID) -> None:
+        """The request's ``X-CSRF-Token`` must be the one of the session its cookie names.
+
+        Raises:
+            CsrfTokenInvalid: missing, or another session's.
+        """
+        self._csrf.check(session_id, request.headers.get(CSRF_HEADER))
 
 
-def token_response(pair: TokenPair, settings: Settings, *, cookie: bool) -> JSONResponse:
-    """The token response; in cookie mode the refresh token goes only into the cookie."""
-    body: dict[str, Any] = {
-        "access_token": pair.access_token,
-        "token_type": pair.token_type,
-        "expires_in": pair.expires_in,
-        "refresh_token_expires_in": pair.refresh_token_expires_in,
-        "session_id": pair.session_id,
-        "scope": pair.scope,
-    }
-    if not cookie:
-        body["refresh_token"] = pair.refresh_token
-    response = JSONResponse(body)
-    if cookie:
-        samesite = settings.cookie_samesite
-        age = pair.refresh_token_expires_in
-        response.set_cookie(
-            REFRESH_COOKIE, pair.refresh_token, max_age=age, path=REFRESH_PATH, secure=True, httponly=True,
-            samesite=samesite,
-        )  # fmt: skip
-        response.set_cookie(CSRF_COOKIE, pair.csrf_token, max_age=age, path="/", secure=True, samesite=samesite)
-    return response
+def token_body(pair: TokenPair, *, refresh_token: bool = True) -> dict[str, Any]:
+    """The JSON body of a token response: ``TokenPair``'s fields, without the refresh token in
+    cookie mode."""
+    return {name: getattr(pair, name) for name in _TOKEN_FIELDS if refresh_token or name != "refresh_token"}
+
+
+_TOKEN_FIELDS = tuple(f.name for f in fields(TokenPair))
 
 
 def refresh_cookie(request: Request) -> str | None:
@@ -158,21 +190,6 @@ def check_origin(request: Request, settings: Settings) -> None:
         raise OriginNotAllowed("The request has no Origin header, so it cannot use the session cookie.")
     if origin not in _allowed_origins(settings.issuer, settings.cors_origins, dev=settings.dev):
         raise OriginNotAllowed()
-
-
-def check_cookie_request(request: Request, svc: Service, refresh_token: str) -> None:
-    """All checks for a state-changing request that carries the refresh cookie.
-
-    Raises:
-        OriginNotAllowed, ContentTypeNotAllowed, CsrfTokenInvalid, InvalidGrant (bad cookie).
-    """
-    check_origin(request, svc.settings)
-    if request.method == "POST":
-        media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if media_type != "application/json":
-            raise ContentTypeNotAllowed()
-    session_id = svc.ctx.codec.decode(refresh_token).session_id
-    svc.ctx.csrf.check(session_id, request.headers.get(CSRF_HEADER))
 
 
 @functools.lru_cache(maxsize=8)

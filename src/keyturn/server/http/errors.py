@@ -1,4 +1,5 @@
-"""The one table that turns error codes into HTTP statuses, bodies and headers."""
+"""Error answers at the FastAPI edge: keyturn errors with ``keyturn.verify.bearer``'s one table of
+statuses, bodies and headers; FastAPI's own (validation, 404, 405) in the same shape."""
 
 from __future__ import annotations
 

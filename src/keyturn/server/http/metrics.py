@@ -41,8 +41,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ...core.errors import InvalidGrant, InvalidToken, KeyturnError, RateLimited, Unavailable
 from ...verify.bearer import bearer_token
-from ..service import Service
-from ..store import AuditRecord
+from ..service import AuditRecord, Service
 from . import routes
 
 __all__ = [
@@ -180,15 +179,13 @@ class ActiveSessions:
     async def update(self) -> None:
         """Count again if the last attempt is older than the TTL; a failure keeps the old value."""
         async with self._lock:
-            now = self._svc.ctx.clock()
+            now = self._svc.now()
             last = self._counted_at
             if last is not None and last <= now < last + self._ttl:
                 return
             self._counted_at = now  # failures too: a down database is asked again after the TTL
-            life = self._svc.ctx.lifetimes
             try:
-                async with self._svc.store.read(scan=True) as tx:
-                    self._value = await tx.count_live_sessions(now, idle=life.idle, absolute=life.absolute)
+                self._value = await self._svc.count_live_sessions()
             except KeyturnError:
                 _log.warning(
                     "could not count active sessions; the gauge is %s",
@@ -264,7 +261,7 @@ def install_metrics(app: FastAPI, svc: Service) -> None:
         return
     metrics = Metrics(svc)
     app.state.metrics = metrics
-    svc.ctx.audit_observers.append(metrics.observe_audit)
+    svc.observe_audit(metrics.observe_audit)
     app.add_api_route(METRICS_PATH, _scrape, methods=["GET"], include_in_schema=False)
     app.add_middleware(HttpMetrics, metrics=metrics, routes=app.router.routes)
 

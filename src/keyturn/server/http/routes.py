@@ -6,21 +6,15 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Body, Depends, Request, Response
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPAuthorizationCredentials
 from starlette.responses import JSONResponse
 
 from ...core.errors import InvalidRequest, MissingToken
-from ..service import Caller, Client, Service
-from ..store import SessionRecord
+from ...core.refresh import RefreshToken
+from ...integrations.fastapi import BearerToken
+from ..service import Caller, Client, Service, SessionRecord
 from .body import JSONBodyRoute
-from .cookies import (
-    check_cookie_request,
-    check_origin,
-    clear_session_cookies,
-    refresh_cookie,
-    token_response,
-    wants_cookie,
-)
+from .cookies import BrowserMode, check_origin, clear_session_cookies, refresh_cookie
 from .ratelimit import RateLimits, client_ip
 from .schemas import (
     Credentials,
@@ -39,7 +33,7 @@ __all__ = ["router"]
 
 T = TypeVar("T")
 router = APIRouter(prefix="/v1/auth", tags=["auth"], route_class=JSONBodyRoute)
-_bearer = HTTPBearer(auto_error=False, description="An access token from /v1/auth/login or /v1/auth/refresh.")
+_bearer = BearerToken(auto_error=False, description="An access token from /v1/auth/login or /v1/auth/refresh.")
 _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"description": "Malformed request (`invalid_request`)"},
     401: {"description": "Refused credentials or token"},
@@ -56,6 +50,11 @@ def service(request: Request) -> Service:
 
 def limits(request: Request) -> RateLimits:
     found: RateLimits = request.app.state.limits
+    return found
+
+
+def browser(request: Request) -> BrowserMode:
+    found: BrowserMode = request.app.state.browser
     return found
 
 
@@ -94,24 +93,30 @@ async def optional_caller(
     return None if credentials is None else await caller(request, credentials)
 
 
-async def session_cookie(request: Request) -> str | None:
-    """The refresh cookie, after the CSRF checks every request that carries it must pass.
+async def session_cookie(request: Request) -> RefreshToken | None:
+    """The refresh cookie's token, read once, after the CSRF checks every request that carries it
+    must pass: origin and content type, then the token, then the session's CSRF token.
 
     Declared before the bearer dependency on each route, so a forged request is refused
     by these checks before anything else is looked at."""
     token = refresh_cookie(request)
-    if token is not None:
-        check_cookie_request(request, service(request), token)
-    return token
+    if token is None:
+        return None
+    edge = browser(request)
+    edge.check_cookie_request(request)
+    presented = service(request).auth.read_refresh_token(token)
+    edge.check_csrf(request, presented.session_id)
+    return presented
 
 
 router.dependencies.append(Depends(ceiling))
 
 Svc = Annotated[Service, Depends(_dependency(service))]
 Limits = Annotated[RateLimits, Depends(_dependency(limits))]
+Browser = Annotated[BrowserMode, Depends(_dependency(browser))]
 Who = Annotated[Client, Depends(_dependency(client))]
 Authed = Annotated[Caller, Depends(caller)]
-Cookie = Annotated[str | None, Depends(session_cookie)]
+Cookie = Annotated[RefreshToken | None, Depends(session_cookie)]
 
 
 @router.post("/register", status_code=201, responses={**_ERRORS, 409: {"description": "Username taken"}})
@@ -123,30 +128,35 @@ async def register(body: Credentials, svc: Svc, who: Who, lim: Limits) -> UserOu
 
 
 @router.post("/login", **_TOKENS)
-async def login(body: LoginRequest, request: Request, svc: Svc, who: Who, lim: Limits) -> Response:
+async def login(body: LoginRequest, request: Request, svc: Svc, who: Who, lim: Limits, edge: Browser) -> Response:
     """Sign in with a password; opens a session. With `"mode": "cookie"` the refresh token is
     set as an HttpOnly cookie instead of being returned."""
-    cookie = wants_cookie(body.mode, svc.settings)
+    cookie = edge.wants_cookie(body.mode)
     if cookie:
         check_origin(request, svc.settings)  # no logging a victim into the attacker's account
     async with lim.login_attempt(body.username, who.ip):
         pair = await svc.auth.login(body.username, body.password, who, body.device_name)
-    return token_response(pair, svc.settings, cookie=cookie)
+    return edge.token_response(pair, cookie=cookie)
 
 
 @router.post("/refresh", **_TOKENS)
 async def refresh(
-    svc: Svc, who: Who, lim: Limits, cookie: Cookie, body: Annotated[RefreshRequest | None, Body()] = None
+    svc: Svc,
+    who: Who,
+    lim: Limits,
+    edge: Browser,
+    cookie: Cookie,
+    body: Annotated[RefreshRequest | None, Body()] = None,
 ) -> Response:
     """Rotate: trade the current refresh token (body, or cookie in browser mode) for a new pair."""
     from_body = body.refresh_token if body is not None else None
-    token = from_body if from_body is not None else cookie
     if from_body is not None and svc.settings.cookie_mode == "always":
         raise InvalidRequest("This server takes refresh tokens only from its cookie.")
-    if token is None:
+    presented = svc.auth.read_refresh_token(from_body) if from_body is not None else cookie
+    if presented is None:
         raise InvalidRequest("Send refresh_token in the body, or the session cookie.")
-    await lim.hit(lim.refresh_session, "refresh", str(svc.ctx.codec.decode(token).session_id))
-    return token_response(await svc.auth.refresh(token, who), svc.settings, cookie=from_body is None)
+    await lim.hit(lim.refresh_session, "refresh", str(presented.session_id))
+    return edge.token_response(await svc.auth.refresh(presented, who), cookie=from_body is None)
 
 
 @router.post("/logout", status_code=204, responses=_ERRORS)
@@ -159,12 +169,11 @@ async def logout(
 ) -> Response:
     """End this session, named by `refresh_token` in the body, the bearer token, or the cookie;
     when more than one is sent, they must name the same session."""
-    token = body.refresh_token if body is not None and body.refresh_token is not None else None
-    if token is None:
-        token = cookie
-    if token is None and me is None:
+    from_body = body.refresh_token if body is not None else None
+    presented = svc.auth.read_refresh_token(from_body) if from_body is not None else cookie
+    if presented is None and me is None:
         raise MissingToken("Send a bearer access token or a refresh_token.")
-    await svc.auth.logout(me, token, who)
+    await svc.auth.logout(me, presented, who)
     return _no_content(svc, clear=cookie is not None)
 
 
@@ -203,14 +212,14 @@ async def whoami(me: Authed) -> Me:
 
 @router.post("/password", **_TOKENS)
 async def change_password(
-    body: PasswordChange, svc: Svc, who: Who, lim: Limits, cookie: Cookie, me: Authed
+    body: PasswordChange, svc: Svc, who: Who, lim: Limits, edge: Browser, cookie: Cookie, me: Authed
 ) -> JSONResponse:
     """Change the password: every other session ends; this one gets a fresh pair. Wrong current
     passwords count against the account's sign-in failure limits, and end the session after
     `KEYTURN_PASSWORD_CHANGE_FAILURES`."""
     async with lim.password_check(me.user.username_key, who.ip):
         pair = await svc.auth.change_password(me, body.current_password, body.new_password, who)
-    return token_response(pair, svc.settings, cookie=cookie is not None)
+    return edge.token_response(pair, cookie=cookie is not None)
 
 
 def _no_content(svc: Service, *, clear: bool) -> Response:

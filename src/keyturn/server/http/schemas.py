@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import MISSING, fields
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal, get_type_hints
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from ..service import TokenPair
 
 __all__ = [
     "Credentials",
@@ -52,16 +55,20 @@ class PasswordChange(_Strict):
     new_password: str
 
 
-class TokenResponse(BaseModel):
-    """RFC 6749 §5.1 token response, plus the refresh token's lifetime and the session id."""
+def _token_response() -> type[BaseModel]:
+    """The documented shape of a token response, generated from the service's ``TokenPair`` (where
+    its fields are listed, once): the same names and types, with the refresh token absent in
+    cookie mode."""
+    hints = get_type_hints(TokenPair)
+    shape: dict[str, Any] = {
+        f.name: (hints[f.name], f.default if f.default is not MISSING else ...) for f in fields(TokenPair)
+    }
+    shape["refresh_token"] = (str | None, Field(default=None, description="Absent in cookie mode."))
+    model: type[BaseModel] = create_model("TokenResponse", **shape)
+    return model
 
-    access_token: str
-    token_type: str = "Bearer"  # noqa: S105 - the RFC 6750 token type, not a secret
-    expires_in: int
-    refresh_token: str | None = Field(default=None, description="Absent in cookie mode.")
-    refresh_token_expires_in: int
-    session_id: str
-    scope: str
+
+TokenResponse = _token_response()
 
 
 class UserOut(BaseModel):

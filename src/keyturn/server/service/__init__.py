@@ -8,9 +8,11 @@ CLI talk to: every type they need is re-exported here, and nothing else of ``ser
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from datetime import datetime
+from typing import Any, TypeVar
 
 from ...core.passwords import Passwords
+from ...core.sessions import SessionBounds
 from ..config import Settings
 from ..store import AuditRecord as AuditRecord
 from ..store import SessionRecord as SessionRecord
@@ -21,9 +23,9 @@ from .admin import AdminService as AdminService
 from .admin import KeyStatus as KeyStatus
 from .admin import TokenReport as TokenReport
 from .auth import AuthService as AuthService
-from .auth import Caller as Caller
+from .context import AuditObserver, Clock, utcnow
+from .context import Caller as Caller
 from .context import Client as Client
-from .context import Clock, utcnow
 from .context import Context as Context
 from .context import TokenPair as TokenPair
 from .maintenance import Maintenance as Maintenance
@@ -68,6 +70,33 @@ class Service:
         sure a signing key exists."""
         await self.store.db.check()
         await self.ctx.start()
+
+    def now(self) -> datetime:
+        """The service's clock (the HTTP edge caches by it)."""
+        return self.ctx.clock()
+
+    def observe_audit(self, observer: AuditObserver) -> None:
+        """Tell ``observer`` of every audit row a use case writes (metrics count them)."""
+        self.ctx.audit_observers.append(observer)
+
+    async def jwks(self) -> dict[str, Any]:
+        """The public keys that verify access tokens now (RFC 7517 JWK Set)."""
+        now = self.ctx.clock()
+        return (await self.ctx.keys.ring(now)).jwks(now)
+
+    async def ready(self) -> bool:
+        """Whether the database answers with its schema current; False while migrations are pending.
+
+        Raises:
+            Unavailable: the database cannot be reached.
+        """
+        return await self.store.db.migrations_current()
+
+    async def count_live_sessions(self) -> int:
+        """How many sessions are live now (one scan: for the metrics gauge, cached by its caller)."""
+        bounds = SessionBounds.at(self.ctx.clock(), self.ctx.lifetimes)
+        async with self.store.read(scan=True) as tx:
+            return await tx.count_live_sessions(bounds)
 
     async def migrate(self) -> None:
         """Check the database (one clear error if it cannot be used) and apply every migration."""

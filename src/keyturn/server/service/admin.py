@@ -13,6 +13,7 @@ from typing import Any
 from ...core.errors import InsufficientScope, KeyturnError, NotFound
 from ...core.keys import SigningKey
 from ...core.roles import ADMIN, format_roles, parse_roles
+from ...core.sessions import SessionBounds
 from ...core.tokens import AccessClaims
 from ...core.users import normalize_username
 from ..store import AuditRecord, SessionRecord, UserRecord
@@ -142,9 +143,9 @@ class AdminService:
 
     async def sessions(self, username: str | None = None) -> list[SessionRecord]:
         user_id = (await self.user(username)).id if username else None
-        now = self.ctx.clock()
+        bounds = SessionBounds.at(self.ctx.clock(), self.ctx.lifetimes)
         async with self.ctx.store.read() as tx:
-            return await tx.live_sessions(user_id, now - self.ctx.lifetimes.absolute, limit=1000)
+            return await tx.live_sessions(user_id, bounds, limit=1000)
 
     async def revoke_session(self, session_id: str) -> None:
         try:

@@ -8,23 +8,22 @@ import os
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from ...core.csrf import CsrfTokens
-from ...core.errors import UnknownKey
 from ...core.masterkey import MasterKey
 from ...core.passwords import Passwords
-from ...core.refresh import RefreshTokenCodec
+from ...core.refresh import RefreshToken, RefreshTokenCodec
 from ...core.roles import parse_roles, token_scope
 from ...core.sessions import Lifetimes, SessionState, whole_seconds_left
-from ...core.tokens import AccessClaims, issue_access_token, verify_access_token
+from ...core.tokens import AccessClaims, issue_access_token
+from ...verify import Verifier
 from ..config import Settings
 from ..store import AuditRecord, SessionRecord, Store, Tx, UserRecord
 from .keyring import KeyManager
 
-__all__ = ["AuditObserver", "Client", "Context", "TokenPair", "utcnow"]
+__all__ = ["AuditObserver", "Caller", "Client", "Context", "TokenPair", "state_of", "utcnow"]
 
 Clock = Callable[[], datetime]
 AuditObserver = Callable[[AuditRecord], None]
@@ -49,8 +48,19 @@ class Client:
 
 
 @dataclass(frozen=True, slots=True)
+class Caller:
+    """A verified access token whose session and user are live."""
+
+    claims: AccessClaims
+    user: UserRecord
+    session: SessionRecord
+
+
+@dataclass(frozen=True, slots=True)
 class TokenPair:
-    """A token response (RFC 6749 §5.1 names, plus the session's)."""
+    """The one shape of a token response: the RFC 6749 §5.1 names, plus the refresh token's
+    lifetime, the session and the scope. The HTTP edge renders these fields (without
+    ``refresh_token`` in cookie mode) and documents its schema from them."""
 
     access_token: str
     expires_in: int
@@ -58,7 +68,6 @@ class TokenPair:
     refresh_token_expires_in: int
     session_id: str
     scope: str
-    csrf_token: str = field(default="", repr=False)
     token_type: str = "Bearer"  # noqa: S105 - the RFC 6750 token type, not a secret
 
 
@@ -73,14 +82,15 @@ class Context:
         passwords: Passwords | None = None,
         clock: Clock = utcnow,
     ) -> None:
-        assert settings.secret is not None
         master = MasterKey(settings.secret.get_secret_value())
         self.settings = settings
         self.store = store
         self.clock = clock
         self.keys = KeyManager(store, master, settings)
+        self.verifier = Verifier(
+            settings.issuer, settings.token_audience, keys=self.keys, leeway=settings.leeway, cache_size=0
+        )
         self.codec = RefreshTokenCodec.from_master(master)
-        self.csrf = CsrfTokens.from_master(master)
         self.passwords = passwords or Passwords(
             min_length=settings.password_min_length, max_length=settings.password_max_length
         )
@@ -97,25 +107,21 @@ class Context:
         await self.keys.ensure_signing_key(self.clock())
 
     async def verify_access(self, token: object, now: datetime) -> AccessClaims:
-        """Verify an access token with this deployment's rules and keys.
-
-        An unknown ``kid`` may be a key another instance just made: the ring is reloaded (at most
-        every few seconds) and the token tried once more.
+        """Verify an access token as every resource server does (``keyturn.verify.Verifier``), over
+        the store's keys: an unknown ``kid`` (a key another instance just made) reloads them once.
 
         Raises:
             InvalidToken: one of its subclasses.
         """
-        s = self.settings
-        try:
-            ring = await self.keys.ring(now)
-            return verify_access_token(
-                token, ring, issuer=s.issuer, audience=s.token_audience, now=now, leeway=s.leeway
-            )
-        except UnknownKey as exc:
-            ring = await self.keys.ring(now, kid=exc.kid)
-            return verify_access_token(
-                token, ring, issuer=s.issuer, audience=s.token_audience, now=now, leeway=s.leeway
-            )
+        return await self.verifier.verify_async(token, now=now)
+
+    def presented(self, token: RefreshToken | object) -> RefreshToken:
+        """A refresh token as the edge read it, or read now (format and MAC checked).
+
+        Raises:
+            MalformedRefreshToken, ForgedRefreshToken.
+        """
+        return token if isinstance(token, RefreshToken) else self.codec.decode(token)
 
     async def hash_password(self, password: str) -> str:
         return await asyncio.get_running_loop().run_in_executor(self._hashers(), self.passwords.hash, password)
@@ -163,7 +169,6 @@ class Context:
             refresh_token_expires_in=whole_seconds_left(state.expires_at(self.lifetimes), now),
             session_id=str(record.id),
             scope=scope,
-            csrf_token=self.csrf.token(record.id),
         )
 
     async def audit(
@@ -197,6 +202,15 @@ class Context:
                 observe(record)
             except Exception:  # a broken observer must not undo a sign-in
                 _log.exception("audit observer failed on %s", event)
+
+    async def audit_session(
+        self, tx: Tx, now: datetime, event: str, client: Client, record: SessionRecord, *,
+        outcome: str = "ok", **detail: Any,
+    ) -> None:  # fmt: skip
+        """``audit`` for an event of one session (and so of its user)."""
+        await self.audit(
+            tx, now, event, client, outcome=outcome, user_id=record.user_id, session_id=record.id, **detail
+        )
 
 
 def _cores() -> int:

@@ -20,7 +20,11 @@ UNKNOWN_KID_RELOAD = timedelta(seconds=2)
 
 
 class KeyManager:
-    """Loads the key ring from the store and keeps it fresh; the store is the truth."""
+    """Loads the key ring from the store and keeps it fresh; the store is the truth.
+
+    A :class:`~keyturn.core.keys.KeySource` (async only), so the server verifies its tokens with
+    ``keyturn.verify.Verifier`` as every resource server does.
+    """
 
     def __init__(self, store: Store, master: MasterKey, settings: Settings) -> None:
         self._store = store
@@ -53,6 +57,10 @@ class KeyManager:
         await self._insert(tx, key)
         self._ring = None
         return key
+
+    async def ring_async(self, now: datetime, kid: object = None) -> KeyRing:
+        """The ring to verify with (``KeySource``, for ``Verifier(keys=...)``): see :meth:`ring`."""
+        return await self.ring(now, kid=kid)
 
     async def ring(self, now: datetime, *, kid: object = None, force: bool = False) -> KeyRing:
         """The current ring, reloaded when stale or when ``kid`` is not in it (rate-limited)."""

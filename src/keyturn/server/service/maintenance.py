@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from ...core.errors import KeyturnError
+from ...core.sessions import SessionBounds
 from ..store import Tx
 from .context import Client, Context
 
@@ -41,17 +42,13 @@ class Maintenance:
     async def prune(self) -> PruneResult:
         """Delete what has outlived its retention; returns how many rows went."""
         now = self.ctx.clock()
-        settings, lifetimes = self.ctx.settings, self.ctx.lifetimes
-        keep = settings.session_retention
+        settings = self.ctx.settings
         size = settings.prune_batch_size
+        # Dead for the whole retention: already dead (by the one liveness rule) that long ago.
+        dead_at = SessionBounds.at(now - settings.session_retention, self.ctx.lifetimes)
 
         def sessions(tx: Tx) -> Awaitable[int]:
-            return tx.prune_sessions(
-                revoked_before=now - keep,
-                rotated_before=now - lifetimes.idle - keep,
-                created_before=now - lifetimes.absolute - keep,
-                limit=size,
-            )
+            return tx.prune_sessions(dead_at, limit=size)
 
         def audit(tx: Tx) -> Awaitable[int]:
             return tx.prune_audit_events(before=now - settings.audit_retention, limit=size)

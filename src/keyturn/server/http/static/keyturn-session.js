@@ -137,7 +137,7 @@ export class KeyturnSession {
     const adopted = () => this.#token !== null && this.#token !== stale && this.#fresh();
     if (!navigator.locks) {
       // No Web Locks: a random pause lets one tab usually go first and the others adopt its
-      // broadcast; when two still collide, the server's grace window gives both the same answer.
+      // broadcast; when two still collide, the server's grace window gives both the same refresh token.
       return sleep(Math.random() * SETTLE_MS).then(() => (adopted() ? true : this.#refreshNow()));
     }
     return new Promise((resolve, reject) => {

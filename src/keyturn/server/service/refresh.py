@@ -1,0 +1,124 @@
+"""The refresh use case: a refresh token in, a rotated session and a new token pair out.
+
+The rule lives in the core (``keyturn.core.sessions``: ``decide_refresh`` and ``SessionBounds``);
+this module carries its outcome out, in one transaction and in one place (``_carry_out``). Most
+refreshes present the current token of a live session, which the store rotates in one statement
+built from the same bounds; anything else is read and decided.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime
+
+from ...core.errors import Unavailable, UnknownSession
+from ...core.refresh import RefreshToken
+from ...core.sessions import Action, Outcome, SessionBounds, decide_refresh
+from ..store import SessionRecord, Tx
+from .context import Client, Context, TokenPair, state_of
+
+__all__ = ["Refresh"]
+
+CAS_ATTEMPTS = 3
+
+
+class _Raced(Exception):
+    """Another refresh rotated the session between our read and our compare-and-swap."""
+
+
+class Refresh:
+    """Rotation, grace replay and reuse detection, for ``AuthService``."""
+
+    ctx: Context
+
+    def read_refresh_token(self, token: object) -> RefreshToken:
+        """Check a presented refresh token's format and MAC and say which session it names (what
+        the edge needs before the use case: a rate-limit key, the session's CSRF token).
+
+        Raises:
+            MalformedRefreshToken, ForgedRefreshToken.
+        """
+        return self.ctx.presented(token)
+
+    async def refresh(self, refresh_token: RefreshToken | object, client: Client) -> TokenPair:
+        """Rotate a session: the current token moves it one generation on; the previous one,
+        inside the grace window, gets the same refresh token again; anything older revokes the
+        session. A revocation and its audit row are committed before the refusal is raised.
+
+        Args:
+            refresh_token: as read by ``read_refresh_token`` (the HTTP edge reads it once), or as
+                presented.
+
+        Raises:
+            InvalidGrant (one of its subclasses), Unavailable.
+        """
+        presented = self.ctx.presented(refresh_token)
+        now = self.ctx.clock()
+        bounds = SessionBounds.at(now, self.ctx.lifetimes)
+        for attempt in range(CAS_ATTEMPTS):
+            try:
+                async with self.ctx.store.write() as tx:
+                    found = await self._rotate_current(tx, presented, bounds, client) if attempt == 0 else None
+                    if found is None:
+                        outcome, found = await self._decide(tx, presented, now, client)
+                    else:
+                        outcome = Outcome(Action.ROTATE)
+            except _Raced:
+                continue
+            if outcome.refusal is not None:
+                raise outcome.refusal
+            record, roles = found
+            return await self.ctx.issue(record, state_of(record), now, roles)
+        raise Unavailable("The session is being refreshed too often; try again.")
+
+    async def _rotate_current(
+        self, tx: Tx, presented: RefreshToken, bounds: SessionBounds, client: Client
+    ) -> tuple[SessionRecord, str] | None:
+        """The fast path: rotate in one statement when the bounds say the token is current and
+        the session refreshable; None otherwise."""
+        found = await tx.rotate_current(presented.session_id, presented.generation, bounds)
+        if found is not None:
+            await self._audit_rotation(tx, bounds.now, client, found[0])
+        return found
+
+    async def _decide(
+        self, tx: Tx, presented: RefreshToken, now: datetime, client: Client
+    ) -> tuple[Outcome, tuple[SessionRecord, str]]:
+        """Read the session and its user, decide, and carry the outcome out."""
+        found = await tx.session_and_user(presented.session_id)
+        if found is None:
+            raise UnknownSession()
+        record, user = found
+        outcome = decide_refresh(state_of(record, user), presented.generation, now, self.ctx.lifetimes)
+        return outcome, (await self._carry_out(tx, outcome, record, now, client), user.roles)
+
+    async def _carry_out(
+        self, tx: Tx, outcome: Outcome, record: SessionRecord, now: datetime, client: Client
+    ) -> SessionRecord:
+        """Write what ``outcome`` means for the session, with its audit row; returns the session
+        to issue tokens for (meaningful when the outcome refuses nothing).
+
+        Raises:
+            _Raced: the compare-and-swap of a rotation lost (decide again on the new row).
+        """
+        if outcome.action is Action.ROTATE:
+            if not await tx.rotate_session(record.id, record.generation, now):
+                raise _Raced()
+            record = replace(record, generation=record.generation + 1, rotated_at=now, last_used_at=now)
+            await self._audit_rotation(tx, now, client, record)
+        elif outcome.action is Action.REPLAY:
+            await self.ctx.audit_session(tx, now, "refresh_replay", client, record, generation=record.generation)
+        else:
+            assert outcome.refusal is not None
+            if outcome.end_session is not None:
+                await tx.revoke_sessions(record.user_id, now, outcome.end_session, only=record.id)
+            if outcome.action is Action.REVOKE:
+                await self.ctx.audit_session(tx, now, "reuse_detected", client, record, outcome="revoked")
+            else:
+                reason = outcome.refusal.reason
+                await self.ctx.audit_session(tx, now, "refresh", client, record, outcome="refused", reason=reason)
+        return record
+
+    async def _audit_rotation(self, tx: Tx, now: datetime, client: Client, record: SessionRecord) -> None:
+        """The audit row of a rotation; ``record`` is the session as rotated."""
+        await self.ctx.audit_session(tx, now, "refresh", client, record, generation=record.generation)

@@ -1,0 +1,130 @@
+"""Accounts and sign-in: register, create a user, check a password and open a session."""
+
+from __future__ import annotations
+
+import hmac
+import unicodedata
+import uuid
+from datetime import datetime
+
+from ...core.errors import InvalidCredentials, RegistrationClosed
+from ...core.users import normalize_username
+from ..store import SessionRecord, UserRecord
+from .context import Client, Context, TokenPair, state_of
+
+__all__ = ["SignIn", "changed_since_check"]
+
+
+class SignIn:
+    """Registration and password sign-in, for ``AuthService``."""
+
+    ctx: Context
+
+    async def register(self, username: object, password: object, client: Client) -> UserRecord:
+        """Create an account when open registration is enabled.
+
+        Raises:
+            RegistrationClosed, InvalidRequest, PasswordPolicyError, UsernameTaken, Unavailable.
+        """
+        if not self.ctx.settings.allow_registration:
+            raise RegistrationClosed()
+        return await self.create_user(username, password, client)
+
+    async def create_user(self, username: object, password: object, client: Client) -> UserRecord:
+        """Create an account (also used by the CLI, whatever the registration setting)."""
+        display, key = normalize_username(username)
+        normalized = self.ctx.passwords.check_new(password)
+        password_hash = await self.ctx.hash_password(normalized)
+        now = self.ctx.clock()
+        user = UserRecord(uuid.uuid4(), display, key, password_hash, now, now)
+        async with self.ctx.store.write() as tx:
+            await tx.insert_user(user)
+            await self.ctx.audit(tx, now, "register", client, user_id=user.id)
+        return user
+
+    async def login(
+        self, username: object, password: object, client: Client, device_name: str | None = None
+    ) -> TokenPair:
+        """Check a password and open a session. Unknown user, wrong password and disabled
+        account cost the same hashing work and get the same answer.
+
+        Raises:
+            InvalidCredentials, InvalidRequest, Unavailable.
+        """
+        _, key = normalize_username(username)
+        normalized = self.ctx.passwords.normalize(password)
+        async with self.ctx.store.read() as tx:
+            user = await tx.user_by_key(key)
+        try:
+            await self.ctx.verify_password(user.password_hash if user else None, normalized)
+            if user is None or user.disabled_at is not None:
+                raise InvalidCredentials()
+        except InvalidCredentials:
+            await self._login_failed(user, client)
+            raise
+        return await self._open_session(user, normalized, client, device_name)
+
+    async def _login_failed(self, user: UserRecord | None, client: Client) -> None:
+        now = self.ctx.clock()
+        async with self.ctx.store.write() as tx:
+            await self.ctx.audit(tx, now, "login", client, outcome="failed", user_id=user.id if user else None)
+
+    async def _open_session(
+        self, checked: UserRecord, password: str, client: Client, device_name: str | None
+    ) -> TokenPair:
+        """Insert the session of a sign-in whose password was checked against ``checked``: only if,
+        in the same write transaction, the user (locked) is still enabled and still has that hash.
+        A password change or a disable that commits while the hash is being checked wins."""
+        rehash = self.ctx.passwords.needs_rehash(checked.password_hash)
+        new_hash = await self.ctx.hash_password(password) if rehash else None
+        now = self.ctx.clock()
+        record = self._new_session(checked, now, client, device_name)
+        async with self.ctx.store.write() as tx:
+            user = await tx.lock_user(checked.id)
+            stale = changed_since_check(user, checked)
+            if stale is None:
+                assert user is not None
+                if new_hash is not None:
+                    await tx.set_password_hash(user.id, new_hash, None, replacing=checked.password_hash)
+                await tx.insert_session(record)
+                await self.ctx.audit(tx, now, "login", client, user_id=user.id, session_id=record.id)
+            else:
+                await self.ctx.audit(tx, now, "login", client, outcome="failed", user_id=checked.id, reason=stale)
+        if stale is not None or user is None:
+            raise InvalidCredentials()
+        return await self.ctx.issue(record, state_of(record), now, user.roles)
+
+    def _new_session(self, user: UserRecord, now: datetime, client: Client, device_name: str | None) -> SessionRecord:
+        c = client.clipped()
+        return SessionRecord(
+            id=uuid.uuid4(),
+            user_id=user.id,
+            generation=0,
+            created_at=now,
+            rotated_at=now,
+            last_used_at=now,
+            client_id=self.ctx.settings.client_id,
+            scope=self.ctx.settings.default_scope,
+            user_agent=c.user_agent,
+            ip=c.ip,
+            device_name=_device_label(device_name),
+        )
+
+
+def changed_since_check(user: UserRecord | None, checked: UserRecord) -> str | None:
+    """Why a password checked against ``checked`` no longer opens ``user`` (its row as locked
+    now), or None when it still does."""
+    if user is None:
+        return "unknown_user"
+    if user.disabled_at is not None:
+        return "user_disabled"
+    if not hmac.compare_digest(user.password_hash.encode(), checked.password_hash.encode()):
+        return "password_changed"
+    return None
+
+
+def _device_label(name: str | None) -> str | None:
+    """A device name fit to store and to show: control characters (NUL among them, which
+    PostgreSQL refuses in text) and lone surrogates (no UTF-8 for them) dropped; 128 characters."""
+    clean = "".join(ch for ch in name or "" if unicodedata.category(ch) not in ("Cc", "Cs"))[:128]
+    return clean or None

@@ -1,0 +1,169 @@
+"""The queries on sessions. Which sessions are live is decided in one place, the core's
+``SessionBounds``: every statement here that asks it (rotation, listing, counting, pruning) is
+built from those bounds, column by column, and ``tests/core/test_sessions.py`` checks that the
+bounds agree with the rule to the microsecond."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, bindparam, delete, exists, func, insert, or_, select, update
+
+from ...core.sessions import SessionBounds
+from ._queries import Queries, values
+from .records import SessionRecord, UserRecord
+from .schema import sessions, users
+
+__all__ = ["SessionQueries"]
+
+
+class SessionQueries(Queries):
+    async def insert_session(self, session: SessionRecord) -> None:
+        await self._conn.execute(_INSERT_SESSION, values(session))
+
+    async def session(self, session_id: uuid.UUID) -> SessionRecord | None:
+        row = (await self._conn.execute(_SESSION, {"sid": session_id})).first()
+        return None if row is None else SessionRecord(**row._asdict())
+
+    async def session_and_user(self, session_id: uuid.UUID) -> tuple[SessionRecord, UserRecord] | None:
+        """A session and its user in one query (the check behind every authenticated request)."""
+        row = (await self._conn.execute(_SESSION_AND_USER, {"sid": session_id})).first()
+        if row is None:
+            return None
+        found = row._asdict()
+        user = UserRecord(**{name: found.pop(label) for name, label in _USER_LABELS})
+        return SessionRecord(**found), user
+
+    async def rotate_session(
+        self, session_id: uuid.UUID, generation: int, now: datetime, *, to: int | None = None
+    ) -> bool:
+        """Compare-and-swap ``generation`` to ``to`` (default ``generation + 1``); False if another
+        caller won."""
+        params = _rotation(session_id, generation, now, generation + 1 if to is None else to)
+        return (await self._conn.execute(_ROTATE, params)).rowcount == 1
+
+    async def rotate_current(
+        self, session_id: uuid.UUID, generation: int, bounds: SessionBounds
+    ) -> tuple[SessionRecord, str] | None:
+        """Move a session at ``generation`` one generation on at ``bounds.now``, in one statement,
+        if the refresh rule lets its current token rotate: unrevoked, user enabled, within both
+        lifetimes with a whole second left. Returns the new row and the user's roles as they are
+        now, or None when the session is not in that state (the caller then reads it and decides)."""
+        params = {
+            **_rotation(session_id, generation, bounds.now, generation + 1),
+            "rotated_after": bounds.rotated_after,
+            "created_from": bounds.refresh_created_from,
+        }
+        row = (await self._conn.execute(_ROTATE_CURRENT, params)).first()
+        if row is None:
+            return None
+        found = row._asdict()
+        roles: str = found.pop("user_roles")
+        return SessionRecord(**found), roles
+
+    async def charge_password_attempt(self, session_id: uuid.UUID, limit: int) -> bool:
+        """Count one password check against a live session, atomically, unless it has been charged
+        ``limit`` times since its last successful check; False when nothing was charged."""
+        params = {"sid": session_id, "limit": limit}
+        return (await self._conn.execute(_CHARGE_PASSWORD_ATTEMPT, params)).first() is not None
+
+    async def clear_password_attempts(self, session_id: uuid.UUID) -> None:
+        await self._conn.execute(update(sessions).where(sessions.c.id == session_id).values(password_attempts=0))
+
+    async def revoke_sessions(
+        self,
+        user_id: uuid.UUID,
+        now: datetime,
+        reason: str,
+        *,
+        only: uuid.UUID | None = None,
+        keep: uuid.UUID | None = None,
+    ) -> list[uuid.UUID]:
+        """Revoke the user's unrevoked sessions (just ``only``, or all but ``keep``); returns the ids
+        of those this call revoked. One statement: a session revoked by a concurrent transaction is
+        neither revoked again (its time and reason stay) nor returned (so not audited twice)."""
+        where = [sessions.c.user_id == user_id, sessions.c.revoked_at.is_(None)]
+        if only is not None:
+            where.append(sessions.c.id == only)
+        if keep is not None:
+            where.append(sessions.c.id != keep)
+        stmt = update(sessions).where(*where).values(revoked_at=now, revoke_reason=reason).returning(sessions.c.id)
+        return list((await self._conn.execute(stmt)).scalars())
+
+    async def live_sessions(
+        self, user_id: uuid.UUID | None, bounds: SessionBounds, limit: int = 100
+    ) -> list[SessionRecord]:
+        """Sessions live within ``bounds`` (of one user, or of all), most recently used first."""
+        stmt = select(sessions).where(_live(bounds))
+        if user_id is not None:
+            stmt = stmt.where(sessions.c.user_id == user_id)
+        rows = await self._conn.execute(stmt.order_by(sessions.c.last_used_at.desc()).limit(limit))
+        return [SessionRecord(**r._asdict()) for r in rows]
+
+    async def count_live_sessions(self, bounds: SessionBounds) -> int:
+        """How many sessions are live within ``bounds``."""
+        stmt = select(func.count()).select_from(sessions).where(_live(bounds))
+        return int((await self._conn.execute(stmt)).scalar_one())
+
+    async def prune_sessions(self, dead_at: SessionBounds, *, limit: int) -> int:
+        """Delete up to ``limit`` sessions that were already dead at ``dead_at.now`` (revoked
+        before it, or no longer live within its bounds); rows another transaction holds are
+        skipped, not waited for."""
+        dead = or_(sessions.c.revoked_at < dead_at.now, ~_live_times(dead_at))
+        batch = select(sessions.c.id).where(dead).limit(limit).with_for_update(skip_locked=True)
+        return (await self._conn.execute(delete(sessions).where(sessions.c.id.in_(batch)))).rowcount
+
+
+def _live_times(bounds: SessionBounds) -> ColumnElement[bool]:
+    """``SessionBounds.is_live``'s lifetime rules as SQL on the row's columns."""
+    return and_(sessions.c.rotated_at > bounds.rotated_after, sessions.c.created_at >= bounds.created_from)
+
+
+def _live(bounds: SessionBounds) -> ColumnElement[bool]:
+    """``SessionBounds.is_live`` as SQL. The user's enabled state needs no join here: disabling a
+    user revokes its sessions in the same transaction."""
+    return and_(sessions.c.revoked_at.is_(None), _live_times(bounds))
+
+
+def _rotation(session_id: uuid.UUID, generation: int, now: datetime, to: int) -> dict[str, Any]:
+    """The parameters of ``_ROTATE``: ``generation`` to ``to`` at ``now``."""
+    return {"sid": session_id, "gen": generation, "next": to, "at": now}
+
+
+# The statements behind every sign-in, refresh and authenticated request, built once: building a
+# statement and its cache key costs more than SQLite takes to run it. Values go in as parameters.
+_INSERT_SESSION = insert(sessions)
+_SESSION = select(sessions).where(sessions.c.id == bindparam("sid"))
+_USER_LABELS = tuple((c.name, f"u_{c.name}") for c in users.c)
+_SESSION_AND_USER = (
+    select(sessions, *(users.c[name].label(label) for name, label in _USER_LABELS))
+    .join(users, users.c.id == sessions.c.user_id)
+    .where(sessions.c.id == bindparam("sid"))
+)
+_ROTATE = (
+    update(sessions)
+    .where(
+        sessions.c.id == bindparam("sid"), sessions.c.generation == bindparam("gen"), sessions.c.revoked_at.is_(None)
+    )
+    .values(generation=bindparam("next"), rotated_at=bindparam("at"), last_used_at=bindparam("at"))
+)
+_USER_ENABLED = exists().where(users.c.id == sessions.c.user_id, users.c.disabled_at.is_(None)).correlate(sessions)
+_USER_ROLES = select(users.c.roles).where(users.c.id == sessions.c.user_id).correlate(sessions).scalar_subquery()
+# SessionBounds' refresh rule, as bound parameters: rotated_after and refresh_created_from.
+_ROTATE_CURRENT = _ROTATE.where(
+    sessions.c.rotated_at > bindparam("rotated_after"),
+    sessions.c.created_at >= bindparam("created_from"),
+    _USER_ENABLED,
+).returning(*sessions.c, _USER_ROLES.label("user_roles"))
+_CHARGE_PASSWORD_ATTEMPT = (
+    update(sessions)
+    .where(
+        sessions.c.id == bindparam("sid"),
+        sessions.c.revoked_at.is_(None),
+        sessions.c.password_attempts < bindparam("limit"),
+    )
+    .values(password_attempts=sessions.c.password_attempts + 1)
+    .returning(sessions.c.password_attempts)
+)
