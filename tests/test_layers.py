@@ -82,12 +82,18 @@ def test_only_the_store_speaks_sql() -> None:
 
 
 def test_only_the_service_imports_the_store() -> None:
-    """One exception, to one module: settings check ``KEYTURN_DATABASE_URL`` with the store's own
-    URL parser, so a bad URL is refused at start-up as a setting, naming it."""
+    """One exception, through the store's package: settings check ``KEYTURN_DATABASE_URL`` with the
+    store's own URL parser, so a bad URL is refused at start-up as a setting, naming it."""
     allowed = ("keyturn.server.store", "keyturn.server.service")
     assert violations(("keyturn",), ("keyturn.server.store",), allowed) == [
-        "keyturn.server.config imports keyturn.server.store.url"
+        "keyturn.server.config imports keyturn.server.store"
     ]
+
+
+def test_nothing_outside_the_store_imports_its_modules() -> None:
+    """The service (and config) use the store's package, never ``store.sql``, ``store.records``..."""
+    inner = tuple(n for n in MODULES if n.startswith("keyturn.server.store."))
+    assert violations(("keyturn",), inner, ("keyturn.server.store",)) == []
 
 
 def test_the_http_edge_and_the_cli_use_only_the_services_public_package() -> None:

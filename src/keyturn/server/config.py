@@ -8,7 +8,7 @@ in a 0600 file; outside development a missing or weak secret is refused.
 Outside development nothing is guessed or exposed by default: the issuer must be set (and be
 ``https://`` unless loopback), ``/metrics`` needs ``KEYTURN_METRICS_TOKEN``, ``/docs`` and
 ``/openapi.json`` need ``KEYTURN_API_DOCS``. Database URLs as users write them are turned into the
-store's driver URLs by ``keyturn.server.store.url``.
+store's driver URLs by the store (``normalize_database_url``), the one place that knows its drivers.
 """
 
 from __future__ import annotations
@@ -113,7 +113,7 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _database_url(cls, value: str) -> str:
-        from .store.url import normalize_database_url  # the store knows its drivers (and imports SQLAlchemy)
+        from .store import normalize_database_url  # the store knows its drivers (and imports SQLAlchemy)
 
         return normalize_database_url(value)
 

@@ -7,5 +7,8 @@ from .records import SessionRecord as SessionRecord
 from .records import UserRecord as UserRecord
 from .sql import Store as Store
 from .sql import Tx as Tx
+from .url import normalize_database_url as normalize_database_url
 
-__all__ = ["AuditRecord", "Database", "KeyRecord", "SessionRecord", "Store", "Tx", "UserRecord"]
+__all__ = [
+    "AuditRecord", "Database", "KeyRecord", "SessionRecord", "Store", "Tx", "UserRecord", "normalize_database_url",
+]  # fmt: skip
