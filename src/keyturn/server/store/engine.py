@@ -186,10 +186,14 @@ class Database:
         """Apply every Alembic migration up to head.
 
         A schema that a newer keyturn has already migrated further is left alone (migrations are
-        additive, so this version keeps working during a rolling deploy). Alembic keeps its
-        migration context in module globals, so migrations in one process run one at a time;
-        other processes wait on an advisory lock, for as long as a migration takes.
+        additive, so this version keeps working during a rolling deploy), and so is a current one,
+        without a word: every start after the first (and the app's own start after ``keyturn
+        serve`` migrated) reads the version and goes on. Alembic keeps its migration context in
+        module globals, so migrations in one process run one at a time; other processes wait on
+        an advisory lock, for as long as a migration takes.
         """
+        if await self.migrations_current():
+            return
         lock = _MIGRATION_LOCKS.setdefault(asyncio.get_running_loop(), asyncio.Lock())
         engine = self._migration_engine()
         try:
