@@ -11,7 +11,7 @@ from typing import Any
 
 from ..core.errors import InsufficientScope, InvalidToken, KeyturnError, MalformedToken, MissingToken, RateLimited
 
-__all__ = ["NO_STORE", "STATUS", "ErrorAnswer", "answer", "bearer_token"]
+__all__ = ["NO_STORE", "STATUS", "ErrorAnswer", "answer", "bearer_token", "error_body"]
 
 STATUS = {
     "invalid_request": 400,
@@ -35,6 +35,11 @@ STATUS = {
     "temporarily_unavailable": 503,
 }
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+def error_body(code: str, description: str) -> dict[str, str]:
+    """The OAuth-style error body (RFC 6749 §5.2) of every refusal keyturn sends."""
+    return {"error": code, "error_description": description}
 
 
 class ErrorAnswer:
@@ -67,8 +72,7 @@ def answer(exc: KeyturnError, realm: str = "keyturn") -> ErrorAnswer:
         headers["Retry-After"] = "1"
     elif isinstance(exc, RateLimited):
         headers["Retry-After"] = str(exc.retry_after)
-    body = {"error": exc.code, "error_description": exc.description}
-    return ErrorAnswer(status, body, headers)
+    return ErrorAnswer(status, error_body(exc.code, exc.description), headers)
 
 
 def bearer_token(authorization: str | None) -> str:

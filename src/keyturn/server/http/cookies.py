@@ -8,7 +8,6 @@ allowed origin and carry the session's CSRF token.
 
 from __future__ import annotations
 
-import functools
 import re
 import uuid
 from collections.abc import Iterable
@@ -32,8 +31,6 @@ __all__ = [
     "REFRESH_COOKIE",
     "BrowserMode",
     "CookieFilter",
-    "check_origin",
-    "clear_session_cookies",
     "refresh_cookie",
     "token_body",
 ]
@@ -57,6 +54,7 @@ class BrowserMode:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._csrf = CsrfTokens.from_master(MasterKey(settings.secret.get_secret_value()))
+        self._origins = _allowed_origins(settings.issuer, settings.cors_origins, dev=settings.dev)
 
     def wants_cookie(self, mode: str | None) -> bool:
         """Whether a login answers in cookie mode: ``KEYTURN_COOKIE_MODE``, else the client's choice.
@@ -93,7 +91,7 @@ class BrowserMode:
         Raises:
             OriginNotAllowed, ContentTypeNotAllowed.
         """
-        check_origin(request, self.settings)
+        self.check_origin(request)
         if request.method == "POST":
             media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
             if media_type != "application/json":
@@ -106,6 +104,32 @@ class BrowserMode:
             CsrfTokenInvalid: missing, or another session's.
         """
         self._csrf.check(session_id, request.headers.get(CSRF_HEADER))
+
+    def check_origin(self, request: Request) -> None:
+        """The request must come from the issuer's origin or one listed in ``KEYTURN_CORS_ORIGINS``.
+
+        Never from "this server's own origin" as the request names it: ``Host`` is written by the
+        client (and by whatever proxy or DNS name reaches us), so trusting it trusts anyone.
+
+        Without an Origin header, Fetch Metadata must say ``same-origin``.
+
+        Raises:
+            OriginNotAllowed: anything else, including ``Origin: null``.
+        """
+        origin = request.headers.get("origin")
+        if origin is None:
+            if request.headers.get("sec-fetch-site") == "same-origin":
+                return
+            raise OriginNotAllowed("The request has no Origin header, so it cannot use the session cookie.")
+        if origin not in self._origins:
+            raise OriginNotAllowed()
+
+    def clear(self, response: R) -> R:
+        """Expire both cookies (with the attributes they were set with, or browsers ignore it)."""
+        samesite = self.settings.cookie_samesite
+        response.delete_cookie(REFRESH_COOKIE, path=REFRESH_PATH, secure=True, httponly=True, samesite=samesite)
+        response.delete_cookie(CSRF_COOKIE, path="/", secure=True, samesite=samesite)
+        return response
 
 
 def token_body(pair: TokenPair, *, refresh_token: bool = True) -> dict[str, Any]:
@@ -164,35 +188,6 @@ class CookieFilter:
         await self.app(scope, receive, send)
 
 
-def clear_session_cookies(response: R, settings: Settings) -> R:
-    """Expire both cookies (with the attributes they were set with, or browsers ignore it)."""
-    samesite = settings.cookie_samesite
-    response.delete_cookie(REFRESH_COOKIE, path=REFRESH_PATH, secure=True, httponly=True, samesite=samesite)
-    response.delete_cookie(CSRF_COOKIE, path="/", secure=True, samesite=samesite)
-    return response
-
-
-def check_origin(request: Request, settings: Settings) -> None:
-    """The request must come from the issuer's origin or one listed in ``KEYTURN_CORS_ORIGINS``.
-
-    Never from "this server's own origin" as the request names it: ``Host`` is written by the
-    client (and by whatever proxy or DNS name reaches us), so trusting it trusts anyone.
-
-    Without an Origin header, Fetch Metadata must say ``same-origin``.
-
-    Raises:
-        OriginNotAllowed: anything else, including ``Origin: null``.
-    """
-    origin = request.headers.get("origin")
-    if origin is None:
-        if request.headers.get("sec-fetch-site") == "same-origin":
-            return
-        raise OriginNotAllowed("The request has no Origin header, so it cannot use the session cookie.")
-    if origin not in _allowed_origins(settings.issuer, settings.cors_origins, dev=settings.dev):
-        raise OriginNotAllowed()
-
-
-@functools.lru_cache(maxsize=8)
 def _allowed_origins(issuer: str, listed: tuple[str, ...], *, dev: bool) -> frozenset[str]:
     """The issuer's origin and the listed ones; in development, also the issuer's other loopback
     names (the page opened at http://localhost:8000 when the issuer says 127.0.0.1). All of it

@@ -11,8 +11,8 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
 
 from ...core.errors import InvalidGrant, KeyturnError, RateLimited
-from ...verify.bearer import NO_STORE, STATUS, answer
-from .cookies import clear_session_cookies, refresh_cookie
+from ...verify.bearer import NO_STORE, STATUS, answer, error_body
+from .cookies import refresh_cookie
 from .metrics import observe_refusal
 from .routes import client, limits, service
 
@@ -26,9 +26,7 @@ _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "request_too_la
 def error_response(code: str, description: str, headers: dict[str, str] | None = None) -> JSONResponse:
     """An OAuth-style error body (RFC 6749 §5.2) with the status the table gives ``code``."""
     status = STATUS.get(code, 400)
-    return JSONResponse(
-        {"error": code, "error_description": description}, status_code=status, headers={**NO_STORE, **(headers or {})}
-    )
+    return JSONResponse(error_body(code, description), status_code=status, headers={**NO_STORE, **(headers or {})})
 
 
 async def keyturn_error(request: Request, exc: Exception) -> JSONResponse:
@@ -40,7 +38,7 @@ async def keyturn_error(request: Request, exc: Exception) -> JSONResponse:
     response = JSONResponse(reply.body, status_code=reply.status, headers=reply.headers)
     if isinstance(exc, InvalidGrant) and refresh_cookie(request) is not None:
         # The session behind the cookie is over (or the cookie is bad): the browser should forget it.
-        clear_session_cookies(response, request.app.state.service.settings)
+        request.app.state.browser.clear(response)
     return response
 
 

@@ -6,6 +6,8 @@ import json
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ...verify.bearer import error_body
+
 __all__ = ["HEADERS_TOO_LARGE", "HEADERS_TOO_LARGE_DESCRIPTION", "HSTS", "BodyLimit", "HeaderLimit", "SecurityHeaders"]
 
 HEADERS_TOO_LARGE = "request_headers_too_large"
@@ -137,7 +139,7 @@ async def _too_large(send: Send) -> None:
 
 
 async def _refuse(send: Send, status: int, code: str, description: str) -> None:
-    payload = json.dumps({"error": code, "error_description": description})
+    payload = json.dumps(error_body(code, description))
     headers = [(b"content-type", b"application/json"), (b"connection", b"close")]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": payload.encode()})

@@ -21,12 +21,13 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
+from ...verify.bearer import error_body
 from ..config import Settings
 from .middleware import HEADERS_TOO_LARGE, HEADERS_TOO_LARGE_DESCRIPTION
 
 __all__ = ["HeadLimitedHttpToolsProtocol", "http_protocol"]
 
-_REFUSAL = json.dumps({"error": HEADERS_TOO_LARGE, "error_description": HEADERS_TOO_LARGE_DESCRIPTION}).encode()
+_REFUSAL = json.dumps(error_body(HEADERS_TOO_LARGE, HEADERS_TOO_LARGE_DESCRIPTION)).encode()
 
 
 def http_protocol(settings: Settings) -> Callable[..., HeadLimitedHttpToolsProtocol]:

@@ -14,7 +14,7 @@ from ...core.refresh import RefreshToken
 from ...integrations.fastapi import BearerToken
 from ..service import Caller, Client, Service, SessionRecord
 from .body import JSONBodyRoute
-from .cookies import BrowserMode, check_origin, clear_session_cookies, refresh_cookie
+from .cookies import BrowserMode, refresh_cookie
 from .ratelimit import RateLimits, client_ip
 from .schemas import (
     Credentials,
@@ -133,7 +133,7 @@ async def login(body: LoginRequest, request: Request, svc: Svc, who: Who, lim: L
     set as an HttpOnly cookie instead of being returned."""
     cookie = edge.wants_cookie(body.mode)
     if cookie:
-        check_origin(request, svc.settings)  # no logging a victim into the attacker's account
+        edge.check_origin(request)  # no logging a victim into the attacker's account
     async with lim.login_attempt(body.username, who.ip):
         pair = await svc.auth.login(body.username, body.password, who, body.device_name)
     return edge.token_response(pair, cookie=cookie)
@@ -163,6 +163,7 @@ async def refresh(
 async def logout(
     svc: Svc,
     who: Who,
+    edge: Browser,
     cookie: Cookie,
     me: Annotated[Caller | None, Depends(optional_caller)],
     body: Annotated[LogoutRequest | None, Body()] = None,
@@ -171,17 +172,15 @@ async def logout(
     when more than one is sent, they must name the same session."""
     from_body = body.refresh_token if body is not None else None
     presented = svc.auth.read_refresh_token(from_body) if from_body is not None else cookie
-    if presented is None and me is None:
-        raise MissingToken("Send a bearer access token or a refresh_token.")
-    await svc.auth.logout(me, presented, who)
-    return _no_content(svc, clear=cookie is not None)
+    await svc.auth.logout(me, presented, who)  # neither token: MissingToken
+    return _no_content(edge, clear=cookie is not None)
 
 
 @router.post("/logout-all", status_code=204, responses=_ERRORS)
-async def logout_all(svc: Svc, who: Who, cookie: Cookie, me: Authed) -> Response:
+async def logout_all(svc: Svc, who: Who, edge: Browser, cookie: Cookie, me: Authed) -> Response:
     """End every session of this user."""
     await svc.auth.logout_all(me, who)
-    return _no_content(svc, clear=cookie is not None)
+    return _no_content(edge, clear=cookie is not None)
 
 
 @router.get("/sessions", responses=_ERRORS)
@@ -194,10 +193,10 @@ async def sessions(svc: Svc, me: Authed) -> SessionsOut:
 @router.delete(
     "/sessions/{session_id}", status_code=204, responses={**_ERRORS, 404: {"description": "No such session"}}
 )
-async def end_session(session_id: str, svc: Svc, who: Who, cookie: Cookie, me: Authed) -> Response:
+async def end_session(session_id: str, svc: Svc, who: Who, edge: Browser, cookie: Cookie, me: Authed) -> Response:
     """End one of this user's sessions."""
     await svc.auth.revoke_session(me, session_id, who)
-    return _no_content(svc, clear=cookie is not None and session_id == str(me.session.id))
+    return _no_content(edge, clear=cookie is not None and session_id == str(me.session.id))
 
 
 @router.get("/me", responses=_ERRORS)
@@ -222,9 +221,9 @@ async def change_password(
     return edge.token_response(pair, cookie=cookie is not None)
 
 
-def _no_content(svc: Service, *, clear: bool) -> Response:
+def _no_content(edge: BrowserMode, *, clear: bool) -> Response:
     response = Response(status_code=204)
-    return clear_session_cookies(response, svc.settings) if clear else response
+    return edge.clear(response) if clear else response
 
 
 def _session(record: SessionRecord, me: Caller) -> SessionOut:

@@ -17,7 +17,7 @@ from ...core.sessions import SessionBounds
 from ...core.tokens import AccessClaims
 from ...core.users import normalize_username
 from ..store import AuditRecord, SessionRecord, UserRecord
-from .context import Client, Context
+from .context import Client, Context, parse_uuid
 
 __all__ = ["MAX_AUDIT_LIMIT", "AdminService", "KeyStatus", "TokenReport"]
 
@@ -148,10 +148,9 @@ class AdminService:
             return await tx.live_sessions(user_id, bounds, limit=1000)
 
     async def revoke_session(self, session_id: str) -> None:
-        try:
-            sid = uuid.UUID(session_id)
-        except ValueError:
-            raise NotFound("No such session.") from None
+        sid = parse_uuid(session_id)
+        if sid is None:
+            raise NotFound("No such session.")
         now = self.ctx.clock()
         async with self.ctx.store.write() as tx:
             record = await tx.session(sid)

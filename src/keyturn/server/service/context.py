@@ -23,7 +23,7 @@ from ..config import Settings
 from ..store import AuditRecord, SessionRecord, Store, Tx, UserRecord
 from .keyring import KeyManager
 
-__all__ = ["AuditObserver", "Caller", "Client", "Context", "TokenPair", "state_of", "utcnow"]
+__all__ = ["AuditObserver", "Caller", "Client", "Context", "TokenPair", "parse_uuid", "state_of", "utcnow"]
 
 Clock = Callable[[], datetime]
 AuditObserver = Callable[[AuditRecord], None]
@@ -231,3 +231,12 @@ def state_of(record: SessionRecord, user: UserRecord | None = None) -> SessionSt
         revoked_at=record.revoked_at,
         user_enabled=user is None or user.disabled_at is None,
     )
+
+
+def parse_uuid(value: str) -> uuid.UUID | None:
+    """The UUID a client or operator named (a session id, a token's ``sid``), or None for anything
+    that is not one."""
+    try:
+        return uuid.UUID(value)
+    except (ValueError, TypeError, AttributeError):
+        return None

@@ -9,7 +9,7 @@ from ...core.refresh import RefreshToken
 from ...core.roles import ADMIN, parse_roles
 from ...core.sessions import SessionBounds
 from ..store import SessionRecord
-from .context import Caller, Client, Context, state_of
+from .context import Caller, Client, Context, parse_uuid, state_of
 
 __all__ = ["SessionUse", "session_ended"]
 
@@ -27,7 +27,7 @@ class SessionUse:
         """
         now = self.ctx.clock()
         claims = await self.ctx.verify_access(access_token, now)
-        sid = _parse_uuid(claims.sid)
+        sid = parse_uuid(claims.sid)
         async with self.ctx.store.read() as tx:
             found = await tx.session_and_user(sid) if sid else None
         if found is None:
@@ -84,7 +84,7 @@ class SessionUse:
         Raises:
             NotFound: no live session of this user has that id.
         """
-        sid = _parse_uuid(session_id)
+        sid = parse_uuid(session_id)
         if sid is None or not await self._revoke(caller.user.id, client, "session_revoked", only=sid):
             raise NotFound("No such session.")
 
@@ -111,10 +111,3 @@ class SessionUse:
 def session_ended() -> InvalidToken:
     """The refusal of an access token whose session or user is no longer live."""
     return InvalidToken("The session of this access token has ended.", reason="session_revoked")
-
-
-def _parse_uuid(value: str) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(value)
-    except (ValueError, TypeError, AttributeError):
-        return None
