@@ -23,7 +23,7 @@ PUBLIC_API: dict[str, list[str]] = {
         "AccessClaims", "BadSignature", "InvalidClaim", "InvalidGrant", "InvalidToken", "KeyRing", "KeyturnError",
         "SigningKey", "TokenExpired", "UnknownKey", "issue_access_token", "verify_access_token",
     ],
-    "keyturn.verify": ["JwksPolicy", "KeySource", "SyncKeySource", "Verifier"],
+    "keyturn.verify": ["FeedStatus", "JwksPolicy", "KeySource", "RevocationFeed", "SyncKeySource", "Verifier"],
     "keyturn.client": ["FileTokenStore", "KeyturnAuth", "MemoryTokenStore", "TokenStore", "Tokens"],
     "keyturn.integrations.fastapi": ["BearerToken", "require_token", "setup"],
     "keyturn.integrations.starlette": [

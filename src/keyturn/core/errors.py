@@ -26,7 +26,8 @@ core knows no HTTP: ``keyturn.verify.bearer`` maps codes to statuses in one tabl
     │   ├── BadSignature              reason: bad_signature
     │   ├── InvalidClaim              reason: invalid_claim
     │   ├── TokenExpired              reason: expired
-    │   └── TokenNotYetValid          reason: not_yet_valid
+    │   ├── TokenNotYetValid          reason: not_yet_valid
+    │   └── SessionEnded              reason: session_ended (the issuer ended its session)
     ├── SigningKeyError               server_error (reason: key_seal_version | key_seal_mismatch | no_signing_key)
     ├── InsufficientScope             insufficient_scope (403)
     ├── RateLimited                   rate_limited (429, with retry_after)
@@ -134,6 +135,14 @@ class InvalidToken(KeyturnError):
     code = "invalid_token"
     reason = "invalid_token"
     description = "The access token is invalid."
+
+
+class SessionEnded(InvalidToken):
+    """The token verifies, but the issuer has ended its session (logout, reuse, a disabled user):
+    the server sees it in its database, a resource server in the revocation feed."""
+
+    reason = "session_ended"
+    description = "The session of this access token has ended."
 
 
 class MalformedToken(InvalidToken):

@@ -77,6 +77,7 @@ class Settings(BaseSettings):
     audit_retention: Duration = timedelta(days=90)
     prune_interval: Duration = timedelta(hours=1)
     prune_batch_size: int = Field(default=1000, ge=1, le=100_000)
+    revocation_poll: Duration = timedelta(milliseconds=200)
     metrics_enabled: bool | None = None
     metrics_token: SecretStr | None = None
     api_docs: bool | None = None
@@ -139,6 +140,8 @@ class Settings(BaseSettings):
             raise ValueError("KEYTURN_REFRESH_IDLE_TTL: must be at least 1 second")
         if self.session_max_ttl < self.refresh_idle_ttl:
             raise ValueError("KEYTURN_SESSION_MAX_TTL: must not be shorter than KEYTURN_REFRESH_IDLE_TTL")
+        if not timedelta(milliseconds=10) <= self.revocation_poll <= timedelta(seconds=5):
+            raise ValueError("KEYTURN_REVOCATION_POLL: must be between 10ms and 5s")
         if self.reuse_grace > timedelta(minutes=5):
             raise ValueError("KEYTURN_REUSE_GRACE: must be at most 5m")
         if self.admins is not None:

@@ -2,7 +2,9 @@
 
 ``Verifier`` checks a token with the server's own rules and code (``keyturn.core.tokens``)
 against keys from a key source, and remembers tokens it has already verified, so a repeat costs
-a dictionary lookup and an expiry check. The key source is the issuer's JWKS by default (no
+a dictionary lookup and an expiry check. It follows the issuer's revocation feed in the
+background (``keyturn.verify.revocations``), so a token whose session has ended is refused within
+seconds, with one more dictionary lookup per request. The key source is the issuer's JWKS by default (no
 database, none of the server's packages); the server passes its own store's keys, so one path
 verifies every keyturn token::
 
@@ -25,8 +27,9 @@ from ..core.errors import TokenExpired, UnknownKey
 from ..core.keys import KeyRing, KeySource, SyncKeySource
 from ..core.tokens import AccessClaims, scope_names, verify_access_token
 from .jwks import JwksCache, JwksPolicy
+from .revocations import FeedStatus, RevocationFeed, feed_option
 
-__all__ = ["JwksPolicy", "KeySource", "SyncKeySource", "Verifier"]
+__all__ = ["FeedStatus", "JwksPolicy", "KeySource", "RevocationFeed", "SyncKeySource", "Verifier"]
 
 
 class Verifier:
@@ -44,6 +47,7 @@ class Verifier:
         leeway: timedelta = timedelta(seconds=5),
         cache_size: int = 10_000,
         policy: JwksPolicy | None = None,
+        revocations: RevocationFeed | bool | None = None,
     ) -> None:
         """
         Args:
@@ -60,6 +64,10 @@ class Verifier:
             leeway: clock skew tolerated on ``exp``, ``nbf`` and ``iat``.
             cache_size: how many verified tokens to remember (0 turns the cache off).
             policy: JWKS caching and refetch limits.
+            revocations: follow the issuer's revocation feed and refuse the tokens of ended
+                sessions (``SessionEnded``). Default: on when the keys come from the issuer
+                (not with ``keys`` or ``jwks``); ``False`` turns it off; a
+                :class:`RevocationFeed` sets how (staleness, fail-open).
 
         Raises:
             TypeError: ``keys`` together with ``jwks_url``, ``jwks`` or ``policy``.
@@ -75,6 +83,9 @@ class Verifier:
             keys if keys is not None else JwksCache(issuer, jwks_url=jwks_url, jwks=jwks, policy=policy, leeway=leeway)
         )
         self._sync_keys = self.keys if _answers_sync(self.keys) else None
+        remote = keys is None and jwks is None
+        feed = feed_option(revocations, remote=remote)
+        self.revocations = None if feed is None else feed.attach(issuer, leeway)
         self._cache: dict[str, AccessClaims] = {}
         self._cache_size = cache_size
         self._cache_lock = threading.Lock()
@@ -97,6 +108,9 @@ class Verifier:
                 claims = self._check(token, keys.ring(moment), moment)
             except UnknownKey as exc:  # perhaps a key published after our last look: ask once more
                 claims = self._check(token, keys.ring(moment, kid=exc.kid), moment)
+        feed = self.revocations
+        if feed is not None and not feed.admits(claims, now):
+            feed.catch_up(claims, now)
         return self._authorized(claims, scopes)
 
     async def verify_async(
@@ -110,7 +124,19 @@ class Verifier:
                 claims = self._check(token, await self.keys.ring_async(moment), moment)
             except UnknownKey as exc:  # as in verify(): one more look, for this kid
                 claims = self._check(token, await self.keys.ring_async(moment, kid=exc.kid), moment)
+        feed = self.revocations
+        if feed is not None and not feed.admits(claims, now):
+            await feed.catch_up_async(claims, now)
         return self._authorized(claims, scopes)
+
+    def status(self) -> FeedStatus | None:
+        """The health of the revocation feed this verifier follows (None: it follows none)."""
+        return None if self.revocations is None else self.revocations.status()
+
+    def close(self) -> None:
+        """Stop following the revocation feed (a later verification starts again)."""
+        if self.revocations is not None:
+            self.revocations.close()
 
     def _cached(self, token: object, now: datetime | None) -> AccessClaims | None:
         if not isinstance(token, str):

@@ -43,9 +43,11 @@ def test_prune_removes_ended_sessions_past_their_retention(run: Cli, monkeypatch
         await svc.auth.logout(None, pair.refresh_token, Client())
 
     with_service(run, monkeypatch, sign_in_and_out)
-    assert run("prune").strip() == "pruned 0 sessions and 0 audit rows"  # kept for 7 days by default
+    assert (
+        run("prune").strip() == "pruned 0 sessions, 0 audit rows and 0 revocation-feed entries"
+    )  # kept for 7 days by default
     run.env["KEYTURN_SESSION_RETENTION"] = "0"
-    assert run("prune").strip() == "pruned 1 sessions and 0 audit rows"
+    assert run("prune").strip() == "pruned 1 sessions, 0 audit rows and 0 revocation-feed entries"
     assert "pruned" in run("audit", "--event", "pruned")
 
 

@@ -43,7 +43,7 @@ async def test_wrong_current_passwords_end_the_session_when_the_budget_is_spent(
         assert refused.value.reason == "wrong_current_password"
     with pytest.raises(InvalidToken) as ended:
         await service.auth.change_password(caller, PW, NEW, WHO)
-    assert ended.value.reason == "session_revoked"
+    assert ended.value.reason == "session_ended"
     trail = await events(service)
     assert trail.count(("password_changed", "failed")) == budget
     assert trail.count(("password_guessing", "revoked")) == 1

@@ -23,7 +23,7 @@ async def test_a_token_of_an_ended_session_is_refused_as_ended(service: Service)
     await service.auth.logout(caller, None, WHO)
     with pytest.raises(InvalidToken) as refused:
         await service.auth.authenticate(pair.access_token)
-    assert refused.value.reason == "session_revoked"
+    assert refused.value.reason == "session_ended"
 
 
 async def test_liveness_is_the_one_rule_for_requests_and_the_device_list(
@@ -45,7 +45,7 @@ async def test_liveness_is_the_one_rule_for_requests_and_the_device_list(
         assert [str(s.id) for s in await service.auth.sessions(caller)] == [fresh.session_id]
         with pytest.raises(InvalidToken) as refused:
             await service.auth.authenticate(idle.access_token)
-        assert refused.value.reason == "session_revoked"
+        assert refused.value.reason == "session_ended"
     finally:
         await service.close()
 

@@ -9,6 +9,7 @@ from keyturn.core.sessions import Lifetimes, SessionBounds, SessionState
 from keyturn.server.store import SessionRecord, Store, UserRecord
 
 NOW = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
+UNTIL = NOW + timedelta(minutes=15)  # tokens_until of a revocation at NOW (the feed keeps it so long)
 LIFETIMES = Lifetimes(idle=timedelta(days=7), absolute=timedelta(days=30), grace=timedelta(seconds=10))
 
 

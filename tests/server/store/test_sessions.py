@@ -14,7 +14,7 @@ import pytest
 from keyturn.core.sessions import SessionBounds
 from keyturn.server.store import Store
 from tests.helpers import fetch
-from tests.server.store.rows import LIFETIMES, NOW, bounds, seed, session, state_of, user
+from tests.server.store.rows import LIFETIMES, NOW, UNTIL, bounds, seed, session, state_of, user
 
 pytestmark = pytest.mark.anyio
 
@@ -58,7 +58,7 @@ async def test_rotate_current_moves_only_a_live_current_session_inside_its_bound
         )
         assert roles == ""
         assert await tx.rotate_current(s.id, 0, inside) is None  # lost the compare-and-swap
-        assert await tx.revoke_sessions(alice.id, later, "logout") == [s.id]
+        assert await tx.revoke_sessions(alice.id, later, "logout", tokens_until=UNTIL) == [s.id]
         assert await tx.rotate_current(s.id, 1, inside) is None  # revoked
 
 
@@ -92,7 +92,7 @@ async def test_a_session_revoked_by_transactions_at_once_is_revoked_once(store: 
 
     async def revoke(reason: str) -> list[uuid.UUID]:
         async with store.write() as tx:
-            return await tx.revoke_sessions(alice.id, NOW, reason, only=s.id)
+            return await tx.revoke_sessions(alice.id, NOW, reason, only=s.id, tokens_until=UNTIL)
 
     results = await asyncio.gather(*(revoke(f"reason-{i}") for i in range(8)))
     winners = [i for i, ended in enumerate(results) if ended]
@@ -111,7 +111,7 @@ async def test_password_attempts_are_charged_atomically_up_to_the_limit(store: S
         assert [await tx.charge_password_attempt(s.id, 2) for _ in range(3)] == [True, True, False]
         await tx.clear_password_attempts(s.id)
         assert await tx.charge_password_attempt(s.id, 2) is True
-        await tx.revoke_sessions(alice.id, NOW, "logout")
+        await tx.revoke_sessions(alice.id, NOW, "logout", tokens_until=UNTIL)
         assert await tx.charge_password_attempt(s.id, 2) is False
 
 
@@ -119,21 +119,21 @@ async def test_revoked_session_never_rotates(store: Store) -> None:
     """The CAS also requires the session to be live."""
     alice, s = await seed(store)
     async with store.write() as tx:
-        assert await tx.revoke_sessions(alice.id, NOW, "logout") == [s.id]
+        assert await tx.revoke_sessions(alice.id, NOW, "logout", tokens_until=UNTIL) == [s.id]
         assert await tx.rotate_session(s.id, 0, NOW) is False
 
 
 async def test_revoke_only_one_or_all_but_one(store: Store) -> None:
-    """revoke_sessions(only=) ends one; keep= ends the rest; revoked ones are not counted twice."""
+    """revoke_sessions(only=, tokens_until=UNTIL) ends one; keep= ends the rest; revoked ones are not counted twice."""
     alice = user()
     a, b, c = session(alice.id), session(alice.id), session(alice.id)
     async with store.write() as tx:
         await tx.insert_user(alice)
         for s in (a, b, c):
             await tx.insert_session(s)
-        assert await tx.revoke_sessions(alice.id, NOW, "x", only=a.id) == [a.id]
-        assert set(await tx.revoke_sessions(alice.id, NOW, "y", keep=c.id)) == {b.id}
-        assert await tx.revoke_sessions(alice.id, NOW, "z", only=a.id) == []
+        assert await tx.revoke_sessions(alice.id, NOW, "x", only=a.id, tokens_until=UNTIL) == [a.id]
+        assert set(await tx.revoke_sessions(alice.id, NOW, "y", keep=c.id, tokens_until=UNTIL)) == {b.id}
+        assert await tx.revoke_sessions(alice.id, NOW, "z", only=a.id, tokens_until=UNTIL) == []
     async with store.read() as tx:
         live = await tx.live_sessions(alice.id, SessionBounds.at(NOW, LIFETIMES))
     assert [s.id for s in live] == [c.id]

@@ -20,7 +20,11 @@ Django REST Framework classes are in :mod:`keyturn.integrations.django.drf`.
 
 ``KEYTURN`` keys: ``ISSUER`` (required), ``AUDIENCE`` (a string or a list; default: ``ISSUER``),
 ``JWKS_URL`` (default: discovered from the issuer), ``SCOPES`` (required of every token),
-``LEEWAY`` (seconds of clock skew, default 5) and ``REALM`` (named in challenges, default ``"api"``).
+``LEEWAY`` (seconds of clock skew, default 5), ``REALM`` (named in challenges, default ``"api"``),
+``REVOCATIONS`` (follow the issuer's revocation feed, default ``True``),
+``REVOCATION_MAX_STALENESS`` (seconds without an answer before the feed counts as stale, default
+60) and ``REVOCATION_FAIL_OPEN`` (let tokens through while stale instead of answering 503,
+default ``False``).
 One :class:`~keyturn.verify.Verifier` is built per process and per distinct setting, on first use.
 
 Bad tokens get 401 with ``WWW-Authenticate: Bearer error="invalid_token"``, missing scopes 403
@@ -47,14 +51,17 @@ from django.views.decorators.csrf import csrf_exempt
 
 from ...core.errors import KeyturnError, MissingToken
 from ...core.tokens import AccessClaims, scope_names
-from ...verify import Verifier
+from ...verify import RevocationFeed, Verifier
 from ...verify.bearer import answer, bearer_token
 
 __all__ = ["KeyturnConfig", "KeyturnMiddleware", "config", "error_response", "get_verifier", "require_token"]
 
 View: TypeAlias = Callable[..., Any]
 
-_SETTING_KEYS = frozenset({"ISSUER", "AUDIENCE", "JWKS_URL", "SCOPES", "LEEWAY", "REALM"})
+_SETTING_KEYS = frozenset(
+    {"ISSUER", "AUDIENCE", "JWKS_URL", "SCOPES", "LEEWAY", "REALM", "REVOCATIONS", "REVOCATION_MAX_STALENESS",
+     "REVOCATION_FAIL_OPEN"}
+)  # fmt: skip
 _UNSET: Any = object()
 _verifiers: dict[KeyturnConfig, Verifier] = {}
 _verifiers_lock = threading.Lock()
@@ -70,6 +77,9 @@ class KeyturnConfig:
     scopes: tuple[str, ...] = ()
     leeway: timedelta = timedelta(seconds=5)
     realm: str = "api"
+    revocations: bool = True
+    revocation_max_staleness: timedelta = timedelta(seconds=60)
+    revocation_fail_open: bool = False
 
 
 def config() -> KeyturnConfig:
@@ -98,7 +108,12 @@ def config() -> KeyturnConfig:
         raise ImproperlyConfigured("settings.KEYTURN['REALM'] must be a string without quotes or backslashes")
     jwks_url = _url(raw, "JWKS_URL") if raw.get("JWKS_URL") is not None else None
     scopes = _strings(raw.get("SCOPES", ()), "SCOPES")
-    return KeyturnConfig(issuer, audience, jwks_url, scopes, leeway, realm)
+    follow, fail_open = _flag(raw, "REVOCATIONS", True), _flag(raw, "REVOCATION_FAIL_OPEN", False)
+    staleness = raw.get("REVOCATION_MAX_STALENESS", 60)
+    if not isinstance(staleness, int | float) or isinstance(staleness, bool) or staleness <= 30:
+        raise ImproperlyConfigured("settings.KEYTURN['REVOCATION_MAX_STALENESS'] must be a number of seconds > 30")
+    stale = timedelta(seconds=staleness)
+    return KeyturnConfig(issuer, audience, jwks_url, scopes, leeway, realm, follow, stale, fail_open)
 
 
 def get_verifier() -> Verifier:
@@ -109,12 +124,16 @@ def get_verifier() -> Verifier:
         with _verifiers_lock:
             verifier = _verifiers.get(current)
             if verifier is None:
+                feed = current.revocations and RevocationFeed(
+                    max_staleness=current.revocation_max_staleness, fail_open=current.revocation_fail_open
+                )
                 verifier = _verifiers[current] = Verifier(
                     current.issuer,
                     current.audience,
                     jwks_url=current.jwks_url,
                     scopes=current.scopes,
                     leeway=current.leeway,
+                    revocations=feed,
                 )
     return verifier
 
@@ -234,6 +253,13 @@ def _granted(claims: object, wanted: tuple[str, ...]) -> AccessClaims:
     if not isinstance(claims, AccessClaims):
         raise MissingToken()
     return claims.require(wanted)
+
+
+def _flag(raw: Mapping[str, Any], key: str, default: bool) -> bool:
+    value = raw.get(key, default)
+    if not isinstance(value, bool):
+        raise ImproperlyConfigured(f"settings.KEYTURN[{key!r}] must be True or False")
+    return value
 
 
 def _url(raw: Mapping[str, Any], key: str) -> str:

@@ -98,7 +98,10 @@ def prune() -> None:
     KEYTURN_AUDIT_RETENTION go, in batches: safe while servers run, and on several hosts at once.
     """
     result = run(lambda svc: svc.maintenance.prune())
-    click.echo(f"pruned {result.sessions} sessions and {result.audit_events} audit rows")
+    click.echo(
+        f"pruned {result.sessions} sessions, {result.audit_events} audit rows "
+        f"and {result.revocations} revocation-feed entries"
+    )
 
 
 @click.command()

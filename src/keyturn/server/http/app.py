@@ -19,12 +19,15 @@ from fastapi_offline import FastAPIOffline
 
 from ... import __version__
 from ...core.errors import KeyturnError
+from ...verify.revocations import FEED_METADATA
 from ..config import Settings, load_settings
 from ..logs import configure_logging
 from ..service import Service
 from .admin import router as admin_router
 from .cookies import BrowserMode, CookieFilter
 from .errors import error_response, install_error_handlers
+from .feed import router as feed_router
+from .feed import wake_on_exit
 from .metrics import install_metrics
 from .middleware import BodyLimit, HeaderLimit, SecurityHeaders
 from .ratelimit import RateLimits
@@ -44,6 +47,7 @@ def create_app(settings: Settings, *, service: Service | None = None) -> FastAPI
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await svc.start()
+        restore_signals = wake_on_exit(svc.feed)
         _log.info(
             "keyturn ready: issuer %s, signing %s, registration %s, metrics %s, API docs %s",
             settings.issuer, settings.signing_alg, "open" if settings.allow_registration else "closed",
@@ -63,6 +67,8 @@ def create_app(settings: Settings, *, service: Service | None = None) -> FastAPI
                 pruner.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await pruner
+            restore_signals()
+            svc.feed.close()
             await app.state.limits.close()
             await svc.close()
 
@@ -72,6 +78,7 @@ def create_app(settings: Settings, *, service: Service | None = None) -> FastAPI
     app.state.browser = BrowserMode(settings)
     app.include_router(router)
     app.include_router(admin_router)
+    app.include_router(feed_router)
     _add_operational_routes(app, svc)
     if settings.serve_web_page:
         _add_web_page(app)
@@ -128,7 +135,7 @@ def _add_operational_routes(app: FastAPI, svc: Service) -> None:
 
     @app.get("/.well-known/oauth-authorization-server", tags=["keys"])
     async def metadata() -> JSONResponse:
-        """RFC 8414 authorization server metadata: where verifiers find the keys."""
+        """RFC 8414 authorization server metadata: where verifiers find the keys and the revocation feed."""
         issuer = svc.settings.issuer.rstrip("/")
         body = {
             "issuer": svc.settings.issuer,
@@ -138,6 +145,7 @@ def _add_operational_routes(app: FastAPI, svc: Service) -> None:
             "response_types_supported": [],
             "grant_types_supported": ["password", "refresh_token"],
             "token_endpoint_auth_methods_supported": ["none"],
+            FEED_METADATA: f"{issuer}/v1/revocations",
         }
         return JSONResponse(body, headers={"Cache-Control": f"public, max-age={JWKS_MAX_AGE}"})
 

@@ -28,12 +28,15 @@ from .context import Caller as Caller
 from .context import Client as Client
 from .context import Context as Context
 from .context import TokenPair as TokenPair
+from .feed import MAX_WAIT as MAX_WAIT
+from .feed import Feed as Feed
 from .maintenance import Maintenance as Maintenance
 from .maintenance import PruneResult as PruneResult
 
 __all__ = [
-    "MAX_AUDIT_LIMIT", "AdminService", "AuditRecord", "AuthService", "Caller", "Client", "Context", "KeyStatus",
-    "Maintenance", "PruneResult", "Service", "SessionRecord", "TokenPair", "TokenReport", "UserRecord", "run_with",
+    "MAX_AUDIT_LIMIT", "MAX_WAIT", "AdminService", "AuditRecord", "AuthService", "Caller", "Client", "Context",
+    "Feed", "KeyStatus", "Maintenance", "PruneResult", "Service", "SessionRecord", "TokenPair", "TokenReport",
+    "UserRecord", "run_with",
 ]  # fmt: skip
 
 T = TypeVar("T")
@@ -60,6 +63,7 @@ class Service:
         self.auth = AuthService(self.ctx)
         self.admin = AdminService(self.ctx)
         self.maintenance = Maintenance(self.ctx)
+        self.feed = Feed(self.ctx)
 
     @property
     def settings(self) -> Settings:

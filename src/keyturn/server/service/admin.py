@@ -70,7 +70,7 @@ class AdminService:
         now = self.ctx.clock()
         async with self.ctx.store.write() as tx:
             await tx.disable_user(user.id, now)
-            ended = await tx.revoke_sessions(user.id, now, "user_disabled")
+            ended = await tx.revoke_sessions(user.id, now, "user_disabled", tokens_until=self.ctx.tokens_until(now))
             await self.ctx.audit(tx, now, "user_disabled", _OPERATOR, user_id=user.id, ended=len(ended))
         return len(ended)
 
@@ -156,7 +156,8 @@ class AdminService:
             record = await tx.session(sid)
             if record is None or record.revoked_at is not None:
                 raise NotFound("No live session has that id.")
-            await tx.revoke_sessions(record.user_id, now, "admin_revoked", only=sid)
+            until = self.ctx.tokens_until(now)
+            await tx.revoke_sessions(record.user_id, now, "admin_revoked", only=sid, tokens_until=until)
             await self.ctx.audit(tx, now, "session_revoked", _OPERATOR, user_id=record.user_id, session_id=sid)
 
     async def audit(

@@ -115,6 +115,11 @@ class Context:
         """
         return await self.verifier.verify_async(token, now=now)
 
+    def tokens_until(self, now: datetime) -> datetime:
+        """The latest expiry of any access token issued up to ``now``, on any instance whose clock
+        is within the leeway of ours: how long a session ended at ``now`` stays in the feed."""
+        return now + self.settings.access_token_ttl + self.settings.leeway
+
     def presented(self, token: RefreshToken | object) -> RefreshToken:
         """A refresh token as the edge read it, or read now (format and MAC checked).
 

@@ -2,7 +2,8 @@
 
 A session is pruned once it has been dead (revoked, idle past ``KEYTURN_REFRESH_IDLE_TTL`` or
 past ``KEYTURN_SESSION_MAX_TTL``) for ``KEYTURN_SESSION_RETENTION``; an audit row once it is
-older than ``KEYTURN_AUDIT_RETENTION``. Each batch is its own short transaction, and on
+older than ``KEYTURN_AUDIT_RETENTION``; a revocation-feed entry a minute after every access token
+of its session has expired. Each batch is its own short transaction, and on
 PostgreSQL it skips rows another pruner holds (``FOR UPDATE SKIP LOCKED``), so any number of
 instances may prune at once; on SQLite the write lock takes them in turn.
 """
@@ -14,6 +15,7 @@ import logging
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 
 from ...core.errors import KeyturnError
 from ...core.sessions import SessionBounds
@@ -24,6 +26,7 @@ __all__ = ["Maintenance", "PruneResult"]
 
 _log = logging.getLogger("keyturn.prune")
 _PRUNER = Client(ip="", user_agent="keyturn-prune")
+FEED_MARGIN = timedelta(minutes=1)  # past an entry's `until`, for readers with a larger leeway
 MAX_BATCHES = 100_000  # a bound on one run; the next run goes on where this one stopped
 
 
@@ -31,6 +34,7 @@ MAX_BATCHES = 100_000  # a bound on one run; the next run goes on where this one
 class PruneResult:
     sessions: int
     audit_events: int
+    revocations: int = 0
 
 
 class Maintenance:
@@ -53,7 +57,12 @@ class Maintenance:
         def audit(tx: Tx) -> Awaitable[int]:
             return tx.prune_audit_events(before=now - settings.audit_retention, limit=size)
 
-        result = PruneResult(await self._in_batches(sessions), await self._in_batches(audit))
+        def revocations(tx: Tx) -> Awaitable[int]:
+            return tx.prune_revocations(before=now - FEED_MARGIN, limit=size)
+
+        result = PruneResult(
+            await self._in_batches(sessions), await self._in_batches(audit), await self._in_batches(revocations)
+        )
         if result.sessions or result.audit_events:
             async with self.ctx.store.write() as tx:
                 await self.ctx.audit(

@@ -67,7 +67,9 @@ class PasswordChange:
                 return None
             await tx.set_password_hash(user.id, new_hash, now, replacing=caller.user.password_hash)
             await tx.clear_password_attempts(record.id)
-            ended = await tx.revoke_sessions(user.id, now, "password_changed", keep=record.id)
+            ended = await tx.revoke_sessions(
+                user.id, now, "password_changed", keep=record.id, tokens_until=self.ctx.tokens_until(now)
+            )
             record = replace(
                 record, generation=rekeyed.generation, rotated_at=now, last_used_at=now, password_attempts=0
             )
@@ -98,5 +100,8 @@ class PasswordChange:
 
     async def _end_for_guessing(self, tx: Tx, now: datetime, caller: Caller, client: Client) -> None:
         """End the caller's session, out of password checks (audited if this ended it)."""
-        if await tx.revoke_sessions(caller.user.id, now, "password_guessing", only=caller.session.id):
+        until = self.ctx.tokens_until(now)
+        if await tx.revoke_sessions(
+            caller.user.id, now, "password_guessing", only=caller.session.id, tokens_until=until
+        ):
             await self.ctx.audit_session(tx, now, "password_guessing", client, caller.session, outcome="revoked")

@@ -111,7 +111,9 @@ class Refresh:
         else:
             assert outcome.refusal is not None
             if outcome.end_session is not None:
-                await tx.revoke_sessions(record.user_id, now, outcome.end_session, only=record.id)
+                await tx.revoke_sessions(
+                    record.user_id, now, outcome.end_session, only=record.id, tokens_until=self.ctx.tokens_until(now)
+                )
             if outcome.action is Action.REVOKE:
                 await self.ctx.audit_session(tx, now, "reuse_detected", client, record, outcome="revoked")
             else:

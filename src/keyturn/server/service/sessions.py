@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import uuid
 
-from ...core.errors import InsufficientScope, InvalidRequest, InvalidToken, MissingToken, NotFound, UnknownSession
+from ...core.errors import (
+    InsufficientScope,
+    InvalidRequest,
+    InvalidToken,
+    MissingToken,
+    NotFound,
+    SessionEnded,
+    UnknownSession,
+)  # fmt: skip
 from ...core.refresh import RefreshToken
 from ...core.roles import ADMIN, parse_roles
 from ...core.sessions import SessionBounds
@@ -91,7 +99,7 @@ class SessionUse:
     async def _revoke(self, user_id: uuid.UUID, client: Client, event: str, *, only: uuid.UUID | None = None) -> int:
         now = self.ctx.clock()
         async with self.ctx.store.write() as tx:
-            ids = await tx.revoke_sessions(user_id, now, event, only=only)
+            ids = await tx.revoke_sessions(user_id, now, event, only=only, tokens_until=self.ctx.tokens_until(now))
             await self.ctx.audit(tx, now, event, client, user_id=user_id, session_id=only, count=len(ids))
         return len(ids)
 
@@ -110,4 +118,4 @@ class SessionUse:
 
 def session_ended() -> InvalidToken:
     """The refusal of an access token whose session or user is no longer live."""
-    return InvalidToken("The session of this access token has ended.", reason="session_revoked")
+    return SessionEnded()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import fields
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -15,6 +17,12 @@ class Queries:
 
     def __init__(self, conn: AsyncConnection) -> None:
         self._conn = conn
+        self._ended: list[dict[str, Any]] = []  # feed entries to write last (``_revocations.py``)
+
+    def end_later(self, ids: list[uuid.UUID], at: datetime, until: datetime, reason: str) -> None:
+        """Queue the revocation-feed entries of sessions this transaction ended; the store writes
+        them when the transaction's work is done (``RevocationQueries.publish_ended``)."""
+        self._ended.extend({"session_id": sid, "at": at, "until": until, "reason": reason} for sid in ids)
 
 
 def values(record: Any) -> dict[str, Any]:

@@ -78,19 +78,26 @@ class SessionQueries(Queries):
         now: datetime,
         reason: str,
         *,
+        tokens_until: datetime,
         only: uuid.UUID | None = None,
         keep: uuid.UUID | None = None,
     ) -> list[uuid.UUID]:
         """Revoke the user's unrevoked sessions (just ``only``, or all but ``keep``); returns the ids
         of those this call revoked. One statement: a session revoked by a concurrent transaction is
-        neither revoked again (its time and reason stay) nor returned (so not audited twice)."""
+        neither revoked again (its time and reason stay) nor returned (so not audited twice).
+
+        Each one revoked goes into the revocation feed with this transaction: its access tokens
+        are refused by resource servers until ``tokens_until``, the latest expiry any of them has.
+        """
         where = [sessions.c.user_id == user_id, sessions.c.revoked_at.is_(None)]
         if only is not None:
             where.append(sessions.c.id == only)
         if keep is not None:
             where.append(sessions.c.id != keep)
         stmt = update(sessions).where(*where).values(revoked_at=now, revoke_reason=reason).returning(sessions.c.id)
-        return list((await self._conn.execute(stmt)).scalars())
+        ended = list((await self._conn.execute(stmt)).scalars())
+        self.end_later(ended, now, tokens_until, reason)
+        return ended
 
     async def live_sessions(
         self, user_id: uuid.UUID | None, bounds: SessionBounds, limit: int = 100

@@ -23,7 +23,9 @@ from sqlalchemy import (
     Uuid,
 )
 
-__all__ = ["UTCDateTime", "audit_events", "metadata", "sessions", "signing_keys", "users"]
+__all__ = [
+    "UTCDateTime", "audit_events", "metadata", "revocation_feed", "revocations", "sessions", "signing_keys", "users",
+]  # fmt: skip
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -116,4 +118,27 @@ audit_events = Table(
     Column("detail", JSON, nullable=True),
     Index(None, "at"),
     Index(None, "user_id", "at"),
+)
+
+# The revocation feed (``keyturn.core.revocations``): one row per ended session, appended in the
+# transaction that ends it, in commit order (see ``Tx.publish_ended``). AUTOINCREMENT on SQLite:
+# a position is never handed out twice, even after pruning deletes the newest rows.
+revocations = Table(
+    "revocations",
+    metadata,
+    Column("id", _BigId, primary_key=True, autoincrement=True),
+    Column("session_id", Uuid, nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("until", UTCDateTime, nullable=False),
+    Column("reason", String(32), nullable=False),
+    Index(None, "until"),
+    sqlite_autoincrement=True,
+)
+
+# One row: the feed's epoch, a random name for this database, so that a reader whose cursor came
+# from another database (a restored backup, a new development file) starts over.
+revocation_feed = Table(
+    "revocation_feed",
+    metadata,
+    Column("epoch", String(32), primary_key=True),
 )

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, insert, select
 
 from ._queries import values
+from ._revocations import RevocationQueries
 from ._sessions import SessionQueries
 from ._users import UserQueries
 from .engine import Database, advisory_lock
@@ -40,15 +41,18 @@ class Store:
     @asynccontextmanager
     async def write(self) -> AsyncIterator[Tx]:
         async with self.db.write() as conn:
-            yield Tx(conn)
+            tx = Tx(conn)
+            yield tx
+            await tx.publish_ended()
 
     async def close(self) -> None:
         await self.db.dispose()
 
 
-class Tx(UserQueries, SessionQueries):
+class Tx(UserQueries, SessionQueries, RevocationQueries):
     """One open transaction: the queries on accounts (``_users.py``), on sessions
-    (``_sessions.py``), and these on signing keys and the audit log."""
+    (``_sessions.py``), on the revocation feed (``_revocations.py``), and these on signing keys
+    and the audit log."""
 
     async def lock(self, name: str) -> None:
         """Serialize this transaction with every other one that takes ``name`` (all processes)."""
