@@ -51,7 +51,8 @@ def test_fastapi_example_protects_its_route(server: Server, api: str) -> None:
 
 
 def test_readme_protect_your_api_snippet_runs(server: Server, tmp_path: Path) -> None:
-    """The README's FastAPI snippet, saved as orders.py and served with uvicorn as written."""
+    """The README's FastAPI snippet, saved as orders.py and served with uvicorn as written, and the
+    README's calls to it: 200 with a fresh token, then 401 "has ended" two seconds after logout."""
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     match = re.search(r"<!-- protect -->\n```python\n(.*?)```", readme, re.S)
     assert match, "README has no 'Protect your API' snippet"
@@ -63,15 +64,24 @@ def test_readme_protect_your_api_snippet_runs(server: Server, tmp_path: Path) ->
         proc = subprocess.Popen([str(uvicorn), "orders:app", "--port", str(port)], cwd=tmp_path, stdout=out, stderr=out)
     try:
         wait_ready_url(f"http://127.0.0.1:{port}/docs", proc, log)
-        creds = {"username": "readme-user", "password": "correct horse battery staple"}
-        httpx.post(f"{server.url}/v1/auth/register", json=creds)
-        token = httpx.post(f"{server.url}/v1/auth/login", json=creds).json()["access_token"]
-        ok = httpx.get(f"http://127.0.0.1:{port}/orders", headers={"authorization": f"Bearer {token}"})
-        assert ok.status_code == 200
-        assert ok.json()["orders"] == []
         refused = httpx.get(f"http://127.0.0.1:{port}/orders")
         assert refused.status_code == 401
         assert refused.headers["www-authenticate"].startswith("Bearer")
+        creds = {"username": "alice", "password": "correct horse battery staple"}
+        assert httpx.post(f"{server.url}/v1/auth/register", json=creds).status_code == 201
+        calls = re.search(r"<!-- protect-calls -->\n```bash\n(.*?)```", readme, re.S)
+        assert calls, "README has no calls to orders.py"
+        helper = re.search(r"^json\(\) .*$", readme, re.M)  # the walkthrough's, which these calls run after
+        assert helper
+        script = f"B={server.url}\n{helper.group(0)}\n" + calls.group(1).replace("localhost:8001", f"127.0.0.1:{port}")
+        result = subprocess.run(["bash", "-euo", "pipefail", "-c", script], capture_output=True, text=True, timeout=30)
+        assert result.returncode == 0, result.stderr
+        served, signed_out = result.stdout.strip().splitlines()
+        assert served.endswith(" 200")
+        assert '"orders":[]' in served
+        assert signed_out.endswith(" 401")
+        assert '"error":"invalid_token"' in signed_out
+        assert "The session of this access token has ended." in signed_out
     finally:
         proc.terminate()
         proc.wait(timeout=15)

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from keyturn.server.service import Client
+from keyturn.server.service import Client, Service
 from tests.server.cli.runner import PASSWORD, Cli, with_service
 
 
@@ -78,10 +78,28 @@ def test_token_inspect_valid_and_invalid(run: Cli, monkeypatch: pytest.MonkeyPat
     pair = with_service(run, monkeypatch, lambda svc: svc.auth.login("carol", PASSWORD, Client()))
     token = pair.access_token
     out = run("token", "inspect", token)
-    assert "VALID" in out
+    assert out.splitlines()[-2:] == ["VALID", "SESSION: live"]
     assert '"typ": "at+jwt"' in out
     bad = run("token", "inspect", token[:-4] + "AAAA", code=1)
     assert "INVALID: bad_signature" in bad
+    assert bad.splitlines()[-1] == "SESSION: live"  # the session is read from the claims, untrusted
+
+
+def test_token_inspect_reports_an_ended_session_and_exits_1(run: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A token whose signature is good but whose session was signed out is VALID with SESSION:
+    ended (why and when), exit 1: resource servers following the feed refuse it."""
+    run("users", "add", "dave", "--password-stdin", input=PASSWORD + "\n")
+
+    async def sign_in_and_out(svc: Service) -> str:
+        pair = await svc.auth.login("dave", PASSWORD, Client())
+        await svc.auth.logout(None, pair.refresh_token, Client())
+        return pair.access_token
+
+    token = with_service(run, monkeypatch, sign_in_and_out)
+    lines = run("token", "inspect", token, code=1).splitlines()
+    assert lines[-2] == "VALID"
+    assert lines[-1].startswith("SESSION: ended: logout at 20")
+    assert run("token", "inspect", "e30.e30.c2ln", code=1).splitlines()[-1] == "SESSION: unknown"
 
 
 def test_sessions_list_and_revoke(run: Cli) -> None:

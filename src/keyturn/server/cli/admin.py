@@ -144,15 +144,20 @@ def token() -> None:
 @token.command("inspect")
 @click.argument("value", metavar="TOKEN")
 def token_inspect(value: str) -> None:
-    """Verify the access token TOKEN against this deployment's keys.
+    """Verify the access token TOKEN against this deployment's keys, and say how its session stands.
 
-    Prints its decoded header and claims, then VALID, or INVALID with the reason (exit 1). A TOKEN of
-    - reads the token from stdin, which keeps it out of the shell's history.
+    Prints its decoded header and claims; then VALID, or INVALID with the reason; then SESSION: live,
+    ended (why and when), expired (idle or absolute) or unknown. Exit 1 unless the token is valid
+    and its session live (what every resource server following the revocation feed accepts). A
+    TOKEN of - reads the token from stdin, which keeps it out of the shell's history.
     """
     raw = sys.stdin.readline().strip() if value == "-" else value.strip()
     report = run(lambda svc: svc.admin.inspect(raw))
     click.echo(json.dumps({"header": report.header, "claims": report.claims}, indent=2, sort_keys=True))
     if report.error is not None:
         click.echo(f"INVALID: {report.error.reason}: {report.error.description}")
+    else:
+        click.echo("VALID")
+    click.echo(f"SESSION: {report.session}")
+    if not report.usable:
         raise click.exceptions.Exit(1)
-    click.echo("VALID")

@@ -17,7 +17,7 @@ from ...core.sessions import SessionBounds
 from ...core.tokens import AccessClaims
 from ...core.users import normalize_username
 from ..store import AuditRecord, SessionRecord, UserRecord
-from .context import Client, Context, parse_uuid
+from .context import Client, Context, parse_uuid, state_of
 
 __all__ = ["MAX_AUDIT_LIMIT", "AdminService", "KeyStatus", "TokenReport"]
 
@@ -44,6 +44,14 @@ class TokenReport:
     claims: dict[str, Any]
     verified: AccessClaims | None
     error: KeyturnError | None
+    session: str = "unknown"
+    """The state of the token's session: ``live``, ``ended: <reason> at <time>``, ``expired: idle``
+    or ``expired: absolute``, or ``unknown`` (no session of this deployment has its ``sid``)."""
+
+    @property
+    def usable(self) -> bool:
+        """Whether the token would be accepted: verified, and its session live."""
+        return self.error is None and self.session == "live"
 
 
 class AdminService:
@@ -196,11 +204,31 @@ class AdminService:
         """Decode a token without trusting it, then verify it against this deployment's keys."""
         parts = token.split(".")
         header, claims = (_peek(parts[i]) if len(parts) == 3 else {} for i in (0, 1))
+        now = self.ctx.clock()
+        session = await self._session_state(claims.get("sid"), now)
         try:
-            verified = await self.ctx.verify_access(token, self.ctx.clock())
+            verified = await self.ctx.verify_access(token, now)
         except KeyturnError as exc:
-            return TokenReport(header, claims, None, exc)
-        return TokenReport(header, claims, verified, None)
+            return TokenReport(header, claims, None, exc, session)
+        return TokenReport(header, claims, verified, None, session)
+
+    async def _session_state(self, sid: object, now: datetime) -> str:
+        """What ``TokenReport.session`` says of the session named ``sid`` (read, not trusted)."""
+        found = None
+        if isinstance(sid, str) and (session_id := parse_uuid(sid)) is not None:
+            async with self.ctx.store.read() as tx:
+                found = await tx.session_and_user(session_id)
+        if found is None:
+            return "unknown"
+        record, user = found
+        if record.revoked_at is not None:
+            return f"ended: {record.revoke_reason} at {record.revoked_at.isoformat(timespec='seconds')}"
+        if user.disabled_at is not None:
+            return "ended: user_disabled"
+        bounds = SessionBounds.at(now, self.ctx.lifetimes)
+        if bounds.is_live(state_of(record, user)):
+            return "live"
+        return "expired: idle" if record.rotated_at <= bounds.rotated_after else "expired: absolute"
 
 
 def _peek(segment: str) -> dict[str, Any]:
