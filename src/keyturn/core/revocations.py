@@ -151,6 +151,11 @@ class EndedSessions:
     def __contains__(self, sid: object) -> bool:
         return sid in self._forget_at
 
+    @property
+    def ids(self) -> Mapping[str, float]:
+        """The ended sessions' ids (a live view): ``sid in ids`` is the request path's lookup."""
+        return self._forget_at
+
     def __len__(self) -> int:
         return len(self._forget_at)
 

@@ -86,6 +86,8 @@ class Verifier:
         remote = keys is None and jwks is None
         feed = feed_option(revocations, remote=remote)
         self.revocations = None if feed is None else feed.attach(issuer, leeway)
+        # The ended sessions' ids, read on every request: one dictionary lookup (the follower adds and drops).
+        self._ended: Mapping[str, float] = {} if self.revocations is None else self.revocations.ended.ids
         self._cache: dict[str, AccessClaims] = {}
         self._cache_size = cache_size
         self._cache_lock = threading.Lock()
@@ -98,36 +100,27 @@ class Verifier:
             Unavailable: no keys could be fetched yet.
             TypeError: the key source answers only ``ring_async`` (use :meth:`verify_async`).
         """
-        claims = self._cached(token, now)
-        if claims is None:
-            keys = self._sync_keys
-            if keys is None:
-                raise TypeError(f"{type(self.keys).__name__} has no sync ring(): use Verifier.verify_async")
-            moment = now or datetime.now(UTC)
-            try:
-                claims = self._check(token, keys.ring(moment), moment)
-            except UnknownKey as exc:  # perhaps a key published after our last look: ask once more
-                claims = self._check(token, keys.ring(moment, kid=exc.kid), moment)
+        ts = time.time() if now is None else now.timestamp()
+        claims = self._cache.get(token) if isinstance(token, str) else None
+        if claims is None or ts >= claims.exp + self._leeway_s:
+            claims = self._verified(token, now, claims)
         feed = self.revocations
-        if feed is not None and not feed.admits(claims, now):
+        if feed is not None and (claims.sid in self._ended or ts >= feed.fresh_until):
             feed.catch_up(claims, now)
-        return self._authorized(claims, scopes)
+        return claims if not scopes and not self.scopes else self._authorized(claims, scopes)
 
     async def verify_async(
         self, token: object, *, scopes: Iterable[str] = (), now: datetime | None = None
     ) -> AccessClaims:
         """Like :meth:`verify`, asking the key source without blocking the event loop."""
-        claims = self._cached(token, now)
-        if claims is None:
-            moment = now or datetime.now(UTC)
-            try:
-                claims = self._check(token, await self.keys.ring_async(moment), moment)
-            except UnknownKey as exc:  # as in verify(): one more look, for this kid
-                claims = self._check(token, await self.keys.ring_async(moment, kid=exc.kid), moment)
+        ts = time.time() if now is None else now.timestamp()
+        claims = self._cache.get(token) if isinstance(token, str) else None
+        if claims is None or ts >= claims.exp + self._leeway_s:
+            claims = await self._verified_async(token, now, claims)
         feed = self.revocations
-        if feed is not None and not feed.admits(claims, now):
+        if feed is not None and (claims.sid in self._ended or ts >= feed.fresh_until):
             await feed.catch_up_async(claims, now)
-        return self._authorized(claims, scopes)
+        return claims if not scopes and not self.scopes else self._authorized(claims, scopes)
 
     def status(self) -> FeedStatus | None:
         """The health of the revocation feed this verifier follows (None: it follows none)."""
@@ -138,17 +131,32 @@ class Verifier:
         if self.revocations is not None:
             self.revocations.close()
 
-    def _cached(self, token: object, now: datetime | None) -> AccessClaims | None:
-        if not isinstance(token, str):
-            return None
-        claims = self._cache.get(token)
-        if claims is None:
-            return None
-        ts = now.timestamp() if now is not None else time.time()
-        if ts >= claims.exp + self._leeway_s:
-            self._cache.pop(token, None)
-            raise TokenExpired(claims.expires_at)
-        return claims
+    def _verified(self, token: object, now: datetime | None, expired: AccessClaims | None) -> AccessClaims:
+        """The claims of a token the cache does not hold (sync; may fetch keys)."""
+        self._refuse_expired(token, expired)
+        keys = self._sync_keys
+        if keys is None:
+            raise TypeError(f"{type(self.keys).__name__} has no sync ring(): use Verifier.verify_async")
+        moment = now or datetime.now(UTC)
+        try:
+            return self._check(token, keys.ring(moment), moment)
+        except UnknownKey as exc:  # perhaps a key published after our last look: ask once more
+            return self._check(token, keys.ring(moment, kid=exc.kid), moment)
+
+    async def _verified_async(self, token: object, now: datetime | None, expired: AccessClaims | None) -> AccessClaims:
+        """The claims of a token the cache does not hold (asking the key source without blocking)."""
+        self._refuse_expired(token, expired)
+        moment = now or datetime.now(UTC)
+        try:
+            return self._check(token, await self.keys.ring_async(moment), moment)
+        except UnknownKey as exc:  # as in _verified(): one more look, for this kid
+            return self._check(token, await self.keys.ring_async(moment, kid=exc.kid), moment)
+
+    def _refuse_expired(self, token: object, cached: AccessClaims | None) -> None:
+        """A cached token past its ``exp`` (and the leeway) leaves the cache, refused."""
+        if cached is not None:
+            self._cache.pop(token, None)  # type: ignore[call-overload]
+            raise TokenExpired(cached.expires_at)
 
     def _check(self, token: object, ring: KeyRing, now: datetime) -> AccessClaims:
         claims = verify_access_token(
@@ -162,8 +170,6 @@ class Verifier:
         return claims
 
     def _authorized(self, claims: AccessClaims, scopes: Iterable[str]) -> AccessClaims:
-        if not self.scopes and not scopes:  # the common case, on every cached verification
-            return claims
         return claims.require((*self.scopes, *scope_names(scopes)) if self.scopes else scopes)
 
 

@@ -75,7 +75,7 @@ class RevocationFeed:
         self.issuer = ""
         self._ended = EndedSessions()
         self._cursor: str | None = None
-        self._fresh_until = -math.inf
+        self.fresh_until = -math.inf
         self._heard_at: float | None = None
         self._off = False
         self.refused = 0
@@ -96,23 +96,22 @@ class RevocationFeed:
 
     # The request path.
 
-    def admits(self, claims: AccessClaims, now: datetime | None) -> bool:
-        """False when the feed is not fresh (the caller then calls ``catch_up``).
-
-        Raises:
-            SessionEnded: the token's session has ended.
-        """
-        if claims.sid in self._ended:
-            self.refused += 1
-            raise SessionEnded()
-        return (now.timestamp() if now is not None else time.time()) < self._fresh_until
+    @property
+    def ended(self) -> EndedSessions:
+        """The ended sessions known so far."""
+        return self._ended
 
     def catch_up(self, claims: AccessClaims, now: datetime | None) -> None:
-        """Start following if nobody does, wait (bounded) for a first answer, then decide.
+        """What ``Verifier`` calls when a token's session is listed, or the feed is not fresh:
+        refuse the token; or start following if nobody does, wait (bounded) for a first
+        answer, and decide.
 
         Raises:
             SessionEnded; Unavailable: the feed is stale and the verifier fails closed.
         """
+        self._refuse_ended(claims)
+        if self._fresh(now):
+            return
         if not self._following():
             self._start_thread()
         self._first.wait(self.timeout)
@@ -120,6 +119,9 @@ class RevocationFeed:
 
     async def catch_up_async(self, claims: AccessClaims, now: datetime | None) -> None:
         """``catch_up`` for async apps: the follower is a task on the running loop."""
+        self._refuse_ended(claims)
+        if self._fresh(now):
+            return
         if not self._following():
             self._task = asyncio.get_running_loop().create_task(self._follow_async(), name="keyturn-revocations")
         deadline = time.monotonic() + self.timeout
@@ -128,14 +130,24 @@ class RevocationFeed:
             await asyncio.sleep(0.02)
         self._decide(claims, now)
 
+    def _refuse_ended(self, claims: AccessClaims) -> None:
+        if claims.sid in self._ended:
+            self.refused += 1
+            raise SessionEnded()
+
+    def _fresh(self, now: datetime | None) -> bool:
+        return (time.time() if now is None else now.timestamp()) < self.fresh_until
+
     def _decide(self, claims: AccessClaims, now: datetime | None) -> None:
-        if self.admits(claims, now):
+        self._refuse_ended(claims)
+        if self._fresh(now):
             return
         if not self._stale_logged:
             self._stale_logged = True
+            silence = "no answer yet" if self._heard_at is None else f"no answer for over {self.max_staleness:g}s"
             _log.warning(
-                "revocation feed of %s: no answer for over %ss (%s); %s", self.issuer, self.max_staleness,
-                self._last_error or "no answer yet", "letting tokens through" if self.fail_open else "refusing tokens",
+                "revocation feed of %s: %s (%s); %s", self.issuer, silence, self._last_error or "no error",
+                "letting tokens through" if self.fail_open else "refusing tokens",
             )  # fmt: skip
         if not self.fail_open:
             raise Unavailable("The issuer's revocation feed cannot be reached; try again shortly.")
@@ -147,7 +159,7 @@ class RevocationFeed:
         at = time.time() if now is None else now
         if self._off:
             state = "off"
-        elif at < self._fresh_until:
+        elif at < self.fresh_until:
             state = "following"
         elif self._heard_at is None and not self._first.is_set():
             state = "starting"
@@ -235,7 +247,7 @@ class RevocationFeed:
             raise ValueError(f"the issuer's metadata answered {response.status_code}")
         _log.info("%s publishes no revocation feed: tokens are refused only when they expire", self.issuer)
         self._off = True
-        self._fresh_until = math.inf
+        self.fresh_until = math.inf
         self._first.set()
         self._stop.set()
 
@@ -255,7 +267,7 @@ class RevocationFeed:
             _log.info("revocation feed of %s: following again", self.issuer)
         self._failures, self._last_error, self._stale_logged = 0, None, False
         self._heard_at = now
-        self._fresh_until = now + self.max_staleness
+        self.fresh_until = now + self.max_staleness
         self._first.set()
         quick_and_empty = not page.entries and time.monotonic() - started < _QUICK_EMPTY
         return 0.2 if quick_and_empty and self._params().get("wait") else 0.0
