@@ -7,6 +7,10 @@
 // Tabs of one browser share the cookie, so they coordinate: a refresh runs under the Web Lock
 // "keyturn-refresh", its result is broadcast on the BroadcastChannel "keyturn", and a tab that
 // gets the lock just after another tab refreshed adopts that token instead of rotating again.
+// A sign-out (logout, logout-all, or a refresh that finds the session over) is broadcast as well,
+// carrying no token: every other tab drops its token at once, without a request, and reports
+// `reason: "remote"`. A tab never adopts a token of a session it has seen end, so a refresh
+// that was already on its way cannot sign a tab back in.
 //
 //   import { KeyturnSession } from "/static/keyturn-session.js";
 //   const session = new KeyturnSession({ onChange: ({ signedIn }) => render(signedIn) });
@@ -41,6 +45,7 @@ export class KeyturnSession {
   #timer = null;
   #refreshing = null;
   #channel = null;
+  #ended = new Set(); // ids of the sessions this tab has seen end
 
   /** @param {{base?: string, onChange?: (state: {signedIn: boolean, sessionId: string|null, reason: string}) => void}} options */
   constructor({ base = "", onChange } = {}) {
@@ -101,6 +106,8 @@ export class KeyturnSession {
     const used = this.#token;
     let response = await this.#send(path, init, used);
     if (response.status === 401 && /invalid_token/.test(response.headers.get("WWW-Authenticate") || "")) {
+      // Signed out (here or in another tab) while the request was on its way: nothing to retry.
+      if (used !== null && this.#token === null) return response;
       // Another tab may already have replaced the token; otherwise ask the server once.
       if ((this.#token && this.#token !== used) || (await this.refresh())) {
         response = await this.#send(path, init, this.#token);
@@ -157,7 +164,10 @@ export class KeyturnSession {
   async #refreshNow() {
     const response = await this.#post("/v1/auth/refresh", {});
     if (response.ok) {
-      this.#accept(await response.json(), "refresh");
+      const tokens = await response.json();
+      // The server rotated just before the session ended (another tab signed out meanwhile).
+      if (this.#ended.has(tokens.session_id)) return false;
+      this.#accept(tokens, "refresh");
       this.#broadcastToken();
       return true;
     }
@@ -186,17 +196,22 @@ export class KeyturnSession {
 
   #signOut(reason, broadcast) {
     const wasSignedIn = this.signedIn;
+    const ended = this.#sessionId;
+    if (ended) this.#ended.add(ended);
     clearTimeout(this.#timer);
     this.#token = null;
     this.#expiresAt = 0;
     this.#sessionId = null;
-    if (broadcast) this.#broadcast({ type: "logout" });
+    if (broadcast) this.#broadcast({ type: "logout", session_id: ended });
     if (wasSignedIn) this.#changed(reason);
   }
 
   #onMessage(message) {
-    if (message?.type === "logout") this.#signOut("remote", false);
-    else if (message?.type === "token" && message.expires_at > Date.now() + this.#margin()) {
+    if (message?.type === "logout") {
+      if (typeof message.session_id === "string") this.#ended.add(message.session_id);
+      this.#signOut("remote", false);
+    } else if (message?.type === "token" && message.expires_at > Date.now() + this.#margin()
+      && !this.#ended.has(sessionOf(message.access_token))) {
       this.#adopt(message.access_token, message.expires_at, "remote");
     }
   }
