@@ -13,6 +13,7 @@ import os
 
 import uvicorn
 from fastapi import Depends, FastAPI
+from fastapi.responses import JSONResponse
 
 from keyturn import AccessClaims
 from keyturn.integrations.fastapi import require_token, setup
@@ -20,7 +21,8 @@ from keyturn.verify import Verifier
 
 issuer = os.environ.get("KEYTURN_ISSUER", "http://127.0.0.1:8000")
 app = FastAPI(title="Orders API")
-setup(app, Verifier(issuer=issuer, audience=os.environ.get("KEYTURN_AUDIENCE", issuer)))
+verifier = Verifier(issuer=issuer, audience=os.environ.get("KEYTURN_AUDIENCE", issuer))
+setup(app, verifier)
 
 
 @app.get("/public")
@@ -31,6 +33,14 @@ async def public() -> dict[str, str]:
 @app.get("/orders")
 async def orders(claims: AccessClaims = Depends(require_token(scopes=["profile"]))) -> dict[str, object]:  # noqa: B008
     return {"user": claims.sub, "scope": list(claims.scope), "orders": []}
+
+
+@app.get("/healthz")
+async def healthz() -> JSONResponse:
+    """Ready unless the revocation feed is stale (every token is refused with 503 then)."""
+    feed = verifier.status()
+    body = {"revocation_feed": "off" if feed is None else feed.state}
+    return JSONResponse(body, status_code=200 if feed is None or feed.healthy else 503)
 
 
 if __name__ == "__main__":

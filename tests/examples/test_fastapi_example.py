@@ -48,6 +48,8 @@ def test_fastapi_example_protects_its_route(server: Server, api: str) -> None:
     response = httpx.get(f"{api}/orders", headers={"authorization": f"Bearer {token}"})
     assert response.status_code == 200
     assert response.json()["user"] == user["id"]
+    health = httpx.get(f"{api}/healthz")
+    assert (health.status_code, health.json()) == (200, {"revocation_feed": "following"})
 
 
 def test_readme_protect_your_api_snippet_runs(server: Server, tmp_path: Path) -> None:

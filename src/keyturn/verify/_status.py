@@ -26,12 +26,13 @@ class FeedStatus:
 
     @property
     def healthy(self) -> bool:
-        return self.state in ("following", "off")
+        """Not stale: following, off, or not yet started (no token verified yet)."""
+        return self.state != "stale"
 
     def prometheus(self) -> str:
         """The status as Prometheus text (gauges and counters named ``keyturn_verify_feed_*``)."""
         lines = [
-            ("up", "1 while the feed is followed and fresh (or the issuer has none), else 0", int(self.healthy)),
+            ("up", "0 while the feed is stale, else 1", int(self.healthy)),
             ("stale", "1 while past max_staleness (tokens refused with 503, or let through if fail-open)",
              int(self.state == "stale")),
             ("fail_open", "1 if a stale feed lets tokens through", int(self.fail_open)),
