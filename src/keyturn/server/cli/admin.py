@@ -144,7 +144,7 @@ def token() -> None:
 @token.command("inspect")
 @click.argument("value", metavar="TOKEN")
 def token_inspect(value: str) -> None:
-    """Verify the access token TOKEN against this deployment's keys, and say how its session stands.
+    """Verify the access token TOKEN; report how its session stands.
 
     Prints its decoded header and claims; then VALID, or INVALID with the reason; then SESSION: live,
     ended (why and when), expired (idle or absolute) or unknown. Exit 1 unless the token is valid
