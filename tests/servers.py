@@ -68,12 +68,14 @@ def spawn_keyturn(
     own_issuer: bool = True,
     launcher: Sequence[str] = (),
     serve_args: Sequence[str] = (),
+    port: int | None = None,
     **settings: str,
 ) -> Server:
     """Start `keyturn <args> serve <serve_args>` in ``cwd`` with only the given KEYTURN_* settings
     and return at once, without waiting for it to be ready (the caller stops ``server.proc``).
-    ``launcher`` goes in front of the command (e.g. ``taskset -c 0``)."""
-    port = free_port()
+    ``launcher`` goes in front of the command (e.g. ``taskset -c 0``); ``port`` (default: a free
+    one) lets a restarted server keep its address, and so its issuer."""
+    port = free_port() if port is None else port
     env = {k: v for k, v in os.environ.items() if not k.startswith("KEYTURN_")}
     if own_issuer:
         env["KEYTURN_ISSUER"] = f"http://127.0.0.1:{port}"  # what verifiers discover the keys from
@@ -116,7 +118,9 @@ def keyturn_server(
 ) -> Iterator[Server]:
     """`keyturn <args> serve <serve_args>` in ``cwd`` with only the given KEYTURN_* settings (the
     issuer is the server's own URL unless given); stopped on exit."""
-    server = spawn_keyturn(cwd, *args, own_issuer=own_issuer, launcher=launcher, serve_args=serve_args, **settings)
+    server = spawn_keyturn(
+        cwd, *args, own_issuer=own_issuer, launcher=launcher, serve_args=serve_args, port=None, **settings
+    )
     assert server.proc is not None
     try:
         wait_ready(server.url, server.proc, server.log, ready_timeout)
@@ -158,7 +162,7 @@ def keyturn_servers(cwds: Sequence[Path], *args: str, **settings: str) -> Iterat
     with ExitStack() as stack:
         servers = []
         for cwd in cwds:
-            server = spawn_keyturn(cwd, *args, own_issuer=False, **settings)
+            server = spawn_keyturn(cwd, *args, own_issuer=False, port=None, **settings)
             stack.callback(stop, server)
             servers.append(server)
         deadline = time.monotonic() + FLEET_READY_TIMEOUT

@@ -34,6 +34,7 @@ class Feed:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         self._watchers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Watcher] = weakref.WeakKeyDictionary()
+        self._closed = False
 
     async def page(self, after: str | None = None, *, limit: int = MAX_PAGE) -> FeedPage:
         """The entries after ``after`` (a cursor this feed sent; none: from the start, which is
@@ -65,6 +66,7 @@ class Feed:
     def close(self) -> None:
         """Answer every waiting poll now, and any later one at once (the server is stopping).
         Safe to call from a signal handler's thread: it hands over to each watcher's loop."""
+        self._closed = True  # a poll arriving after this (before the server stops accepting) waits for nothing
         for loop, watcher in list(self._watchers.items()):
             if not loop.is_closed():
                 loop.call_soon_threadsafe(watcher.close)
@@ -74,6 +76,8 @@ class Feed:
         found = self._watchers.get(loop)
         if found is None:
             found = self._watchers[loop] = _Watcher(self.ctx)
+            if self._closed:
+                found.close()
         return found
 
 
