@@ -15,10 +15,10 @@ The wire format, one JSON object per page::
      "entries": [{"sid": "<session id>", "at": 1764892800, "until": 1764893705, "reason": "logout"}]}
 
 ``cursor`` is opaque to readers: they send it back as ``after``. Its ``epoch`` names the
-database the feed comes from, so a reader following another database (a restored backup, a
-development file deleted) is told to start over (``reset``) instead of waiting for positions
-that will never come. Entries are never per user: the feed shows random session ids and times,
-nothing that names an account.
+database the feed comes from, so a reader following another database (a development file
+deleted, another deployment), or one ahead of the feed (a database restored from a backup), is
+told to start over (``reset``) instead of waiting for positions that will never come. Entries
+are never per user: the feed shows random session ids and times, nothing that names an account.
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ so (``fail_open=True``); ``status()`` and its ``prometheus()`` text tell which, 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import random
@@ -22,6 +23,7 @@ import threading
 import time
 from collections.abc import Mapping
 from datetime import datetime, timedelta
+from typing import Any
 
 import httpx
 
@@ -86,6 +88,7 @@ class RevocationFeed:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._task: asyncio.Task[None] | None = None
+        self._thread_task: asyncio.Task[Any] | None = None
 
     def attach(self, issuer: str, leeway: timedelta) -> RevocationFeed:
         """Bind to the verifier's issuer (``Verifier`` calls this); an entry is forgotten
@@ -123,7 +126,8 @@ class RevocationFeed:
         if self._fresh(now):
             return
         if not self._following():
-            self._task = asyncio.get_running_loop().create_task(self._follow_async(), name="keyturn-revocations")
+            follow = self._follow(self._stop)
+            self._task = asyncio.get_running_loop().create_task(follow, name="keyturn-revocations")
         deadline = time.monotonic() + self.timeout
         # A threading.Event: the follower may be a thread (started by a sync caller), set it from there.
         while not self._first.is_set() and time.monotonic() < deadline:  # noqa: ASYNC110
@@ -176,16 +180,17 @@ class RevocationFeed:
         )
 
     def close(self) -> None:
-        """Stop following (a later request starts again)."""
+        """Stop following, at once (a later request starts again)."""
         self._stop.set()
-        if self._task is not None and not self._task.get_loop().is_closed():
-            self._task.get_loop().call_soon_threadsafe(self._task.cancel)
-        if self._thread is not None:
-            self._thread.join(timeout=self.timeout)
-        self._thread = self._task = None
+        for task in (self._task, self._thread_task):
+            if task is not None:
+                with contextlib.suppress(RuntimeError):  # its loop has already closed
+                    task.get_loop().call_soon_threadsafe(task.cancel)
+        self._thread = self._task = self._thread_task = None
         self._stop = threading.Event()
 
-    # The follower.
+    # The follower: one loop, run as a task of the app's event loop, or in a thread's own loop
+    # (so a sync app's follower, too, stops at once when cancelled, even inside a long poll).
 
     def _following(self) -> bool:
         if self._thread is not None and self._thread.is_alive():
@@ -194,27 +199,18 @@ class RevocationFeed:
         return task is not None and not task.done() and not task.get_loop().is_closed()
 
     def _start_thread(self) -> None:
-        self._thread = threading.Thread(target=self._follow_sync, name="keyturn-revocations", daemon=True)
+        follow = self._follow_in_thread(self._stop)
+        self._thread = threading.Thread(target=asyncio.run, args=(follow,), name="keyturn-revocations", daemon=True)
         self._thread.start()
 
-    def _follow_sync(self) -> None:
-        stop = self._stop
-        with httpx.Client(timeout=self._timeouts(), follow_redirects=False) as http:
-            while not stop.is_set():
-                started = time.monotonic()
-                try:
-                    if self.url is None:
-                        self._discovered(http.get(_metadata_url(self.issuer)))
-                        continue
-                    delay = self._answered(http.get(self.url, params=self._params()), started)
-                except (httpx.HTTPError, ValueError) as exc:
-                    delay = self._failed(exc)
-                if delay:
-                    stop.wait(delay)
+    async def _follow_in_thread(self, stop: threading.Event) -> None:
+        self._thread_task = asyncio.current_task()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._follow(stop)
 
-    async def _follow_async(self) -> None:
+    async def _follow(self, stop: threading.Event) -> None:
         async with httpx.AsyncClient(timeout=self._timeouts(), follow_redirects=False) as http:
-            while not self._stop.is_set():
+            while not stop.is_set():
                 started = time.monotonic()
                 try:
                     if self.url is None:

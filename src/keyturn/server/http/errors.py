@@ -55,7 +55,7 @@ def validation_error(_request: Request, exc: Exception) -> Response:
     """Replace FastAPI's 422, which echoes the submitted input (passwords too)."""
     assert isinstance(exc, RequestValidationError)
     first = exc.errors()[0] if exc.errors() else {}
-    where = ".".join(str(p) for p in first.get("loc", ()) if p != "body") or "body"
+    where = ".".join(str(p) for p in first.get("loc", ()) if p not in ("body", "query")) or "body"
     kind = str(first.get("type", ""))
     if kind == "json_invalid":
         message = "The body is not valid JSON."

@@ -38,7 +38,8 @@ class Feed:
 
     async def page(self, after: str | None = None, *, limit: int = MAX_PAGE) -> FeedPage:
         """The entries after ``after`` (a cursor this feed sent; none: from the start, which is
-        every ended session whose access tokens may still verify).
+        every ended session whose access tokens may still verify). A cursor of another database,
+        or ahead of this one, is answered from the start with ``reset``.
 
         Raises:
             InvalidRequest: ``after`` is not a cursor this feed could have sent.
@@ -48,7 +49,9 @@ class Feed:
         now = self.ctx.clock()
         async with self.ctx.store.read() as tx:
             epoch = await tx.feed_epoch()
-            reset = cursor is not None and cursor.epoch != epoch
+            # Another database's cursor; or one ahead of this feed (a database restored from a
+            # backup keeps its epoch): start over, lest the reader wait for positions already given.
+            reset = cursor is not None and (cursor.epoch != epoch or cursor.position > await tx.revocation_head())
             start = cursor.position if cursor is not None and not reset else 0
             entries, position, more = await tx.revocations_after(start, now, max(1, min(limit, MAX_PAGE)))
         return FeedPage(Cursor(epoch, position), tuple(entries), more=more, reset=reset)
