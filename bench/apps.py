@@ -4,11 +4,13 @@
 - ``starlette_plain``: Starlette with one unprotected route answering the same body with a
   ``JSONResponse``; the framework's share of what ``resource`` costs over ``bare``.
 - ``resource``: an API protected by keyturn's own Starlette adapter; it verifies access tokens
-  offline with the keys it fetched once from ``BENCH_ISSUER``'s JWKS (no database).
+  offline with the keys it fetched once from ``BENCH_ISSUER``'s JWKS (no database), and follows
+  the issuer's revocation feed as every verifier does by default (``BENCH_FEED=off``: it does not).
 
     uvicorn bench.apps:bare
     uvicorn --factory bench.apps:starlette_plain
     BENCH_ISSUER=http://127.0.0.1:8000 uvicorn --factory bench.apps:resource
+    BENCH_ISSUER=http://127.0.0.1:8000 BENCH_FEED=off uvicorn --factory bench.apps:resource
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ def starlette_plain() -> Starlette:
 
 def resource() -> Starlette:
     issuer = os.environ["BENCH_ISSUER"]
-    verifier = Verifier(issuer=issuer, audience=os.environ.get("BENCH_AUDIENCE", issuer))
+    feed = os.environ.get("BENCH_FEED", "on") != "off"
+    verifier = Verifier(issuer=issuer, audience=os.environ.get("BENCH_AUDIENCE", issuer), revocations=feed)
     routes = [Route("/orders", profile), Route("/healthz", healthz)]
     return Starlette(routes=routes, middleware=[keyturn_middleware(verifier)])

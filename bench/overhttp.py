@@ -5,7 +5,8 @@ chains it needs, and runs wrk (``-t1``, pinned to CPU 1, ``bench/wrk/keyturn.lua
 ``GET /v1/auth/me``, ``POST /v1/auth/refresh`` with chained rotation, and ``POST /v1/auth/login``
 at each connection count. Next to them, on the same uvicorn: the bare ASGI ceiling and a
 plain Starlette route (the framework's share), and a resource server protected by keyturn's Starlette
-adapter (``bench/apps.py``). Rates are counted from each run's first answer.
+adapter (``bench/apps.py``), following the revocation feed (``protected``, the default) and not
+(``protected_nofeed``). Rates are counted from each run's first answer.
 """
 
 from __future__ import annotations
@@ -217,13 +218,15 @@ CEILING_ROUNDS = 3
 
 
 def ceiling_rows(urls: list[str], level: int, seconds: float, bearer: str) -> list[dict[str, Any]]:
-    """The bare ceiling, the plain Starlette route and the protected resource in short interleaved
-    rounds (the order alternating); each row is its app's median round. A burst of noise on the
-    shared machine then spoils one round, not the ceiling every ratio divides by."""
+    """The bare ceiling, the plain Starlette route and the protected resource (feed followed, and
+    not) in short interleaved rounds (the order alternating); each row is its app's median round.
+    A burst of noise on the shared machine then spoils one round, not the ceiling every ratio
+    divides by."""
     apps = [
         ("bare", f"{urls[0]}/", []),
         ("starlette", f"{urls[1]}/orders", []),
         ("protected", f"{urls[2]}/orders", [bearer]),
+        ("protected_nofeed", f"{urls[3]}/orders", [bearer]),
     ]
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name, _, _ in apps}
     for r in range(CEILING_ROUNDS):
@@ -239,12 +242,14 @@ def ceiling_apps(enabled: bool, tmp: Path, issuer: str) -> Iterator[list[str]]:
     if not enabled:
         yield []
         return
+    unfollowed = {"BENCH_ISSUER": issuer, "BENCH_FEED": "off"}
     with (
         asgi_app(tmp / "bare", "bench.apps:bare") as bare,
         asgi_app(tmp / "starlette", "bench.apps:starlette_plain", factory=True) as plain,
         asgi_app(tmp / "resource", "bench.apps:resource", factory=True, env={"BENCH_ISSUER": issuer}) as res,
+        asgi_app(tmp / "resource-nofeed", "bench.apps:resource", factory=True, env=unfollowed) as nofeed,
     ):
-        yield [bare, plain, res]
+        yield [bare, plain, res, nofeed]
 
 
 def main() -> None:

@@ -25,7 +25,9 @@ from matplotlib.axes import Axes
 Row = dict[str, Any]
 BACKENDS = ("sqlite", "postgresql")
 ALGS = ("ES256", "EdDSA", "RS256")
-ENDPOINTS = ("bare", "starlette", "protected", "me", "refresh", "login")
+ENDPOINTS = ("bare", "starlette", "protected", "protected_nofeed", "me", "refresh", "login")
+FEED_SETUPS = (("sqlite", 1), ("postgresql", 1), ("postgresql", 3))
+FEED_P99_MS = 2000  # docs/design.md: a resource server refuses an ended session's token with p99 under 2 s
 CONNS = (1, 16, 64)
 NOT_MEASURED = "not measured"
 X = "\N{MULTIPLICATION SIGN}"
@@ -55,6 +57,47 @@ def _ceiling(result: Row, conns: int = 64) -> float | None:
 
 def _div(a: float | None, b: float | None) -> float | None:
     return a / b if a is not None and b else None
+
+
+def _propagation(result: Row, backend: str, instances: int) -> Row | None:
+    rows = (result.get("feed") or {}).get("propagation") or []
+    return next((r for r in rows if (r["backend"], r["instances"]) == (backend, instances)), None)
+
+
+def _feed_throughput(result: Row) -> list[Row]:
+    """Verification rates with the revocation feed followed and not: in-process (cached), then
+    through the Starlette adapter over HTTP at each connection count (``protected`` ÷ ``protected_nofeed``)."""
+    rows: list[Row] = list((result.get("feed") or {}).get("throughput") or [])
+    for c in CONNS:
+        on, off = _http(result, "none", "protected", c), _http(result, "none", "protected_nofeed", c)
+        if on and off:
+            path = f"Starlette adapter over HTTP @{c}"
+            rows.append({"path": path, "off_per_s": off["req_s"], "on_per_s": on["req_s"],
+                         "ratio": _div(on["req_s"], off["req_s"])})  # fmt: skip
+    return rows
+
+
+def _feed_targets(result: Row) -> list[Row]:
+    """Propagation p99 per setup, no revocation missed, and what following the feed costs."""
+    targets = []
+    for backend, instances in FEED_SETUPS:
+        r = _propagation(result, backend, instances)
+        detail = f"p50 {_num(r['p50_ms'], 1)} ms, p90 {_num(r['p90_ms'], 1)}, max {_num(r['max_ms'], 1)}" if r else ""
+        detail += f" over {r['logouts']} logouts" if r else ""
+        name = f"revocation → refusal p99, {instances}{X} {backend}"
+        targets.append(_target(name, _get(r, "p99_ms"), "≤", FEED_P99_MS, detail, " ms"))
+    rows = [r for b, n in FEED_SETUPS if (r := _propagation(result, b, n))]
+    missed = float(sum(r["missed"] for r in rows)) if rows else None
+    detail = f"{sum(r['logouts'] for r in rows)} logouts, not refused within 10 s: {missed:.0f}" if rows else ""
+    targets.append(_target("revocations missed", missed, "=", 0, detail, " errors"))
+    r = next(iter((result.get("feed") or {}).get("throughput") or []), None)
+    detail = f"on {_rate(r['on_per_s'])}/s, off {_rate(r['off_per_s'])}/s, " if r else ""
+    detail += f"{r['ended_sessions']} ended sessions held" if r else ""
+    targets.append(_target("verify cached: feed on ÷ off", _get(r, "ratio"), "≥", 0.8, detail))
+    on, off = _http(result, "none", "protected"), _http(result, "none", "protected_nofeed")
+    detail = f"on {_rate(on['req_s'])} req/s, off {_rate(off['req_s'])} req/s" if on and off else ""
+    ratio = _div(_get(on, "req_s"), _get(off, "req_s"))
+    return [*targets, _target("protected: feed on ÷ off @64", ratio, "≥", 0.85, detail)]
 
 
 def _rate(v: float | None) -> str:
@@ -128,6 +171,7 @@ def evaluate(result: dict[str, Any]) -> list[dict[str, Any]]:
         t.append(_target(f"login {b} ÷ bare hash @64", _div(_get(login, "req_s"), bare_hash), "≥", 0.9, detail))
         groups.append(t)
     targets += [t for kind in zip(*groups, strict=True) for t in kind]
+    targets += _feed_targets(result)
     rows = [*http, *(result.get("scale") or {}).get("rows", []), *growth]
     errors = sum(r.get("non_2xx", 0) + r.get("socket_errors", 0) for r in rows)
     unverified = [r for r in http if r["endpoint"] == "refresh" and r.get("verified") is not True]
@@ -201,6 +245,7 @@ def markdown(result: dict[str, Any]) -> str:
     for b in ("none", *BACKENDS):
         cols = f"endpoint | conns | req/s | {X} ceiling: x | p50 ms | p99 ms | non-2xx: errors"
         out += _section(f"### Backend {b}", [r for r in http if r["backend"] == b], cols)
+    out += _feed_sections(result)
     cols = "instances | conns | req/s | p50 ms | p99 ms | non-2xx"
     out += _section("## Scale: refresh on one PostgreSQL, one instance vs two", scale.get("rows"), cols)
     if scale:
@@ -215,6 +260,25 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+def _feed_sections(result: Row) -> list[str]:
+    """The revocation feed: propagation per setup, and verification rates with the feed on and off."""
+    out = [
+        "## Revocation feed",
+        "",
+        "From a logout's answer to the first refusal by a verifier following the feed in the benchmark's "
+        "process (checked every 0.5 ms), logouts at random moments; keyturn servers not pinned; "
+        "`KEYTURN_REVOCATION_POLL` 200 ms. With three instances the logout is on the first and the "
+        "verifier follows the second.",
+        "",
+    ]
+    rows = (result.get("feed") or {}).get("propagation")
+    out += _section(
+        "### Propagation", rows, "setup | logouts | p50 ms | p90 ms: p90_ms | p99 ms | max ms: max_ms | missed"
+    )
+    cols = "path | feed off/s: off_per_s | feed on/s: on_per_s | on ÷ off: ratio | ended sessions held: ended_sessions"
+    return out + _section("### Verification with the feed on and off", _feed_throughput(result) or None, cols)
+
+
 def _missing(ax: Axes, title: str) -> None:
     ax.set_title(title)
     ax.text(0.5, 0.5, NOT_MEASURED, ha="center", va="center", fontsize=14, color="gray", transform=ax.transAxes)
@@ -227,6 +291,7 @@ def _panel_http(ax: Axes, result: Row) -> None:
         ("bare ceiling", "none", "bare"),
         ("plain Starlette", "none", "starlette"),
         ("protected", "none", "protected"),
+        ("protected, no feed", "none", "protected_nofeed"),
     ]
     bars += [(f"{e} · {b}", b, e) for b in BACKENDS for e in ("me", "refresh", "login")]
     found = [(label, b, r) for label, b, e in bars if (r := _http(result, b, e))]
@@ -285,7 +350,11 @@ def _panel_p99(ax: Axes, result: Row) -> None:
         return _missing(ax, title)
     styles = {"none": "o-", "sqlite": "s--", "postgresql": "^:"}
     colors = dict(
-        zip(ENDPOINTS, ("tab:gray", "tab:olive", "tab:purple", "tab:green", "tab:blue", "tab:brown"), strict=True)
+        zip(
+            ENDPOINTS,
+            ("tab:gray", "tab:olive", "tab:purple", "tab:pink", "tab:green", "tab:blue", "tab:brown"),
+            strict=True,
+        )
     )
     for b in ("none", *BACKENDS):
         for e in ENDPOINTS:

@@ -1,7 +1,7 @@
 """keyturn's benchmark suite: one command, bounded in time, loopback only (``make bench``).
 
     .venv/bin/python -m bench.run            # default profile, about 7 minutes
-    .venv/bin/python -m bench.run --quick    # about 2 minutes: SQLite only, fewer levels
+    .venv/bin/python -m bench.run --quick    # about 2 minutes: SQLite only (but the feed), fewer levels
 
 Starts everything it measures itself (keyturn servers, the bare ASGI ceiling, a resource server,
 a throwaway PostgreSQL with fsync on), measures, stops it all, and writes
@@ -28,7 +28,7 @@ from typing import Any
 
 from tests.postgres import PostgresServer
 
-from bench import growth, inprocess, overhttp, report
+from bench import feed, growth, inprocess, overhttp, report
 from bench.scale import deadline
 
 RESULTS = overhttp.ROOT / "bench" / "results"
@@ -43,13 +43,14 @@ class Profile:
     sizes: tuple[int, ...]
     scale: bool
     refreshes: int
+    feed_logouts: int  # per setup of the revocation feed's propagation
     bound_s: int
 
 
 SIZES = (1_000, 100_000, 1_000_000)
 PROFILES = {
-    "default": Profile("default", (1, 16, 64), 5.0, ("sqlite", "postgresql"), SIZES, True, 1000, 600),
-    "quick": Profile("quick", (1, 64), 3.0, ("sqlite",), SIZES[:2], False, 200, 120),
+    "default": Profile("default", (1, 16, 64), 5.0, ("sqlite", "postgresql"), SIZES, True, 1000, 200, 600),
+    "quick": Profile("quick", (1, 64), 3.0, ("sqlite",), SIZES[:2], False, 200, 50, 180),
 }
 
 
@@ -111,7 +112,7 @@ def run(profile: Profile) -> dict[str, Any]:
     )
     _step("in-process")
     result["inprocess"] = inprocess.run(quick=profile.name == "quick")
-    pg = PostgresServer(durable=True) if "postgresql" in profile.backends else None
+    pg: PostgresServer | None = PostgresServer(durable=True)  # every profile measures the feed on PostgreSQL
     tmp = Path(tempfile.mkdtemp(prefix="keyturn-bench-"))
     try:
         if pg is not None:
@@ -123,6 +124,8 @@ def run(profile: Profile) -> dict[str, Any]:
             _step(f"over HTTP, growth and storage on {backend}")
             for key, rows in measure_backend(backend, profile, tmp, pg).items():
                 result[key] += rows if isinstance(rows, list) else [rows]
+        _step("revocation feed: propagation (SQLite, PostgreSQL, three instances), verifier throughput")
+        result["feed"] = feed.run(profile.feed_logouts, tmp, pg, quick=profile.name == "quick")
         if pg is not None:
             pg.destroy()
             pg = None
