@@ -6,9 +6,12 @@ httpx), and unit tests of reading a static JWK Set.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -44,6 +47,7 @@ class JwksServer:
     hits: list[str] = field(default_factory=list)
     down: bool = False
     metadata_issuer: str | None = None
+    delay: float = 0.0
 
 
 @pytest.fixture
@@ -53,6 +57,7 @@ def jwks_server(key: SigningKey) -> Iterator[JwksServer]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             state.hits.append(self.path)
+            time.sleep(state.delay)
             if state.down:
                 self.send_response(503)
                 self.end_headers()
@@ -88,6 +93,27 @@ def jwks_server(key: SigningKey) -> Iterator[JwksServer]:
 
 def fetches(server: JwksServer) -> int:
     return sum(1 for p in server.hits if p != "/.well-known/oauth-authorization-server")
+
+
+def test_concurrent_first_requests_wait_for_the_one_fetch(jwks_server: JwksServer) -> None:
+    """Threads asking a cold cache at once all get the keys of its one fetch (they were refused
+    with Unavailable while the first one fetched)."""
+    jwks_server.delay = 0.3
+    keys = JwksCache(jwks_server.url)
+    with ThreadPoolExecutor(8) as pool:
+        rings = list(pool.map(lambda _: keys.ring(NOW), range(8)))
+    assert all(ring is rings[0] for ring in rings)
+    assert fetches(jwks_server) == 1
+
+
+@pytest.mark.anyio
+async def test_concurrent_first_requests_wait_for_the_one_fetch_async(jwks_server: JwksServer) -> None:
+    """The same for tasks: every one gets the keys of the one fetch."""
+    jwks_server.delay = 0.3
+    keys = JwksCache(jwks_server.url)
+    rings = await asyncio.gather(*(keys.ring_async(NOW) for _ in range(8)))
+    assert all(ring is rings[0] for ring in rings)
+    assert fetches(jwks_server) == 1
 
 
 def test_keys_are_discovered_and_cached_for_max_age(key: SigningKey, jwks_server: JwksServer) -> None:

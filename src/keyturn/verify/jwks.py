@@ -75,7 +75,7 @@ class JwksCache:
         Raises:
             Unavailable: no keys could ever be fetched.
         """
-        if self._due(now, kid):
+        if self._ring is None or self._due(now, kid):  # no keys yet: wait for a fetch under way
             with self._lock:
                 if self._due(now, kid):
                     self._last_attempt = now
@@ -88,7 +88,7 @@ class JwksCache:
 
     async def ring_async(self, now: datetime, kid: object = None) -> KeyRing:
         """The keys to verify with at ``now``, fetching first if needed (async)."""
-        if self._due(now, kid):
+        if self._ring is None or self._due(now, kid):  # as in ring()
             self._alock = self._alock or asyncio.Lock()
             async with self._alock:
                 if self._due(now, kid):
