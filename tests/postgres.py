@@ -21,12 +21,13 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from .servers import free_port
 
-__all__ = ["PostgresServer", "bindir"]
+__all__ = ["PostgresServer", "bindir", "own_server"]
 
 USER = "keyturn"
 
@@ -139,3 +140,15 @@ class PostgresServer:
     def drop_database(self, name: str) -> None:
         with contextlib.suppress(Exception):
             self.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextlib.contextmanager
+def own_server(**options: Any) -> Iterator[PostgresServer]:
+    """A PostgreSQL server started now and destroyed on leaving: for a module whose tests stop and
+    restart it (the suite's shared server must stay up)."""
+    server = PostgresServer(**options)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.destroy()

@@ -22,7 +22,7 @@ import pytest
 
 from tests.helpers import PASSWORD, bearer
 from tests.multi.fleet import assert_no_token_logged, at_once, fleet_settings, generation, sign_in
-from tests.postgres import PostgresServer
+from tests.postgres import PostgresServer, own_server
 from tests.servers import Server, keyturn_servers
 
 pytestmark = pytest.mark.server
@@ -39,12 +39,8 @@ _databases = itertools.count(1)
 @pytest.fixture(scope="module")
 def pg() -> Iterator[PostgresServer]:
     """A PostgreSQL server of this module's own, which its tests stop and start."""
-    server = PostgresServer()
-    try:
-        server.start()
+    with own_server() as server:
         yield server
-    finally:
-        server.destroy()
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from keyturn.core.errors import SessionEnded
 from keyturn.verify import FeedStatus, RevocationFeed, Verifier
 from tests.helpers import bearer
 from tests.multi.fleet import ISSUER, assert_no_token_logged, at_once, fleet_settings, sign_in
-from tests.postgres import PostgresServer
+from tests.postgres import PostgresServer, own_server
 from tests.servers import Server, keyturn_servers
 
 pytestmark = pytest.mark.server
@@ -37,12 +37,8 @@ RECOVERY_BOUND = 15.0  # seconds for every instance to answer /readyz again once
 @pytest.fixture(scope="module")
 def pg() -> Iterator[PostgresServer]:
     """A PostgreSQL server of this module's own, which its last test restarts."""
-    server = PostgresServer()
-    try:
-        server.start()
+    with own_server() as server:
         yield server
-    finally:
-        server.destroy()
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -17,36 +16,22 @@ from pathlib import Path
 
 import pytest
 
+from tests.browser import chromium_fixture, require_chromium
 from tests.servers import Server, free_port, keyturn_fixture
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parents[3]
 ARTIFACTS = Path(os.environ.get("KEYTURN_ARTIFACTS", ROOT / "build" / "screenshots"))
-ARGS = [
-    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]  # fmt: skip
 PASSWORD = "correct horse battery staple"
 
-if not os.path.exists(CHROMIUM):  # pragma: no cover - the test command installs it
-    if os.environ.get("CI"):
-        raise RuntimeError("Chromium is missing; ./scripts/test installs Debian's chromium package")
-    pytest.skip("Chromium is not installed (./scripts/test installs it)", allow_module_level=True)
+require_chromium()
 
-from playwright.sync_api import Browser, BrowserContext, Page, Response, expect, sync_playwright  # noqa: E402
+from playwright.sync_api import Browser, BrowserContext, Page, Response, expect  # noqa: E402
 
+browser = chromium_fixture()
 # The README's dev server, with a 2 s access-token lifetime and no clock leeway.
 server = keyturn_fixture("--dev", access_token_ttl="2", leeway="0", web_page="true")
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        launched = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield launched
-        launched.close()
 
 
 @pytest.fixture

@@ -8,35 +8,27 @@ signed-out view within 2 s learnt it from the other tab, not from a refresh that
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
 
+from tests.browser import chromium_fixture, require_chromium
 from tests.helpers import assert_refused
 from tests.servers import Server, keyturn_fixture
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = [
-    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]  # fmt: skip
 PASSWORD = "correct horse battery staple"
 AT_ONCE_MS = 2_000  # how soon the other tab must show the signed-out view
 SLOW_MS = 10_000  # a step that talks to the server (password hashing included)
 
-if not os.path.exists(CHROMIUM):  # pragma: no cover - the test command installs it
-    if os.environ.get("CI"):
-        raise RuntimeError("Chromium is missing; ./scripts/test installs Debian's chromium package")
-    pytest.skip("Chromium is not installed (./scripts/test installs it)", allow_module_level=True)
+require_chromium()
 
-from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright  # noqa: E402
+from playwright.sync_api import Browser, BrowserContext, Page, expect  # noqa: E402
 
+browser = chromium_fixture()
 server = keyturn_fixture("--dev", access_token_ttl="300", web_page="true")
 
 # Records, in a tab, every message on keyturn-session.js's channel (a listener of its own).
@@ -44,14 +36,6 @@ LISTEN = """() => {
   window.__heard = [];
   new BroadcastChannel("keyturn").onmessage = (event) => window.__heard.push(event.data);
 }"""
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        launched = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield launched
-        launched.close()
 
 
 @pytest.fixture
