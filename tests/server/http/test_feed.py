@@ -10,6 +10,7 @@ import asyncio
 import signal
 import threading
 import time
+from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,9 @@ import httpx
 import pytest
 
 from keyturn.core.revocations import FeedPage
+from keyturn.server.http import create_app
+from keyturn.server.http.feed import wake_on_exit
+from keyturn.server.service import Service
 from tests.conftest import ISSUER
 from tests.helpers import assert_refused, bearer, signed_in
 from tests.servers import spawn_keyturn, wait_ready
@@ -165,3 +169,61 @@ def test_sigterm_answers_a_waiting_long_poll_and_the_server_exits_at_once(tmp_pa
     log = server.log.read_text()
     assert "Application shutdown complete" in log, log  # a graceful stop, not the signal's default action
     assert server.proc.returncode == -signal.SIGTERM, log  # uvicorn re-raises the signal once it has stopped
+
+
+async def test_a_long_poll_whose_reader_hangs_up_ends_at_once(service: Service) -> None:
+    """A reader that disconnects while its poll waits frees the poll at once (499, sent to nobody),
+    not after the wait."""
+    app = create_app(service.settings, service=service)
+    cursor = str((await service.feed.page()).cursor)
+    first = [{"type": "http.request", "body": b"", "more_body": False}]
+
+    async def receive() -> dict[str, Any]:
+        if first:
+            return first.pop()
+        await asyncio.sleep(0.2)
+        return {"type": "http.disconnect"}
+
+    sent: list[MutableMapping[str, Any]] = []
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
+        "path": FEED, "raw_path": FEED.encode(), "query_string": f"after={cursor}&wait=20".encode(),
+        "headers": [(b"host", b"127.0.0.1")], "client": ("127.0.0.1", 1234), "server": ("127.0.0.1", 80),
+        "root_path": "",
+    }  # fmt: skip
+    started = time.monotonic()
+    await asyncio.wait_for(app(scope, receive, send), timeout=5)
+    assert time.monotonic() - started < 3
+    assert sent[0]["status"] == 499
+
+
+def test_a_stop_signal_answers_waiting_polls_and_reaches_the_servers_own_handler() -> None:
+    """SIGTERM closes the feed (waiting polls answer at once), then runs the handler it replaced
+    (uvicorn's); a default or ignored disposition is put back and taken; restore() undoes it."""
+    closed: list[bool] = []
+
+    class Feed:
+        def close(self) -> None:
+            closed.append(True)
+
+    heard: list[int] = []
+    before = signal.signal(signal.SIGTERM, lambda signum, _frame: heard.append(signum))
+    try:
+        restore = wake_on_exit(Feed())  # type: ignore[arg-type]
+        signal.raise_signal(signal.SIGTERM)
+        assert (closed, heard) == ([True], [signal.SIGTERM])
+        restore()
+        signal.raise_signal(signal.SIGTERM)
+        assert (closed, heard) == ([True], [signal.SIGTERM, signal.SIGTERM])
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        restore = wake_on_exit(Feed())  # type: ignore[arg-type]
+        signal.raise_signal(signal.SIGTERM)  # ignored, as it was: the test goes on
+        assert closed == [True, True]
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
+        restore()
+    finally:
+        signal.signal(signal.SIGTERM, before)

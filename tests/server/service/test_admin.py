@@ -154,3 +154,27 @@ async def test_roles_are_granted_once_and_unknown_roles_refused(service: Service
         await service.admin.revoke_role("nobody", "admin")
     assert await service.admin.revoke_role("root", "admin") is True
     assert await service.admin.revoke_role("root", "admin") is False
+
+
+async def test_inspect_says_how_the_session_of_a_token_stands(service: Service, clock: Clock) -> None:
+    """``inspect`` reports live, ended (why and when), expired by idleness or by the absolute
+    lifetime, and unknown; a token is usable only valid and live."""
+    who = Client()
+    await service.auth.create_user("ines", "correct horse battery staple", who)
+    live = await service.auth.login("ines", "correct horse battery staple", who)
+    report = await service.admin.inspect(live.access_token)
+    assert (report.session, report.usable) == ("live", True)
+    await service.auth.logout(None, live.refresh_token, who)
+    ended = await service.admin.inspect(live.access_token)
+    assert ended.session == f"ended: logout at {clock().isoformat(timespec='seconds')}"
+    assert (ended.error, ended.usable) == (None, False)
+    idle = await service.auth.login("ines", "correct horse battery staple", who)
+    clock.advance(service.settings.refresh_idle_ttl.total_seconds() + 1)
+    assert (await service.admin.inspect(idle.access_token)).session == "expired: idle"
+    kept = pair = await service.auth.login("ines", "correct horse battery staple", who)
+    for _ in range(4):  # refreshed every 6 days: never idle...
+        clock.advance(6 * 86400)
+        pair = await service.auth.refresh(pair.refresh_token, who)
+    clock.advance(6 * 86400)  # ...and 30 days after sign-in
+    assert (await service.admin.inspect(kept.access_token)).session == "expired: absolute"
+    assert (await service.admin.inspect("e30.e30.c2ln")).session == "unknown"
