@@ -11,8 +11,9 @@ import time
 import pytest
 
 from keyturn.core.errors import InvalidCredentials, InvalidRequest, InvalidToken, RefreshTokenReused
+from keyturn.core.passwords import Passwords
 from keyturn.server.service import Caller, Service, TokenPair
-from tests.conftest import Clock
+from tests.conftest import Clock, make_settings
 from tests.server.service.usecases import PW, WHO
 
 pytestmark = pytest.mark.anyio
@@ -218,6 +219,27 @@ async def test_follow_answers_at_once_when_entries_are_waiting(service: Service)
         page = await service.feed.follow(after, wait=2)
         assert [e.sid for e in page.entries] == [str(caller.session.id)]
         assert (await service.feed.follow(None, wait=2)).entries == page.entries
+
+
+async def test_a_revocation_committed_here_wakes_a_waiting_poll_at_once(
+    database_url: str, clock: Clock, fast_passwords: Passwords
+) -> None:
+    """With the watcher reading only every 5 s, a logout on this instance still answers a waiting
+    poll within a second: the commit nudges the watcher."""
+    service = Service(make_settings(database_url, revocation_poll="5s"), passwords=fast_passwords, clock=clock)
+    await service.start()
+    try:
+        [(_, caller)] = await signed_in(service)
+        after = await cursor_now(service)
+        poll = asyncio.create_task(service.feed.follow(after, wait=20))
+        await asyncio.sleep(0.3)  # the poll is waiting; its watcher has read once and sleeps 5 s
+        assert not poll.done()
+        await service.auth.logout(caller, None, WHO)
+        async with asyncio.timeout(1):
+            page = await poll
+        assert [e.sid for e in page.entries] == [str(caller.session.id)]
+    finally:
+        await service.close()
 
 
 async def test_follow_is_woken_by_a_logout_soon_after_it(service: Service) -> None:

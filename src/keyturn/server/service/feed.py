@@ -4,12 +4,14 @@ as a revocation commits, on this instance or on any other sharing the database.
 Waiting readers of one process share one watcher, which reads the feed's newest position every
 ``KEYTURN_REVOCATION_POLL`` while anyone waits (nothing otherwise): a revocation committed by any
 instance, or any worker process on a SQLite file, wakes every waiting reader within that time,
-with one small query per interval however many readers wait.
+with one small query per interval however many readers wait. A revocation this process commits
+nudges its watcher to read at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import weakref
 
@@ -35,6 +37,7 @@ class Feed:
         self.ctx = ctx
         self._watchers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Watcher] = weakref.WeakKeyDictionary()
         self._closed = False
+        ctx.store.on_publish = self._nudge
 
     async def page(self, after: str | None = None, *, limit: int = MAX_PAGE) -> FeedPage:
         """The entries after ``after`` (a cursor this feed sent; none: from the start, which is
@@ -74,6 +77,13 @@ class Feed:
             if not loop.is_closed():
                 loop.call_soon_threadsafe(watcher.close)
 
+    def _nudge(self) -> None:
+        """A revocation committed here: the watcher of this loop reads the newest position now."""
+        with contextlib.suppress(RuntimeError):  # no running loop: nobody waits on one
+            watcher = self._watchers.get(asyncio.get_running_loop())
+            if watcher is not None:
+                watcher.nudge()
+
     def _watcher(self) -> _Watcher:
         loop = asyncio.get_running_loop()
         found = self._watchers.get(loop)
@@ -92,6 +102,7 @@ class _Watcher:
         self._head = -1  # unknown: nobody has waited since the last poll stopped
         self._waiting = 0
         self._news = asyncio.Event()
+        self._nudged = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._closed = False
 
@@ -117,6 +128,7 @@ class _Watcher:
         interval = self.ctx.settings.revocation_poll.total_seconds()
         try:
             while self._waiting and not self._closed:
+                self._nudged.clear()  # a nudge from here on is for the read below, or the next one
                 try:
                     async with self.ctx.store.read() as tx:
                         head = await tx.revocation_head()
@@ -126,9 +138,14 @@ class _Watcher:
                 if head != self._head:
                     self._head = head
                     self._wake()
-                await asyncio.sleep(interval)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(interval):
+                        await self._nudged.wait()
         finally:
             self._head = -1  # the next waiter must not trust a position read before it came
+
+    def nudge(self) -> None:
+        self._nudged.set()
 
     def close(self) -> None:
         self._closed = True

@@ -24,12 +24,15 @@ __all__ = ["RevocationQueries"]
 
 
 class RevocationQueries(Queries):
-    async def publish_ended(self) -> None:
-        """Write the queued entries, last in the transaction (see the module's docstring)."""
-        if self._ended:
-            await advisory_lock(self._conn, "revocations")
-            await self._conn.execute(insert(revocations), self._ended)
-            self._ended = []
+    async def publish_ended(self) -> bool:
+        """Write the queued entries, last in the transaction (see the module's docstring); True
+        if there were any."""
+        if not self._ended:
+            return False
+        await advisory_lock(self._conn, "revocations")
+        await self._conn.execute(insert(revocations), self._ended)
+        self._ended = []
+        return True
 
     async def feed_epoch(self) -> str:
         """This database's feed epoch (written by the migration that made the feed)."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 
@@ -25,6 +25,8 @@ class Store:
 
     def __init__(self, db: Database) -> None:
         self.db = db
+        self.on_publish: Callable[[], None] | None = None
+        """Called once a write transaction that ended sessions has committed (the feed's watcher)."""
 
     @classmethod
     def open(
@@ -43,7 +45,9 @@ class Store:
         async with self.db.write() as conn:
             tx = Tx(conn)
             yield tx
-            await tx.publish_ended()
+            published = await tx.publish_ended()
+        if published and self.on_publish is not None:
+            self.on_publish()  # committed: readers of the feed may be told at once
 
     async def close(self) -> None:
         await self.db.dispose()
