@@ -11,6 +11,9 @@ core knows no HTTP: ``keyturn.verify.bearer`` maps codes to statuses in one tabl
     ├── InvalidRequest                invalid_request
     │   └── PasswordPolicyError       invalid_request   (reason: password_*)
     ├── InvalidCredentials            invalid_credentials
+    ├── InvalidClient                 invalid_client    (RFC 6749 §5.2: client authentication failed)
+    ├── UnsupportedGrantType          unsupported_grant_type
+    ├── InvalidScope                  invalid_scope     (a scope beyond the grant)
     ├── InvalidGrant                  invalid_grant     (refresh token refused; client: no_session)
     │   ├── MalformedRefreshToken     reason: malformed
     │   ├── ForgedRefreshToken        reason: bad_mac
@@ -91,6 +94,21 @@ class InvalidCredentials(KeyturnError):
     description = "The username or password is incorrect."
 
 
+class InvalidClient(KeyturnError):
+    code = reason = "invalid_client"
+    description = "Client authentication failed."
+
+
+class UnsupportedGrantType(KeyturnError):
+    code = reason = "unsupported_grant_type"
+    description = "The grant type is not supported."
+
+
+class InvalidScope(KeyturnError):
+    code = reason = "invalid_scope"
+    description = "The requested scope exceeds the scope granted."
+
+
 class InvalidGrant(KeyturnError):
     """A refresh token was refused."""
 
@@ -132,14 +150,12 @@ class RefreshTokenReused(InvalidGrant):
 class InvalidToken(KeyturnError):
     """An access token was refused."""
 
-    code = "invalid_token"
-    reason = "invalid_token"
+    code = reason = "invalid_token"
     description = "The access token is invalid."
 
 
 class SessionEnded(InvalidToken):
-    """The token verifies, but the issuer has ended its session (logout, reuse, a disabled user):
-    the server sees it in its database, a resource server in the revocation feed."""
+    """The token verifies, but its session has ended (seen in the database, or in the revocation feed)."""
 
     reason = "session_ended"
     description = "The session of this access token has ended."

@@ -30,6 +30,7 @@ from .feed import router as feed_router
 from .feed import wake_on_exit
 from .metrics import install_metrics
 from .middleware import BodyLimit, HeaderLimit, SecurityHeaders
+from .oauth import router as oauth_router
 from .ratelimit import RateLimits
 from .routes import router
 
@@ -79,6 +80,7 @@ def create_app(settings: Settings, *, service: Service | None = None) -> FastAPI
     app.include_router(router)
     app.include_router(admin_router)
     app.include_router(feed_router)
+    app.include_router(oauth_router)
     _add_operational_routes(app, svc)
     if settings.serve_web_page:
         _add_web_page(app)
@@ -140,11 +142,12 @@ def _add_operational_routes(app: FastAPI, svc: Service) -> None:
         body = {
             "issuer": svc.settings.issuer,
             "jwks_uri": f"{issuer}/.well-known/jwks.json",
-            "token_endpoint": f"{issuer}/v1/auth/login",
-            "revocation_endpoint": f"{issuer}/v1/auth/logout",
+            "token_endpoint": f"{issuer}/oauth/token",
+            "revocation_endpoint": f"{issuer}/oauth/revoke",
             "response_types_supported": [],
-            "grant_types_supported": ["password", "refresh_token"],
+            "grant_types_supported": ["refresh_token"],
             "token_endpoint_auth_methods_supported": ["none"],
+            "revocation_endpoint_auth_methods_supported": ["none"],
             FEED_METADATA: f"{issuer}/v1/revocations",
         }
         return JSONResponse(body, headers={"Cache-Control": f"public, max-age={JWKS_MAX_AGE}"})

@@ -147,11 +147,14 @@ class Context:
             self._hashing.shutdown(wait=False)
             self._hashing = None
 
-    async def issue(self, record: SessionRecord, state: SessionState, now: datetime, roles: str) -> TokenPair:
+    async def issue(
+        self, record: SessionRecord, state: SessionState, now: datetime, roles: str, *, scope: str | None = None
+    ) -> TokenPair:
         """Mint the token pair for a session state that is already committed; the scope is the
-        session's with the scopes of the user's ``roles`` as read in that same transaction."""
+        session's with the scopes of the user's ``roles`` as read in that same transaction, or
+        ``scope`` (a part of it the client asked for)."""
         ring = await self.keys.ring(now)
-        scope = token_scope(record.scope, parse_roles(roles))
+        scope = token_scope(record.scope, parse_roles(roles)) if scope is None else scope
         access, exp = issue_access_token(
             ring.signer(now),
             issuer=self.settings.issuer,

@@ -11,13 +11,14 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime
 
-from ...core.errors import Unavailable, UnknownSession
+from ...core.errors import InvalidScope, Unavailable, UnknownSession
 from ...core.refresh import RefreshToken
+from ...core.roles import parse_roles, token_scope
 from ...core.sessions import Action, Outcome, SessionBounds, decide_refresh
 from ..store import SessionRecord, Tx
 from .context import Client, Context, TokenPair, state_of
 
-__all__ = ["Refresh"]
+__all__ = ["Refresh", "narrowed"]
 
 CAS_ATTEMPTS = 3
 
@@ -40,7 +41,9 @@ class Refresh:
         """
         return self.ctx.presented(token)
 
-    async def refresh(self, refresh_token: RefreshToken | object, client: Client) -> TokenPair:
+    async def refresh(
+        self, refresh_token: RefreshToken | object, client: Client, *, scope: tuple[str, ...] | None = None
+    ) -> TokenPair:
         """Rotate a session: the current token moves it one generation on; the previous one,
         inside the grace window, gets the same refresh token again; anything older revokes the
         session. A revocation and its audit row are committed before the refusal is raised.
@@ -48,9 +51,11 @@ class Refresh:
         Args:
             refresh_token: as read by ``read_refresh_token`` (the HTTP edge reads it once), or as
                 presented.
+            scope: the scopes the access token should carry (RFC 6749 §6), each one granted; by
+                default every scope granted.
 
         Raises:
-            InvalidGrant (one of its subclasses), Unavailable.
+            InvalidGrant (one of its subclasses), InvalidScope (nothing is rotated), Unavailable.
         """
         presented = self.ctx.presented(refresh_token)
         now = self.ctx.clock()
@@ -63,12 +68,15 @@ class Refresh:
                         outcome, found = await self._decide(tx, presented, now, client)
                     else:
                         outcome = Outcome(Action.ROTATE)
+                    granted = token_scope(found[0].scope, parse_roles(found[1]))
+                    if outcome.refusal is None and scope is not None:
+                        granted = narrowed(granted, scope)  # raises before the rotation commits
             except _Raced:
                 continue
             if outcome.refusal is not None:
                 raise outcome.refusal
             record, roles = found
-            return await self.ctx.issue(record, state_of(record), now, roles)
+            return await self.ctx.issue(record, state_of(record), now, roles, scope=granted)
         raise Unavailable("The session is being refreshed too often; try again.")
 
     async def _rotate_current(
@@ -124,3 +132,17 @@ class Refresh:
     async def _audit_rotation(self, tx: Tx, now: datetime, client: Client, record: SessionRecord) -> None:
         """The audit row of a rotation; ``record`` is the session as rotated."""
         await self.ctx.audit_session(tx, now, "refresh", client, record, generation=record.generation)
+
+
+def narrowed(granted: str, wanted: tuple[str, ...]) -> str:
+    """The scope of a token that asks for ``wanted`` out of ``granted`` (RFC 6749 §6: never
+    beyond the grant).
+
+    Raises:
+        InvalidScope: a wanted scope is not granted.
+    """
+    have = granted.split()
+    missing = [name for name in wanted if name not in have]
+    if missing:
+        raise InvalidScope(f"Not granted: {' '.join(missing)}.")
+    return " ".join(dict.fromkeys(wanted))

@@ -6,6 +6,7 @@ import uuid
 
 from ...core.errors import (
     InsufficientScope,
+    InvalidGrant,
     InvalidRequest,
     InvalidToken,
     MissingToken,
@@ -95,6 +96,38 @@ class SessionUse:
         sid = parse_uuid(session_id)
         if sid is None or not await self._revoke(caller.user.id, client, "session_revoked", only=sid):
             raise NotFound("No such session.")
+
+    async def revoke_token(self, token: str, hint: str | None, client: Client) -> None:
+        """RFC 7009: end the session of a refresh token or of an access token (``hint`` says which
+        to try first). A token that names no live session, or is no token of ours, is no error:
+        the caller answers 200 all the same (§2.2).
+
+        Raises:
+            Unavailable: the database cannot be reached.
+        """
+        tries = (self._revoke_access, self._revoke_refresh)
+        for revoke in tries if hint == "access_token" else tries[::-1]:
+            if await revoke(token, client):
+                return
+
+    async def _revoke_refresh(self, token: str, client: Client) -> bool:
+        try:
+            presented = self.ctx.presented(token)
+        except InvalidGrant:
+            return False
+        async with self.ctx.store.read() as tx:
+            record = await tx.session(presented.session_id)
+        if record is not None:
+            await self._revoke(record.user_id, client, "logout", only=record.id)
+        return True
+
+    async def _revoke_access(self, token: str, client: Client) -> bool:
+        try:
+            caller = await self.authenticate(token)
+        except InvalidToken:
+            return False
+        await self._revoke(caller.user.id, client, "logout", only=caller.session.id)
+        return True
 
     async def _revoke(self, user_id: uuid.UUID, client: Client, event: str, *, only: uuid.UUID | None = None) -> int:
         now = self.ctx.clock()
