@@ -86,7 +86,9 @@ async def revoke(request: Request) -> Response:
 
 
 async def _form(request: Request) -> dict[str, str]:
-    return parse_form(await request.body(), request.headers.get("content-type"))
+    form = parse_form(await request.body(), request.headers.get("content-type"))
+    # RFC 6749 §3.2: "Parameters sent without a value MUST be treated as if they were omitted".
+    return {name: value for name, value in form.items() if value}
 
 
 async def _refresh(svc: Service, lim: RateLimits, who: Client, form: dict[str, str]) -> Any:
