@@ -1,10 +1,9 @@
 """Signing keys and the key ring: newest active key signs, every published key verifies.
 
-The algorithm is fixed per key when it is made (RFC 8725 §3.1): a token never
-chooses how it is verified. Private parts are sealed at rest with AES-GCM under a
-key derived from the master secret, bound to the key's ``kid``. Rotation needs no
-background job: a key is published from creation, signs from ``activates_at``, and
-stays published until every token it could have signed has expired.
+The algorithm is fixed per key when it is made (RFC 8725 §3.1): a token never chooses how it is
+verified. Private parts are sealed at rest with AES-GCM under a key derived from the master secret,
+bound to the key's ``kid``. Rotation needs no background job: a key is published from creation,
+signs from ``activates_at``, and stays published until every token it could have signed has expired.
 """
 
 from __future__ import annotations
@@ -38,7 +37,7 @@ ALGORITHMS: Mapping[str, Algorithm] = {
     name: alg for name, alg in get_default_algorithms().items() if name in ("ES256", "EdDSA", "RS256")
 }
 _ALG_NAMES: Mapping[str, Alg] = {"ES256": "ES256", "EdDSA": "EdDSA", "RS256": "RS256"}
-_CURVE_ALGS = {"P-256": "ES256", "Ed25519": "EdDSA"}
+_IMPLIED_ALGS = {"P-256": "ES256", "Ed25519": "EdDSA", "RSA": "RS256"}  # a JWK's `alg` is optional (RFC 7517 §4.4)
 _THUMBPRINT_MEMBERS = {"EC": ("crv", "kty", "x", "y"), "OKP": ("crv", "kty", "x"), "RSA": ("e", "kty", "n")}
 _SEAL_LABEL = "keyturn/v1/signing-key-encryption"
 _SEAL_VERSION = b"\x01"
@@ -91,12 +90,13 @@ class SigningKey:
 
     @classmethod
     def from_jwk(cls, jwk: Mapping[str, Any]) -> SigningKey:
-        """A verification-only key from a public JWK; its ``alg`` must be one we allow.
+        """A verification-only key from a public JWK, whose ``alg`` (or the one its key type implies) we allow.
 
         Raises:
             ConfigurationError: the JWK is not a usable public key.
         """
-        alg: Alg | None = _ALG_NAMES.get(str(jwk.get("alg") or _CURVE_ALGS.get(str(jwk.get("crv")))))
+        implied = _IMPLIED_ALGS.get(str(jwk.get("crv") or jwk.get("kty")))
+        alg: Alg | None = _ALG_NAMES.get(str(jwk["alg"] if "alg" in jwk else implied))
         if alg is None or not isinstance(jwk.get("kid"), str):
             raise ConfigurationError("jwks", "a key has no supported 'alg' or no 'kid'")
         if any(member in jwk for member in ("d", "p", "q", "dp", "dq", "qi", "oth", "k")):

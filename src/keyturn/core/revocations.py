@@ -139,14 +139,22 @@ class EndedSessions:
     Membership is a dictionary lookup (every request asks it); adding and forgetting happen
     when a page arrives. Forgetting pops from the front of the arrival order: the feed appends
     entries in revocation order, so the oldest ``until`` is (nearly) always at the front.
+
+    With ``unnamed``, the empty session id is listed too, for good (until ``admit_unnamed``): a
+    token that names no session cannot be matched against a feed, so the lookup every request
+    makes already sends it to the verifier's slower checks.
     """
 
     __slots__ = ("_forget_at", "_leeway", "_order")
 
-    def __init__(self, leeway: float = 0.0) -> None:
+    def __init__(self, leeway: float = 0.0, *, unnamed: bool = False) -> None:
         self._leeway = leeway
-        self._forget_at: dict[str, float] = {}
+        self._forget_at: dict[str, float] = {"": math.inf} if unnamed else {}
         self._order: deque[tuple[float, str]] = deque()
+
+    def admit_unnamed(self) -> None:
+        """Stop listing the empty session id (the issuer has no feed to match tokens against)."""
+        self._forget_at.pop("", None)
 
     def __contains__(self, sid: object) -> bool:
         return sid in self._forget_at
@@ -157,7 +165,7 @@ class EndedSessions:
         return self._forget_at
 
     def __len__(self) -> int:
-        return len(self._forget_at)
+        return len(self._forget_at) - ("" in self._forget_at)
 
     def add(self, entries: Iterable[Revocation], now: float) -> None:
         """Remember ``entries`` (those whose tokens can still verify at ``now``), then forget the

@@ -36,8 +36,9 @@ __all__ = ["MAX_TOKEN_LENGTH", "AccessClaims", "issue_access_token", "scope_name
 MAX_TOKEN_LENGTH = 8192
 MAX_NUMERIC_DATE = 253402300800  # 10000-01-01: beyond it a datetime cannot hold the value
 TOKEN_TYPES = frozenset({"at+jwt", "application/at+jwt"})
-_ALLOWED_HEADERS = frozenset({"alg", "kid", "typ"})
-_REQUIRED_STRINGS = ("iss", "sub", "client_id", "jti", "sid")
+# Certificate thumbprints pass (nothing reads them); anything else is refused (RFC 8725 §3.10).
+_ALLOWED_HEADERS = frozenset({"alg", "kid", "typ", "x5t", "x5t#S256"})
+_REQUIRED_STRINGS = ("iss", "sub", "client_id", "jti")  # RFC 9068 §2.2; `sid` too when asked
 _HEADER_CACHE_SIZE = 64  # distinct header segments remembered; a ring has a handful of keys
 
 
@@ -140,8 +141,10 @@ def verify_access_token(
     audience: str | Sequence[str],
     now: datetime,
     leeway: timedelta = timedelta(0),
+    require_sid: bool = True,
 ) -> AccessClaims:
-    """Verify an access token and return its claims; raise on anything amiss.
+    """Verify an access token and return its claims; raise on anything amiss. Without
+    ``require_sid``, a token may name no session (another issuer's): its ``sid`` is then empty.
 
     Raises:
         InvalidToken: one of its subclasses, naming the check that failed.
@@ -156,7 +159,7 @@ def verify_access_token(
     if alg != key.alg:  # RFC 8725 §3.1: the key, not the token, says how it is verified
         raise UnsupportedHeader("alg", "The token's algorithm is not the one its key is pinned to.", reason="bad_alg")
     key.verify_signature(f"{parts[0]}.{parts[1]}".encode(), _b64decode(parts[2]))
-    return _check_claims(_json_object(parts[1]), issuer, audience, now, leeway)
+    return _check_claims(_json_object(parts[1]), issuer, audience, now, leeway, require_sid)
 
 
 @functools.lru_cache(maxsize=_HEADER_CACHE_SIZE)
@@ -179,7 +182,7 @@ def _header(segment: str) -> tuple[str | None, str | None]:
 
 
 def _check_claims(
-    claims: dict[str, Any], issuer: str, audience: str | Sequence[str], now: datetime, leeway: timedelta
+    claims: dict[str, Any], issuer: str, audience: str | Sequence[str], now: datetime, leeway: timedelta, sid: bool
 ) -> AccessClaims:
     """RFC 9068 §2.2 and §4: the required claims, issuer, audience, times and scope."""
     for name in _REQUIRED_STRINGS:
@@ -197,9 +200,12 @@ def _check_claims(
     if not isinstance(scope, str):
         raise InvalidClaim("scope")
     auth_time = _numeric(claims, "auth_time") if "auth_time" in claims else None
+    session = claims.get("sid", None if sid else "")  # absent and not required: empty
+    if not isinstance(session, str) or ("sid" in claims and not session):
+        raise InvalidClaim("sid")
     return AccessClaims(
         sub=claims["sub"],
-        sid=claims["sid"],
+        sid=session,
         client_id=claims["client_id"],
         scope=tuple(scope.split()),
         iss=claims["iss"],

@@ -27,7 +27,7 @@ from ..core.errors import TokenExpired, UnknownKey
 from ..core.keys import KeyRing, KeySource, SyncKeySource
 from ..core.tokens import AccessClaims, scope_names, verify_access_token
 from .jwks import JwksCache, JwksPolicy
-from .revocations import FeedStatus, RevocationFeed, feed_option
+from .revocations import FeedStatus, RevocationFeed
 
 __all__ = ["FeedStatus", "JwksPolicy", "KeySource", "RevocationFeed", "SyncKeySource", "Verifier"]
 
@@ -48,6 +48,7 @@ class Verifier:
         cache_size: int = 10_000,
         policy: JwksPolicy | None = None,
         revocations: RevocationFeed | bool | None = None,
+        require_sid: bool | None = None,
     ) -> None:
         """
         Args:
@@ -68,6 +69,8 @@ class Verifier:
                 sessions (``SessionEnded``). Default: on when the keys come from the issuer
                 (not with ``keys`` or ``jwks``); ``False`` turns it off; a
                 :class:`RevocationFeed` sets how (staleness, fail-open).
+            require_sid: refuse tokens without ``sid``; default: with ``keys`` (the server's), or
+                while following a feed (another issuer's RFC 9068 tokens need none).
 
         Raises:
             TypeError: ``keys`` together with ``jwks_url``, ``jwks`` or ``policy``.
@@ -83,8 +86,9 @@ class Verifier:
             keys if keys is not None else JwksCache(issuer, jwks_url=jwks_url, jwks=jwks, policy=policy, leeway=leeway)
         )
         self._sync_keys = self.keys if _answers_sync(self.keys) else None
+        self._require_sid = keys is not None if require_sid is None else require_sid
         remote = keys is None and jwks is None
-        feed = feed_option(revocations, remote=remote)
+        feed = _feed(revocations, remote=remote)
         self.revocations = None if feed is None else feed.attach(issuer, leeway)
         # The ended sessions' ids, read on every request: one dictionary lookup (the follower adds and drops).
         self._ended: Mapping[str, float] = {} if self.revocations is None else self.revocations.ended.ids
@@ -160,7 +164,13 @@ class Verifier:
 
     def _check(self, token: object, ring: KeyRing, now: datetime) -> AccessClaims:
         claims = verify_access_token(
-            token, ring, issuer=self.issuer, audience=self.audience, now=now, leeway=self.leeway
+            token,
+            ring,
+            issuer=self.issuer,
+            audience=self.audience,
+            now=now,
+            leeway=self.leeway,
+            require_sid=self._require_sid,
         )
         if self._cache_size and isinstance(token, str):
             with self._cache_lock:
@@ -171,6 +181,14 @@ class Verifier:
 
     def _authorized(self, claims: AccessClaims, scopes: Iterable[str]) -> AccessClaims:
         return claims.require((*self.scopes, *scope_names(scopes)) if self.scopes else scopes)
+
+
+def _feed(value: RevocationFeed | bool | None, *, remote: bool) -> RevocationFeed | None:
+    """The feed a ``Verifier(revocations=...)`` follows: the one given; a default one for
+    ``True``, or for ``None`` when the keys come from the issuer; none for ``False``."""
+    if isinstance(value, RevocationFeed):
+        return value
+    return RevocationFeed() if value is True or (value is None and remote) else None
 
 
 def _answers_sync(keys: KeySource) -> TypeGuard[SyncKeySource]:

@@ -24,7 +24,7 @@ import httpx
 from ..core.errors import ConfigurationError, Unavailable
 from ..core.keys import KeyRing, SigningKey
 
-__all__ = ["JwksCache", "JwksPolicy"]
+__all__ = ["JwksCache", "JwksPolicy", "metadata_url"]
 
 _log = logging.getLogger("keyturn.jwks")
 _MAX_AGE = re.compile(r"max-age=(\d+)")
@@ -119,12 +119,12 @@ class JwksCache:
 
     def _fetch_sync(self, http: httpx.Client) -> httpx.Response:
         if self._url is None:
-            self._url = _jwks_uri(http.get(_metadata_url(self.issuer)), self.issuer)
+            self._url = _jwks_uri(http.get(metadata_url(self.issuer)), self.issuer)
         return http.get(self._url)
 
     async def _fetch_async(self, http: httpx.AsyncClient) -> httpx.Response:
         if self._url is None:
-            self._url = _jwks_uri(await http.get(_metadata_url(self.issuer)), self.issuer)
+            self._url = _jwks_uri(await http.get(metadata_url(self.issuer)), self.issuer)
         return await http.get(self._url)
 
     def _store(self, response: httpx.Response, now: datetime) -> None:
@@ -168,7 +168,8 @@ def parse_jwks(jwks: Mapping[str, Any], leeway: timedelta) -> KeyRing:
     return KeyRing(keys, token_ttl=timedelta(0), leeway=leeway)
 
 
-def _metadata_url(issuer: str) -> str:
+def metadata_url(issuer: str) -> str:
+    """Where the issuer's RFC 8414 metadata is (its keys and its revocation feed are named there)."""
     return f"{issuer}/.well-known/oauth-authorization-server"
 
 

@@ -27,12 +27,13 @@ from typing import Any
 
 import httpx
 
-from ..core.errors import SessionEnded, Unavailable
+from ..core.errors import InvalidClaim, SessionEnded, Unavailable
 from ..core.revocations import EndedSessions, FeedPage
 from ..core.tokens import AccessClaims
 from ._status import FeedStatus
+from .jwks import metadata_url
 
-__all__ = ["FEED_METADATA", "FeedStatus", "RevocationFeed", "feed_option"]
+__all__ = ["FEED_METADATA", "FeedStatus", "RevocationFeed"]
 
 _log = logging.getLogger("keyturn.revocations")
 FEED_METADATA = "keyturn_revocations_endpoint"
@@ -94,7 +95,7 @@ class RevocationFeed:
         """Bind to the verifier's issuer (``Verifier`` calls this); an entry is forgotten
         ``leeway`` after its ``until``, as a token is refused ``leeway`` after its ``exp``."""
         self.issuer = issuer.rstrip("/")
-        self._ended = EndedSessions(leeway.total_seconds())
+        self._ended = EndedSessions(leeway.total_seconds(), unnamed=True)
         return self
 
     # The request path.
@@ -110,10 +111,10 @@ class RevocationFeed:
         answer, and decide.
 
         Raises:
-            SessionEnded; Unavailable: the feed is stale and the verifier fails closed.
+            SessionEnded; InvalidClaim: the token names no session, and the issuer has a feed;
+            Unavailable: the feed is stale and the verifier fails closed.
         """
-        self._refuse_ended(claims)
-        if self._fresh(now):
+        if self._settled(claims, now):
             return
         if not self._following():
             self._start_thread()
@@ -122,8 +123,7 @@ class RevocationFeed:
 
     async def catch_up_async(self, claims: AccessClaims, now: datetime | None) -> None:
         """``catch_up`` for async apps: the follower is a task on the running loop."""
-        self._refuse_ended(claims)
-        if self._fresh(now):
+        if self._settled(claims, now):
             return
         if not self._following():
             follow = self._follow(self._stop)
@@ -134,7 +134,18 @@ class RevocationFeed:
             await asyncio.sleep(0.02)
         self._decide(claims, now)
 
+    def _settled(self, claims: AccessClaims, now: datetime | None) -> bool:
+        """Decided without waiting for the feed: refused (raises), or admitted (True)."""
+        if self._off:
+            return True
+        if claims.sid:
+            self._refuse_ended(claims)
+            return self._fresh(now)
+        return False  # a token naming no session: is there a feed? (first answer, or discovery)
+
     def _refuse_ended(self, claims: AccessClaims) -> None:
+        if not claims.sid and not self._off:
+            raise InvalidClaim("sid", "The access token names no session, and its issuer publishes a revocation feed.")
         if claims.sid in self._ended:
             self.refused += 1
             raise SessionEnded()
@@ -143,6 +154,8 @@ class RevocationFeed:
         return (time.time() if now is None else now.timestamp()) < self.fresh_until
 
     def _decide(self, claims: AccessClaims, now: datetime | None) -> None:
+        if self._off:
+            return
         self._refuse_ended(claims)
         if self._fresh(now):
             return
@@ -214,7 +227,7 @@ class RevocationFeed:
                 started = time.monotonic()
                 try:
                     if self.url is None:
-                        self._discovered(await http.get(_metadata_url(self.issuer)))
+                        self._discovered(await http.get(metadata_url(self.issuer)))
                         continue
                     delay = self._answered(await http.get(self.url, params=self._params()), started)
                 except (httpx.HTTPError, ValueError) as exc:
@@ -243,6 +256,7 @@ class RevocationFeed:
             raise ValueError(f"the issuer's metadata answered {response.status_code}")
         _log.info("%s publishes no revocation feed: tokens are refused only when they expire", self.issuer)
         self._off = True
+        self._ended.admit_unnamed()
         self.fresh_until = math.inf
         self._first.set()
         self._stop.set()
@@ -279,19 +293,5 @@ class RevocationFeed:
         return backoff * random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not a secret
 
 
-def _metadata_url(issuer: str) -> str:
-    return f"{issuer}/.well-known/oauth-authorization-server"
-
-
 def _describe(exc: Exception) -> str:
     return str(exc) if isinstance(exc, ValueError) else type(exc).__name__
-
-
-def feed_option(value: RevocationFeed | bool | None, *, remote: bool) -> RevocationFeed | None:
-    """The feed a ``Verifier(revocations=...)`` follows: the one given; a default one for
-    ``True``, or for ``None`` when the keys come from the issuer; none for ``False``."""
-    if isinstance(value, RevocationFeed):
-        return value
-    if value is True or (value is None and remote):
-        return RevocationFeed()
-    return None
