@@ -96,7 +96,7 @@ class SigningKey:
             ConfigurationError: the JWK is not a usable public key.
         """
         implied = _IMPLIED_ALGS.get(str(jwk.get("crv") or jwk.get("kty")))
-        alg: Alg | None = _ALG_NAMES.get(str(jwk["alg"] if "alg" in jwk else implied))
+        alg: Alg | None = _ALG_NAMES.get(str(jwk.get("alg", implied)))
         if alg is None or not isinstance(jwk.get("kid"), str):
             raise ConfigurationError("jwks", "a key has no supported 'alg' or no 'kid'")
         if any(member in jwk for member in ("d", "p", "q", "dp", "dq", "qi", "oth", "k")):
