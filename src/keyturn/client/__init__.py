@@ -15,6 +15,15 @@ for a ``FileTokenStore`` excludes every process sharing the file. Whoever holds 
 the store first and uses tokens someone else already refreshed, so a refresh token is never
 presented twice (which the server would take for theft, ending the session).
 
+By default it speaks keyturn's JSON API (``/v1/auth/login``, ``/refresh``, ``/logout``). With
+``oauth=True`` it refreshes at the standard RFC 6749 token endpoint and logs out by RFC 7009
+revocation, both found in the issuer's RFC 8414 metadata (or given as ``token_endpoint=`` and
+``revocation_endpoint=``), as a public client (``client_id=``), so it works with any OAuth 2.0
+server that issues refresh tokens; ``login`` remains keyturn's password sign-in, and with another
+server the first tokens are saved in the store by the program::
+
+    auth = KeyturnAuth("https://idp.example.com", store, oauth=True, client_id="my-cli")
+
 Tokens and passwords are never logged, and never appear in a ``repr`` or an error message.
 """
 

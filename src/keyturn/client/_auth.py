@@ -7,11 +7,12 @@ import logging
 import threading
 import time
 from collections.abc import AsyncGenerator, Callable, Generator
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import httpx
 
-from ..core.errors import InvalidCredentials, InvalidGrant, InvalidRequest, InvalidToken, KeyturnError, Unavailable
+from ..core.errors import InvalidGrant, Unavailable
+from ._oauth import Steps, error_code, raise_for, standard
 from ._tokenstore import MemoryTokenStore, Tokens, TokenStore, held_async
 
 __all__ = ["KeyturnAuth"]
@@ -19,16 +20,7 @@ __all__ = ["KeyturnAuth"]
 _log = logging.getLogger("keyturn.client")
 
 _T = TypeVar("_T")
-_Steps = Generator[httpx.Request, httpx.Response, _T]  # a sans-I/O exchange with the issuer
-
-_ERRORS: dict[str, type[KeyturnError]] = {
-    "invalid_credentials": InvalidCredentials,
-    "invalid_grant": InvalidGrant,
-    "invalid_request": InvalidRequest,
-    "invalid_token": InvalidToken,
-    "temporarily_unavailable": Unavailable,
-    "rate_limited": Unavailable,
-}
+_Steps = Steps[_T]  # a sans-I/O exchange with the issuer
 
 
 class KeyturnAuth(httpx.Auth):
@@ -47,6 +39,21 @@ class KeyturnAuth(httpx.Auth):
         client: The client for calls to the issuer from sync code (its own auth is not used);
             by default a short-lived one per call.
         async_client: The same for async code.
+        oauth: Refresh and log out through the standard endpoints, so that any RFC 6749 server
+            that issues refresh tokens will do: a form POST ``grant_type=refresh_token`` to the
+            token endpoint (what its answer leaves out carries over: the refresh token of a server
+            that does not rotate, RFC 6749 §6, the scope, the session id, the token lifetime) and
+            an RFC 7009 revocation for ``logout``. Both are read once from the issuer's RFC
+            8414 metadata (``<issuer>/.well-known/oauth-authorization-server``), whose ``issuer``
+            must be ours. ``login`` stays keyturn's own password sign-in (OAuth has no password
+            grant): with another server, save tokens obtained elsewhere in ``store`` first.
+        token_endpoint: Use the standard mode with this token endpoint and read no metadata.
+        revocation_endpoint: The RFC 7009 endpoint that goes with ``token_endpoint``; without one
+            ``logout`` only forgets the tokens here (the server keeps the session until it expires).
+        client_id: Sent in the standard mode, as a public client (no secret) names itself.
+
+    Raises:
+        TypeError: a standard-mode option without the standard mode.
     """
 
     # A refused request is sent again after the refresh, so its body must be replayable.
@@ -61,6 +68,10 @@ class KeyturnAuth(httpx.Auth):
         timeout: float = 10.0,
         client: httpx.Client | None = None,
         async_client: httpx.AsyncClient | None = None,
+        oauth: bool = False,
+        token_endpoint: str | None = None,
+        revocation_endpoint: str | None = None,
+        client_id: str | None = None,
     ) -> None:
         self.issuer = issuer.rstrip("/")
         self.store: TokenStore = MemoryTokenStore() if store is None else store
@@ -71,6 +82,7 @@ class KeyturnAuth(httpx.Auth):
         self._tokens: Tokens | None = None  # what this object last loaded or saved
         self._lock = threading.Lock()
         self._async_locks: dict[asyncio.AbstractEventLoop, asyncio.Lock] = {}
+        self._standard = standard(self.issuer, oauth, token_endpoint, revocation_endpoint, client_id)
 
     def __repr__(self) -> str:
         return f"KeyturnAuth(issuer={self.issuer!r}, store={self.store!r})"
@@ -105,6 +117,9 @@ class KeyturnAuth(httpx.Auth):
 
         Raises:
             Unavailable: the issuer cannot be reached; the store is kept so that logout can be retried.
+            InvalidClient: (standard mode) the issuer does not accept ``client_id``; the store is kept.
+            ConfigurationError: (``oauth=True``) the issuer's metadata is missing or about another
+                issuer; the store is kept.
         """
         self._locked(self._logout_steps())
 
@@ -118,6 +133,8 @@ class KeyturnAuth(httpx.Auth):
         Raises:
             InvalidGrant: the session is over (or there is none): log in again.
             Unavailable: the issuer cannot be reached.
+            InvalidClient: (standard mode) the issuer does not accept ``client_id``.
+            ConfigurationError: (``oauth=True``) the issuer's metadata is missing or about another issuer.
         """
         request.read()
         tokens = self._usable()
@@ -169,7 +186,10 @@ class KeyturnAuth(httpx.Auth):
             raise InvalidGrant("There is no session in the token store: log in first.", reason="no_session")
         _log.debug("refreshing the tokens of session %s", current.session_id)
         try:
-            tokens = yield from self._exchange("/v1/auth/refresh", {"refresh_token": current.refresh_token})
+            if self._standard is not None:
+                tokens = yield from self._standard.refresh(current, self._clock())
+            else:
+                tokens = yield from self._exchange("/v1/auth/refresh", {"refresh_token": current.refresh_token})
         except InvalidGrant:
             _log.info("session %s is over; clearing the token store", current.session_id)
             self._forget()
@@ -178,17 +198,20 @@ class KeyturnAuth(httpx.Auth):
 
     def _logout_steps(self) -> _Steps[None]:
         current = self.store.load()
-        if current is not None:
+        if current is not None and self._standard is not None:
+            yield from self._standard.revoke(current)
+        elif current is not None:
             response = yield self._post("/v1/auth/logout", {"refresh_token": current.refresh_token})
-            if _error_code(response) != "invalid_grant":  # invalid_grant: the session had already ended
-                _raise_for(response)
+            if error_code(response) != "invalid_grant":  # invalid_grant: the session had already ended
+                raise_for(response)
+        if current is not None:
             _log.debug("logged out: session %s", current.session_id)
         self._forget()
 
     def _exchange(self, path: str, body: dict[str, str]) -> _Steps[Tokens]:
         sent_at = self._clock()
         response = yield self._post(path, body)
-        _raise_for(response)
+        raise_for(response)
         try:
             return Tokens.from_response(response.json(), sent_at)
         except ValueError as exc:  # the message names a field, never a value
@@ -269,30 +292,3 @@ def _signed(request: httpx.Request, tokens: Tokens) -> httpx.Request:
 def _refused(response: httpx.Response) -> bool:
     """A 401 whose RFC 6750 §3 challenge says the access token itself was refused."""
     return response.status_code == 401 and "invalid_token" in response.headers.get("WWW-Authenticate", "")
-
-
-def _error_code(response: httpx.Response) -> str | None:
-    body = _json_or_none(response)
-    code = body.get("error") if isinstance(body, dict) else None
-    return code if isinstance(code, str) else None
-
-
-def _raise_for(response: httpx.Response) -> None:
-    """Raise the keyturn error an issuer's error answer stands for."""
-    if response.is_success:
-        return
-    body = _json_or_none(response)
-    text = body.get("error_description") if isinstance(body, dict) else None
-    description = text[:300] if isinstance(text, str) and text else f"The issuer answered HTTP {response.status_code}."
-    status = response.status_code
-    error = _ERRORS.get(_error_code(response) or "") or (
-        Unavailable if status >= 500 or status == 429 else InvalidRequest
-    )
-    raise InvalidCredentials() if error is InvalidCredentials else error(description)
-
-
-def _json_or_none(response: httpx.Response) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        return None
