@@ -9,11 +9,9 @@ from __future__ import annotations
 import base64
 import json
 import math
-import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -21,6 +19,7 @@ import pytest
 from keyturn.core.errors import InvalidClaim, UnsupportedHeader
 from keyturn.core.keys import KeyRing, SigningKey, generate_key
 from keyturn.verify import RevocationFeed, Verifier
+from tests.verify.issuer import stub_issuer
 
 
 def b64(data: dict[str, Any]) -> str:
@@ -46,30 +45,10 @@ def key(request: pytest.FixtureRequest) -> SigningKey:
 def issuer(key: SigningKey) -> Iterator[str]:
     """The stub: metadata naming only its JWKS, and a JWK without ``alg`` (RFC 7517 §4.4)."""
     jwk = {k: v for k, v in key.public_jwk().items() if k != "alg"}
-    documents: dict[str, bytes] = {"/jwks": json.dumps({"keys": [jwk]}).encode()}
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            body = documents.get(self.path)
-            self.send_response(200 if body is not None else 404)
-            self.send_header("Content-Type", "application/json")
-            self.end_headers()
-            self.wfile.write(body or b"{}")
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    with ThreadingHTTPServer(("127.0.0.1", 0), Handler) as httpd:
-        url = f"http://127.0.0.1:{httpd.server_address[1]}"
-        metadata = {"issuer": url, "jwks_uri": f"{url}/jwks"}
-        documents["/.well-known/oauth-authorization-server"] = json.dumps(metadata).encode()
-        thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-        thread.start()
-        try:
-            yield url
-        finally:
-            httpd.shutdown()
-            thread.join(5)
+    documents: dict[str, Any] = {"/jwks": {"keys": [jwk]}}
+    with stub_issuer(documents) as url:
+        documents["/.well-known/oauth-authorization-server"] = {"issuer": url, "jwks_uri": f"{url}/jwks"}
+        yield url
 
 
 def test_a_foreign_issuers_token_verifies(key: SigningKey, issuer: str) -> None:

@@ -15,16 +15,13 @@ its ``timeout`` (5 s by default). Async followers (tasks) are closed, and awaite
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import subprocess
-import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
@@ -38,6 +35,7 @@ from keyturn.verify import RevocationFeed, Verifier
 from tests.helpers import PASSWORD
 from tests.servers import KEYTURN, READY_TIMEOUT, Server, free_port, spawn_keyturn, wait_ready
 from tests.servers import stop as stop_server
+from tests.verify.issuer import stub_issuer
 
 ISSUER = "https://auth.example"
 AUDIENCE = "https://api.example"
@@ -470,35 +468,16 @@ def issuer_without_feed(metadata: bool) -> Iterator[tuple[str, str]]:
     """A tiny issuer on loopback serving only a JWKS (and, with ``metadata``, RFC 8414 metadata
     that names no feed); yields its URL and a token it issued."""
     key = generate_key("ES256", now=datetime.now(UTC) - timedelta(minutes=1))
-    documents: dict[str, bytes] = {"/.well-known/jwks.json": json.dumps({"keys": [key.public_jwk()]}).encode()}
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            body = documents.get(self.path)
-            self.send_response(200 if body is not None else 404)
-            self.send_header("Content-Type", "application/json")
-            self.end_headers()
-            self.wfile.write(body or b"{}")
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    with ThreadingHTTPServer(("127.0.0.1", 0), Handler) as httpd:
-        url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    documents: dict[str, Any] = {"/.well-known/jwks.json": {"keys": [key.public_jwk()]}}
+    with stub_issuer(documents) as url:
         if metadata:
             named = {"issuer": url, "jwks_uri": f"{url}/.well-known/jwks.json"}
-            documents["/.well-known/oauth-authorization-server"] = json.dumps(named).encode()
+            documents["/.well-known/oauth-authorization-server"] = named
         token, _ = issue_access_token(
             key, issuer=url, audience=url, subject="user-1", session_id="s-1", client_id="keyturn",
             scope="profile", now=datetime.now(UTC), ttl=timedelta(minutes=5),
         )  # fmt: skip
-        thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-        thread.start()
-        try:
-            yield url, token
-        finally:
-            httpd.shutdown()
-            thread.join(5)
+        yield url, token
 
 
 @pytest.mark.parametrize("metadata", [False, True], ids=["no-metadata", "metadata-without-feed"])
