@@ -40,6 +40,7 @@ FEED_METADATA = "keyturn_revocations_endpoint"
 """The RFC 8414 metadata member naming the issuer's revocation feed."""
 _MAX_PAGE_BYTES = 4 * 1024 * 1024
 _MAX_BACKOFF = 15.0
+_JITTER = random.Random()  # noqa: S311 - back-off jitter, not a secret; never the app's global random state
 _QUICK_EMPTY = 1.0  # an empty answer sooner than this (a server stopping) is not asked again at once
 
 
@@ -290,7 +291,7 @@ class RevocationFeed:
         if self._heard_at is None and self._failures >= 2:
             self._first.set()  # no first answer soon: requests stop waiting for one
         backoff = min(_MAX_BACKOFF, 0.25 * float(2 ** min(self._failures, 10)))
-        return backoff * random.uniform(0.5, 1.0)  # noqa: S311 - jitter, not a secret
+        return backoff * _JITTER.uniform(0.5, 1.0)
 
 
 def _describe(exc: Exception) -> str:
