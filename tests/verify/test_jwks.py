@@ -83,7 +83,7 @@ def jwks_server(key: SigningKey) -> Iterator[JwksServer]:
 
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     state.url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)  # quick shutdown
     thread.start()
     yield state
     httpd.shutdown()
@@ -91,8 +91,13 @@ def jwks_server(key: SigningKey) -> Iterator[JwksServer]:
     thread.join(timeout=5)
 
 
+METADATA = "/.well-known/oauth-authorization-server"
+OPENID_CONFIGURATION = "/.well-known/openid-configuration"
+
+
 def fetches(server: JwksServer) -> int:
-    return sum(1 for p in server.hits if p != "/.well-known/oauth-authorization-server")
+    """How many times the keys were fetched (metadata requests aside)."""
+    return sum(1 for p in server.hits if p not in (METADATA, OPENID_CONFIGURATION))
 
 
 def test_concurrent_first_requests_wait_for_the_one_fetch(jwks_server: JwksServer) -> None:
@@ -180,28 +185,33 @@ def test_last_good_keys_survive_an_outage(key: SigningKey, jwks_server: JwksServ
 
 
 def test_no_keys_at_all_is_unavailable(key: SigningKey, jwks_server: JwksServer) -> None:
-    """Never having fetched keys is an outage (503), not a bad token; retries are spaced out."""
+    """Never having fetched keys is an outage (503), not a bad token; retries are spaced out, and
+    the metadata's 503 is a failure, not a reason to guess the JWKS's URL. Once the server is back
+    (and has no metadata), the default JWKS path serves."""
     jwks_server.down = True
-    verifier = Verifier(jwks_server.url, AUDIENCE)
+    verifier = Verifier(jwks_server.url, AUDIENCE, revocations=False)  # only the key cache asks
     for seconds in (0, 1, 2):
         with pytest.raises(Unavailable):
             verifier.verify(token(key, issuer=jwks_server.url), now=NOW + timedelta(seconds=seconds))
-    assert fetches(jwks_server) == 1
+    assert jwks_server.hits == [METADATA]
     jwks_server.down = False
     later = NOW + timedelta(seconds=6)
     assert verifier.verify(token(key, issuer=jwks_server.url, now=later), now=later)
+    assert jwks_server.hits == [METADATA, METADATA, OPENID_CONFIGURATION, "/.well-known/jwks.json"]
 
 
 def test_metadata_jwks_uri_is_used_only_for_our_issuer(key: SigningKey, jwks_server: JwksServer) -> None:
-    """RFC 8414 §3.3: metadata naming another issuer is ignored; ours points to its jwks_uri."""
+    """RFC 8414 §3.3: our metadata points to its jwks_uri; metadata about another issuer (even one
+    differing by a trailing slash) is refused: no keys, and no default JWKS path tried instead."""
     jwks_server.metadata_issuer = jwks_server.url
     cache(Verifier(jwks_server.url, AUDIENCE)).ring(NOW)
-    assert "/keys/v2" in jwks_server.hits
-    jwks_server.hits.clear()
-    jwks_server.metadata_issuer = "https://evil.example"
-    cache(Verifier(jwks_server.url, AUDIENCE)).ring(NOW)
-    assert "/keys/v2" not in jwks_server.hits
-    assert "/.well-known/jwks.json" in jwks_server.hits
+    assert jwks_server.hits == [METADATA, "/keys/v2"]
+    for other in ("https://evil.example", f"{jwks_server.url}/"):
+        jwks_server.hits.clear()
+        jwks_server.metadata_issuer = other
+        with pytest.raises(Unavailable):
+            cache(Verifier(jwks_server.url, AUDIENCE)).ring(NOW)
+        assert jwks_server.hits == [METADATA]
 
 
 def test_policy_is_configurable(key: SigningKey, jwks_server: JwksServer) -> None:

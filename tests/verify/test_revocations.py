@@ -109,7 +109,7 @@ def test_a_given_feed_is_the_one_followed() -> None:
     feed = RevocationFeed(fail_open=True)
     verifier = Verifier(f"{ISSUER}/", AUDIENCE, jwks=JWKS, revocations=feed)
     assert verifier.revocations is feed
-    assert feed.issuer == ISSUER
+    assert feed.issuer == f"{ISSUER}/"  # as configured: its metadata must name exactly this (RFC 8414 §3.3)
     status = verifier.status()
     assert status is not None
     assert status.fail_open

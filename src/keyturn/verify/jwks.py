@@ -1,6 +1,9 @@
 """Fetching and caching a keyturn server's public keys (JWKS) for offline verification.
 
-- The JWKS URL comes from the issuer's RFC 8414 metadata, else ``<issuer>/.well-known/jwks.json``.
+- The JWKS URL is the ``jwks_uri`` of the issuer's metadata (found by ``keyturn.verify.discovery``:
+  RFC 8414 §3.1's path-aware location, then ``<issuer>/.well-known/oauth-authorization-server``,
+  then OpenID Connect's ``<issuer>/.well-known/openid-configuration``; used only if its ``issuer``
+  is exactly ours), else ``<issuer>/.well-known/jwks.json`` when the issuer has no metadata at all.
 - Responses are cached for their ``Cache-Control: max-age``, clamped between a floor and a ceiling.
 - A token with an unknown ``kid`` triggers a refetch at most once per interval, however many random
   kids arrive (so garbage tokens cannot make us hammer the server).
@@ -21,8 +24,9 @@ from typing import Any
 
 import httpx
 
-from ..core.errors import ConfigurationError, Unavailable
+from ..core.errors import ConfigurationError, KeyturnError, Unavailable
 from ..core.keys import KeyRing, SigningKey
+from .discovery import fetch_metadata, fetch_metadata_async, metadata_url
 
 __all__ = ["JwksCache", "JwksPolicy", "metadata_url"]
 
@@ -58,7 +62,7 @@ class JwksCache:
         policy: JwksPolicy | None = None,
         leeway: timedelta = timedelta(seconds=5),
     ) -> None:
-        self.issuer = issuer.rstrip("/")
+        self.issuer = issuer
         self.policy = policy or JwksPolicy()
         self._url = jwks_url
         self._leeway = leeway
@@ -82,8 +86,8 @@ class JwksCache:
                     try:
                         with httpx.Client(timeout=self.policy.timeout, follow_redirects=False) as http:
                             self._store(self._fetch_sync(http), now)
-                    except (httpx.HTTPError, ValueError, ConfigurationError) as exc:
-                        _log.warning("JWKS fetch from %s failed: %s", self.issuer, type(exc).__name__)
+                    except (httpx.HTTPError, ValueError, KeyturnError) as exc:
+                        _log.warning("JWKS fetch from %s failed: %s", self.issuer, _describe(exc))
         return self._current()
 
     async def ring_async(self, now: datetime, kid: object = None) -> KeyRing:
@@ -96,8 +100,8 @@ class JwksCache:
                     try:
                         async with httpx.AsyncClient(timeout=self.policy.timeout, follow_redirects=False) as http:
                             self._store(await self._fetch_async(http), now)
-                    except (httpx.HTTPError, ValueError, ConfigurationError) as exc:
-                        _log.warning("JWKS fetch from %s failed: %s", self.issuer, type(exc).__name__)
+                    except (httpx.HTTPError, ValueError, KeyturnError) as exc:
+                        _log.warning("JWKS fetch from %s failed: %s", self.issuer, _describe(exc))
         return self._current()
 
     def _due(self, now: datetime, kid: object) -> bool:
@@ -119,12 +123,12 @@ class JwksCache:
 
     def _fetch_sync(self, http: httpx.Client) -> httpx.Response:
         if self._url is None:
-            self._url = _jwks_uri(http.get(metadata_url(self.issuer)), self.issuer)
+            self._url = _jwks_uri(fetch_metadata(http, self.issuer), self.issuer)
         return http.get(self._url)
 
     async def _fetch_async(self, http: httpx.AsyncClient) -> httpx.Response:
         if self._url is None:
-            self._url = _jwks_uri(await http.get(metadata_url(self.issuer)), self.issuer)
+            self._url = _jwks_uri(await fetch_metadata_async(http, self.issuer), self.issuer)
         return await http.get(self._url)
 
     def _store(self, response: httpx.Response, now: datetime) -> None:
@@ -168,17 +172,16 @@ def parse_jwks(jwks: Mapping[str, Any], leeway: timedelta) -> KeyRing:
     return KeyRing(keys, token_ttl=timedelta(0), leeway=leeway)
 
 
-def metadata_url(issuer: str) -> str:
-    """Where the issuer's RFC 8414 metadata is (its keys and its revocation feed are named there)."""
-    return f"{issuer}/.well-known/oauth-authorization-server"
+def _jwks_uri(metadata: Mapping[str, Any] | None, issuer: str) -> str:
+    """The metadata's ``jwks_uri`` (RFC 8414 §2); without one, or without metadata, the default path."""
+    uri = None if metadata is None else metadata.get("jwks_uri")
+    if isinstance(uri, str) and uri.startswith(("https://", "http://")):
+        return uri
+    return f"{issuer.rstrip('/')}/.well-known/jwks.json"
 
 
-def _jwks_uri(response: httpx.Response, issuer: str) -> str:
-    """RFC 8414: the metadata's ``jwks_uri``, if its ``issuer`` is ours (§3.3); else the default path."""
-    if response.status_code == 200:
-        metadata = response.json()
-        if isinstance(metadata, dict) and metadata.get("issuer", "").rstrip("/") == issuer:
-            uri = metadata.get("jwks_uri")
-            if isinstance(uri, str) and uri.startswith(("https://", "http://")):
-                return uri
-    return f"{issuer}/.well-known/jwks.json"
+def _describe(exc: Exception) -> str:
+    """A failure for the log: keyturn's and ours say what went wrong; httpx's, of what kind."""
+    if isinstance(exc, KeyturnError):
+        return exc.description
+    return str(exc) if isinstance(exc, ValueError) else type(exc).__name__

@@ -2,9 +2,10 @@
 seconds, with no call to the issuer on the request path.
 
 A follower (an asyncio task for async apps, a daemon thread otherwise) long-polls the feed the
-issuer's RFC 8414 metadata names (``keyturn_revocations_endpoint``) and keeps the ended sessions
-in memory (``keyturn.core.revocations.EndedSessions``); checking a token is one dictionary
-lookup. An issuer whose metadata names no feed is not followed.
+issuer's metadata names (``keyturn_revocations_endpoint``; the metadata is found as the JWKS
+cache finds it, by ``keyturn.verify.discovery``) and keeps the ended sessions in memory
+(``keyturn.core.revocations.EndedSessions``); checking a token is one dictionary lookup. An issuer
+without metadata, or whose metadata names no feed, is not followed.
 
 When the feed cannot be reached the last state stays in use and the follower retries with
 back-off. Once nothing has been heard for ``max_staleness`` (default 60 s) the verifier either
@@ -27,11 +28,11 @@ from typing import Any
 
 import httpx
 
-from ..core.errors import InvalidClaim, SessionEnded, Unavailable
+from ..core.errors import InvalidClaim, KeyturnError, SessionEnded, Unavailable
 from ..core.revocations import EndedSessions, FeedPage
 from ..core.tokens import AccessClaims
 from ._status import FeedStatus
-from .jwks import metadata_url
+from .discovery import fetch_metadata_async
 
 __all__ = ["FEED_METADATA", "FeedStatus", "RevocationFeed"]
 
@@ -95,7 +96,7 @@ class RevocationFeed:
     def attach(self, issuer: str, leeway: timedelta) -> RevocationFeed:
         """Bind to the verifier's issuer (``Verifier`` calls this); an entry is forgotten
         ``leeway`` after its ``until``, as a token is refused ``leeway`` after its ``exp``."""
-        self.issuer = issuer.rstrip("/")
+        self.issuer = issuer
         self._ended = EndedSessions(leeway.total_seconds(), unnamed=True)
         return self
 
@@ -228,10 +229,10 @@ class RevocationFeed:
                 started = time.monotonic()
                 try:
                     if self.url is None:
-                        self._discovered(await http.get(metadata_url(self.issuer)))
+                        self._discovered(await fetch_metadata_async(http, self.issuer))
                         continue
                     delay = self._answered(await http.get(self.url, params=self._params()), started)
-                except (httpx.HTTPError, ValueError) as exc:
+                except (httpx.HTTPError, ValueError, KeyturnError) as exc:
                     delay = self._failed(exc)
                 if delay:
                     await asyncio.sleep(delay)
@@ -242,19 +243,13 @@ class RevocationFeed:
     def _params(self) -> dict[str, str]:
         return {} if self._cursor is None else {"after": self._cursor, "wait": f"{self.wait:g}"}
 
-    def _discovered(self, response: httpx.Response) -> None:
+    def _discovered(self, metadata: Mapping[str, Any] | None) -> None:
         """Take the feed's URL from the issuer's metadata; an issuer without metadata, or whose
-        metadata names no feed, has none to follow (ValueError for anything else)."""
-        if response.status_code == 200:
-            metadata = response.json()
-            if not isinstance(metadata, Mapping) or str(metadata.get("issuer", "")).rstrip("/") != self.issuer:
-                raise ValueError("the issuer's metadata names another issuer")
-            url = metadata.get(FEED_METADATA)
-            if isinstance(url, str) and url.startswith(("https://", "http://")):
-                self.url = url
-                return
-        elif response.status_code != 404:
-            raise ValueError(f"the issuer's metadata answered {response.status_code}")
+        metadata names no feed, has none to follow."""
+        url = None if metadata is None else metadata.get(FEED_METADATA)
+        if isinstance(url, str) and url.startswith(("https://", "http://")):
+            self.url = url
+            return
         _log.info("%s publishes no revocation feed: tokens are refused only when they expire", self.issuer)
         self._off = True
         self._ended.admit_unnamed()
@@ -295,4 +290,6 @@ class RevocationFeed:
 
 
 def _describe(exc: Exception) -> str:
+    if isinstance(exc, KeyturnError):  # discovery's: a refused metadata document says why
+        return exc.description
     return str(exc) if isinstance(exc, ValueError) else type(exc).__name__
