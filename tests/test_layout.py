@@ -29,6 +29,11 @@ EXEMPT: dict[str, tuple[str | None, str]] = {
         "Django's settings are process-wide: one module configures them once for the middleware and DRF",
     ),
     "integrations/django/drf.py": ("integrations/test_django.py", "as integrations/django/__init__.py"),
+    "integrations/django/urls.py": (
+        "integrations/test_resource_metadata.py",
+        "as integrations/django/__init__.py; tested with every adapter's RFC 9728 metadata",
+    ),
+    "integrations/django/_resource.py": ("integrations/test_resource_metadata.py", "as integrations/django/urls.py"),
     "server/http/schemas.py": (
         "server/http/test_schema.py",
         "the request and response models are checked through the OpenAPI document they generate",

@@ -106,7 +106,7 @@ def flask_get(headers: dict[str, str]) -> Seen:
     def profile() -> dict[str, str]:
         return {"sub": kt_flask.current_claims().sub}
 
-    response = app.test_client().get("/profile", headers=headers)
+    response = app.test_client().get("/profile", headers=headers, base_url="http://api")  # as asgi_get()
     return response.status_code, response.headers.get("WWW-Authenticate"), response.get_json()
 
 

@@ -21,6 +21,9 @@ pytestmark = pytest.mark.server
 
 def make_app(verifier: Verifier, *, factory: bool = False) -> Flask:
     app = Flask(__name__)
+    # Served as http://api, as the ASGI apps of these tests are: neither https nor loopback, so no
+    # RFC 9728 metadata URL is derived and challenges stay bare (test_resource_metadata.py pins that).
+    app.config["SERVER_NAME"] = "api"
     if factory:
         keyturn = Keyturn()
         keyturn.init_app(app, verifier)

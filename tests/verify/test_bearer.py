@@ -76,3 +76,35 @@ def test_retry_after_says_when_to_come_back() -> None:
     """503 asks for a retry in a second; 429 names the limit's own wait."""
     assert answer(Unavailable()).headers["Retry-After"] == "1"
     assert answer(RateLimited(retry_after=42)).headers["Retry-After"] == "42"
+
+
+METADATA = "https://api.example.com/.well-known/oauth-protected-resource"
+NAMED = f'resource_metadata="{METADATA}"'
+
+
+@pytest.mark.parametrize(
+    ("error", "challenge"),
+    [
+        (MissingToken(), f'Bearer realm="api", {NAMED}'),
+        (TokenExpired(datetime(2026, 1, 1, tzinfo=UTC)), f'Bearer realm="api", error="invalid_token", {NAMED}'),
+        (InsufficientScope(("a",)), f'Bearer realm="api", error="insufficient_scope", scope="a", {NAMED}'),
+        (InvalidCredentials(), f'Bearer realm="api", {NAMED}'),
+        (Unavailable(), None),
+    ],
+)
+def test_every_bearer_challenge_names_the_resource_metadata(error: KeyturnError, challenge: str | None) -> None:
+    """RFC 9728 §5.1: given a metadata URL, each 401 and 403 insufficient_scope challenge names it; a 503 has none."""
+    assert answer(error, "api", resource_metadata=METADATA).headers.get("WWW-Authenticate") == challenge
+
+
+def test_without_a_metadata_url_the_challenges_are_as_before() -> None:
+    """The server passes no URL: its challenges carry no resource_metadata (the default is None)."""
+    for error in (MissingToken(), MalformedToken(), InsufficientScope(("a",)), InvalidCredentials()):
+        assert "resource_metadata" not in answer(error).headers["WWW-Authenticate"]
+        assert answer(error, resource_metadata=None).headers == answer(error).headers
+
+
+def test_the_metadata_url_stays_one_quoted_string() -> None:
+    """A quote or backslash (which no accepted URL holds) is escaped as a quoted-pair (RFC 9110 §5.6.4)."""
+    challenge = answer(MissingToken(), "api", resource_metadata='https://x/"a\\b').headers["WWW-Authenticate"]
+    assert challenge == 'Bearer realm="api", resource_metadata="https://x/\\"a\\\\b"'

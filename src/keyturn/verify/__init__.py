@@ -27,9 +27,18 @@ from ..core.errors import TokenExpired, UnknownKey
 from ..core.keys import KeyRing, KeySource, SyncKeySource
 from ..core.tokens import AccessClaims, scope_names, verify_access_token
 from .jwks import JwksCache, JwksPolicy
+from .resource import ProtectedResource
 from .revocations import FeedStatus, RevocationFeed
 
-__all__ = ["FeedStatus", "JwksPolicy", "KeySource", "RevocationFeed", "SyncKeySource", "Verifier"]
+__all__ = [
+    "FeedStatus",
+    "JwksPolicy",
+    "KeySource",
+    "ProtectedResource",
+    "RevocationFeed",
+    "SyncKeySource",
+    "Verifier",
+]
 
 
 class Verifier:

@@ -20,6 +20,7 @@ STATUS = {
     "invalid_token": 401,
     "invalid_client": 401,
     "unsupported_grant_type": 400,
+    "unauthorized_client": 400,
     "invalid_scope": 400,
     "registration_closed": 403,
     "insufficient_scope": 403,
@@ -56,26 +57,41 @@ class ErrorAnswer:
         self.headers = headers
 
 
-def answer(exc: KeyturnError, realm: str = "keyturn") -> ErrorAnswer:
-    """The HTTP answer for ``exc``, with the ``WWW-Authenticate`` challenge RFC 6750 §3 asks for."""
+def answer(exc: KeyturnError, realm: str = "keyturn", *, resource_metadata: str | None = None) -> ErrorAnswer:
+    """The HTTP answer for ``exc``, with the ``WWW-Authenticate`` challenge RFC 6750 §3 asks for.
+
+    Args:
+        exc: the refusal.
+        realm: named in the challenge.
+        resource_metadata: the URL of the API's RFC 9728 metadata, named in every Bearer challenge
+            (401, and 403 ``insufficient_scope``) so clients can discover the issuer (§5.1).
+            Resource servers pass it (``keyturn.verify.resource``); keyturn's server, none.
+    """
     headers = dict(NO_STORE)
+    more = "" if resource_metadata is None else f', resource_metadata="{_quoted(resource_metadata)}"'
     if isinstance(exc, MissingToken):
-        headers["WWW-Authenticate"] = f'Bearer realm="{realm}"'
+        headers["WWW-Authenticate"] = f'Bearer realm="{realm}"{more}'
     elif isinstance(exc, InvalidToken):
-        headers["WWW-Authenticate"] = f'Bearer realm="{realm}", error="invalid_token"'
+        headers["WWW-Authenticate"] = f'Bearer realm="{realm}", error="invalid_token"{more}'
     elif isinstance(exc, InsufficientScope):
         scope = " ".join(exc.required)
-        headers["WWW-Authenticate"] = f'Bearer realm="{realm}", error="insufficient_scope", scope="{scope}"'
+        headers["WWW-Authenticate"] = f'Bearer realm="{realm}", error="insufficient_scope", scope="{scope}"{more}'
     status = STATUS.get(exc.code, 400)
     if status == 401 and "WWW-Authenticate" not in headers:
         # RFC 9110 §15.5.2: every 401 names a challenge. Refused credentials or refresh tokens
         # (sent in the body) are answered with the scheme this API authenticates requests by.
-        headers["WWW-Authenticate"] = f'Bearer realm="{realm}"'
+        headers["WWW-Authenticate"] = f'Bearer realm="{realm}"{more}'
     if exc.code == "temporarily_unavailable":
         headers["Retry-After"] = "1"
     elif isinstance(exc, RateLimited):
         headers["Retry-After"] = str(exc.retry_after)
     return ErrorAnswer(status, error_body(exc.code, exc.description), headers)
+
+
+def _quoted(value: str) -> str:
+    """``value`` as the inside of an RFC 9110 §5.6.4 quoted-string (a URL has no ``"`` or ``\\``;
+    this keeps a header whole whatever it is given)."""
+    return value.replace("\\", "\\\\").replace('"', '\\"')
 
 
 def bearer_token(authorization: str | None) -> str:

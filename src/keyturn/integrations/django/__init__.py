@@ -1,4 +1,5 @@
-"""Django: settings, a middleware that verifies bearer tokens, and a view decorator.
+"""Django: settings, a middleware that verifies bearer tokens, a view decorator, and the API's
+RFC 9728 metadata.
 
 Django REST Framework classes are in :mod:`keyturn.integrations.django.drf`.
 
@@ -7,8 +8,13 @@ Django REST Framework classes are in :mod:`keyturn.integrations.django.drf`.
     KEYTURN = {
         "ISSUER": "https://auth.example.com",
         "AUDIENCE": "https://api.example.com",  # default: the issuer
+        "RESOURCE": "https://api.example.com",  # this API's RFC 9728 resource identifier
     }
     MIDDLEWARE = [..., "keyturn.integrations.django.KeyturnMiddleware"]
+
+``urls.py`` (the metadata document, at the root of the URLconf: RFC 9728 §3 places it at the host's root)::
+
+    urlpatterns = [..., path("", include("keyturn.integrations.django.urls"))]
 
 ``views.py``::
 
@@ -23,12 +29,17 @@ Django REST Framework classes are in :mod:`keyturn.integrations.django.drf`.
 ``LEEWAY`` (seconds of clock skew, default 5), ``REALM`` (named in challenges, default ``"api"``),
 ``REVOCATIONS`` (follow the issuer's revocation feed, default ``True``),
 ``REVOCATION_MAX_STALENESS`` (seconds without an answer before the feed counts as stale, default
-60) and ``REVOCATION_FAIL_OPEN`` (let tokens through while stale instead of answering 503,
-default ``False``).
+60), ``REVOCATION_FAIL_OPEN`` (let tokens through while stale instead of answering 503,
+default ``False``) and ``RESOURCE`` (the API's https URL, or a
+:class:`~keyturn.verify.ProtectedResource`; default: each request's ``https://<host>``, ``http``
+on loopback, nothing under a ``SCRIPT_NAME``; ``False``: publish nothing).
 One :class:`~keyturn.verify.Verifier` is built per process and per distinct setting, on first use.
 
 Bad tokens get 401 with ``WWW-Authenticate: Bearer error="invalid_token"``, missing scopes 403
 with ``error="insufficient_scope"``, unreachable keys 503, all with keyturn's JSON error body.
+While ``keyturn.integrations.django.urls`` serves the metadata at
+``/.well-known/oauth-protected-resource`` (plus the path of ``RESOURCE``, if any), every challenge
+names it: ``Bearer realm="api", resource_metadata="https://api.example.com/.well-known/oauth-protected-resource"``.
 """
 
 # Django ships no type information; without django-stubs its names are Any here.
@@ -39,7 +50,7 @@ from __future__ import annotations
 import functools
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, TypeAlias
 
@@ -51,8 +62,9 @@ from django.views.decorators.csrf import csrf_exempt
 
 from ...core.errors import KeyturnError, MissingToken
 from ...core.tokens import AccessClaims, scope_names
-from ...verify import RevocationFeed, Verifier
+from ...verify import ProtectedResource, RevocationFeed, Verifier
 from ...verify.bearer import answer, bearer_token
+from ._resource import is_metadata, metadata_url, resource_setting
 
 __all__ = ["KeyturnConfig", "KeyturnMiddleware", "config", "error_response", "get_verifier", "require_token"]
 
@@ -60,7 +72,7 @@ View: TypeAlias = Callable[..., Any]
 
 _SETTING_KEYS = frozenset(
     {"ISSUER", "AUDIENCE", "JWKS_URL", "SCOPES", "LEEWAY", "REALM", "REVOCATIONS", "REVOCATION_MAX_STALENESS",
-     "REVOCATION_FAIL_OPEN"}
+     "REVOCATION_FAIL_OPEN", "RESOURCE"}
 )  # fmt: skip
 _UNSET: Any = object()
 _verifiers: dict[KeyturnConfig, Verifier] = {}
@@ -80,6 +92,7 @@ class KeyturnConfig:
     revocations: bool = True
     revocation_max_staleness: timedelta = timedelta(seconds=60)
     revocation_fail_open: bool = False
+    resource: ProtectedResource | None = field(default_factory=ProtectedResource)
 
 
 def config() -> KeyturnConfig:
@@ -113,7 +126,8 @@ def config() -> KeyturnConfig:
     if not isinstance(staleness, int | float) or isinstance(staleness, bool) or staleness <= 30:
         raise ImproperlyConfigured("settings.KEYTURN['REVOCATION_MAX_STALENESS'] must be a number of seconds > 30")
     stale = timedelta(seconds=staleness)
-    return KeyturnConfig(issuer, audience, jwks_url, scopes, leeway, realm, follow, stale, fail_open)
+    resource = resource_setting(raw.get("RESOURCE"))
+    return KeyturnConfig(issuer, audience, jwks_url, scopes, leeway, realm, follow, stale, fail_open, resource)
 
 
 def get_verifier() -> Verifier:
@@ -138,9 +152,12 @@ def get_verifier() -> Verifier:
     return verifier
 
 
-def error_response(error: KeyturnError) -> JsonResponse:
-    """keyturn's answer to ``error``: status, JSON body and ``WWW-Authenticate`` challenge."""
-    reply = answer(error, config().realm)
+def error_response(error: KeyturnError, request: HttpRequest | None = None) -> JsonResponse:
+    """keyturn's answer to ``error``: status, JSON body and ``WWW-Authenticate`` challenge, naming
+    the metadata URL (RFC 9728 §5.1) when ``request`` is given and the URLconf serves it."""
+    current = config()
+    url = None if request is None else metadata_url(request, current.resource)
+    reply = answer(error, current.realm, resource_metadata=url)
     return JsonResponse(reply.body, status=reply.status, headers=reply.headers)
 
 
@@ -168,7 +185,9 @@ class KeyturnMiddleware:
             token = _bearer(request)
             _remember(request, None if token is None else get_verifier().verify(token))
         except KeyturnError as exc:
-            return error_response(exc)
+            if not is_metadata(request):
+                return error_response(exc, request)
+            _remember(request, None)
         return self.get_response(request)
 
     async def __acall__(self, request: HttpRequest) -> HttpResponseBase:
@@ -176,7 +195,9 @@ class KeyturnMiddleware:
             token = _bearer(request)
             claims = None if token is None else await get_verifier().verify_async(token)
         except KeyturnError as exc:
-            return error_response(exc)
+            if not is_metadata(request):
+                return error_response(exc, request)
+            claims = None
         _remember(request, claims)
         response: HttpResponseBase = await self.get_response(request)
         return response
@@ -213,7 +234,7 @@ def _guard_sync(view: View, wanted: tuple[str, ...]) -> View:
                 claims = None if token is None else get_verifier().verify(token)
             _remember(request, _granted(claims, wanted))
         except KeyturnError as exc:
-            return error_response(exc)
+            return error_response(exc, request)
         return view(request, *args, **kwargs)
 
     return guarded
@@ -228,7 +249,7 @@ def _guard_async(view: View, wanted: tuple[str, ...]) -> View:
                 claims = None if token is None else await get_verifier().verify_async(token)
             _remember(request, _granted(claims, wanted))
         except KeyturnError as exc:
-            return error_response(exc)
+            return error_response(exc, request)
         return await view(request, *args, **kwargs)
 
     return guarded

@@ -29,7 +29,9 @@ body ``{"detail": "..."}`` and a challenge that names no ``error``. With the han
 carry keyturn's body ``{"error": ..., "error_description": ...}`` and the RFC 6750 challenge
 (``error="invalid_token"``, ``error="insufficient_scope", scope="..."``), exactly as keyturn's
 server and its other adapters send them. Every other error (validation, 404, 405, throttling)
-keeps DRF's own shape.
+keeps DRF's own shape. Either way, while ``keyturn.integrations.django.urls`` is included, the
+challenge names the API's RFC 9728 metadata URL (``resource_metadata="..."``, see
+:mod:`keyturn.integrations.django`).
 """
 
 # Neither Django nor DRF ships type information; without their stub packages their names are Any.
@@ -50,6 +52,7 @@ from ...core.errors import InsufficientScope, InvalidToken, KeyturnError, Missin
 from ...core.tokens import AccessClaims, scope_names
 from ...verify.bearer import answer
 from . import _bearer, config, get_verifier
+from ._resource import metadata_url
 
 __all__ = [
     "HasScopes",
@@ -144,8 +147,11 @@ class KeyturnAuthentication(BaseAuthentication):
         return KeyturnPrincipal(claims), claims
 
     def authenticate_header(self, request: Any) -> str:
-        """The challenge DRF sends with its 401 answers (RFC 6750 §3)."""
-        return f'Bearer realm="{config().realm}"'
+        """The challenge DRF sends with its 401 answers (RFC 6750 §3, RFC 9728 §5.1)."""
+        current = config()
+        url = metadata_url(getattr(request, "_request", request), current.resource)
+        challenge: str = answer(MissingToken(), current.realm, resource_metadata=url).headers["WWW-Authenticate"]
+        return challenge
 
 
 class HasScopes(BasePermission):
@@ -181,7 +187,9 @@ def keyturn_exception_handler(exc: Exception, context: dict[str, Any]) -> Respon
         response: Response | None = exception_handler(exc, context)
         return response
     set_rollback()
-    reply = answer(error, config().realm)
+    current, request = config(), context.get("request")
+    url = None if request is None else metadata_url(getattr(request, "_request", request), current.resource)
+    reply = answer(error, current.realm, resource_metadata=url)
     return Response(reply.body, status=reply.status, headers=reply.headers)
 
 
