@@ -10,9 +10,10 @@ core knows no HTTP: ``keyturn.verify.bearer`` maps codes to statuses in one tabl
     ├── ConfigurationError            invalid_configuration
     ├── InvalidRequest                invalid_request
     │   └── PasswordPolicyError       invalid_request   (reason: password_*)
-    ├── InvalidCredentials            invalid_credentials
+    ├── InvalidCredentials            invalid_credentials (unknown user, wrong password, disabled: one answer)
     ├── InvalidClient                 invalid_client    (RFC 6749 §5.2: client authentication failed)
     ├── UnsupportedGrantType          unsupported_grant_type
+    ├── UnauthorizedClient            unauthorized_client (a grant the client may not use)
     ├── InvalidScope                  invalid_scope     (a scope beyond the grant)
     ├── InvalidGrant                  invalid_grant     (refresh token refused; client: no_session)
     │   ├── MalformedRefreshToken     reason: malformed
@@ -75,21 +76,15 @@ class ConfigurationError(KeyturnError):
 
 
 class InvalidRequest(KeyturnError):
-    """The request is malformed or misses a field."""
-
     code = reason = "invalid_request"
     description = "The request is malformed."
 
 
 class PasswordPolicyError(InvalidRequest):
-    """The new password breaks the password policy."""
-
     reason = "password_policy"
 
 
 class InvalidCredentials(KeyturnError):
-    """Unknown user, wrong password or disabled account: one answer for all."""
-
     code = reason = "invalid_credentials"
     description = "The username or password is incorrect."
 
@@ -104,6 +99,11 @@ class UnsupportedGrantType(KeyturnError):
     description = "The grant type is not supported."
 
 
+class UnauthorizedClient(KeyturnError):
+    code = reason = "unauthorized_client"
+    description = "This client may not use this grant type."
+
+
 class InvalidScope(KeyturnError):
     code = reason = "invalid_scope"
     description = "The requested scope exceeds the scope granted."
@@ -112,8 +112,7 @@ class InvalidScope(KeyturnError):
 class InvalidGrant(KeyturnError):
     """A refresh token was refused."""
 
-    code = "invalid_grant"
-    reason = "invalid_grant"
+    code = reason = "invalid_grant"
     description = "The refresh token is invalid."
 
 

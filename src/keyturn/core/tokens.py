@@ -95,7 +95,7 @@ def issue_access_token(
     key: SigningKey,
     *,
     issuer: str,
-    audience: str,
+    audience: str | list[str],
     subject: str,
     session_id: str,
     client_id: str,

@@ -92,6 +92,7 @@ class Settings(BaseSettings):
     rate_limit_account_failures: str = "30/15minutes"
     rate_limit_register_ip: str = "10/hour"
     rate_limit_refresh_session: str = "60/minute"
+    rate_limit_client_grant: str = "60/minute"
     rate_limit_global: str = "2000/second"
     admins: str | None = None  # removed: see _check
     password_change_failures: int = Field(default=5, ge=1, le=100)
@@ -101,7 +102,7 @@ class Settings(BaseSettings):
 
     @field_validator(
         "rate_limit_login_ip", "rate_limit_login_failures", "rate_limit_account_failures",
-        "rate_limit_register_ip", "rate_limit_refresh_session", "rate_limit_global",
+        "rate_limit_register_ip", "rate_limit_refresh_session", "rate_limit_client_grant", "rate_limit_global",
     )  # fmt: skip
     @classmethod
     def _limit(cls, value: str) -> str:

@@ -147,3 +147,99 @@ async def test_a_session_scope_stored_by_an_older_release_does_not_keep_admin(
     await execute(database_url, "UPDATE sessions SET scope = 'profile admin'")
     renewed = (await app.post("/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]})).json()
     assert renewed["scope"] == "profile"
+
+
+# --- the OAuth client registry ----------------------------------------------------------------
+
+
+async def test_admins_manage_clients_and_see_each_secret_once(app: httpx.AsyncClient, svc: Service) -> None:
+    """Register (201, the secret in the answer), list (no secret, no MAC), rotate (a new secret;
+    the old one refused at the token endpoint), disable (its token refused by introspection),
+    enable; each change audited with the admin as its user."""
+    tokens = await root(app, svc)
+    made = await app.post(
+        "/v1/admin/clients", json={"client_id": "billing-cron", "scope": "orders:read"}, headers=bearer(tokens)
+    )
+    assert made.status_code == 201, made.text
+    first = made.json()
+    assert (first["client_id"], first["auth_method"], first["grant_types"]) == (
+        "billing-cron", "client_secret_basic", ["client_credentials"],
+    )  # fmt: skip
+    listed = await app.get("/v1/admin/clients", headers=bearer(tokens))
+    assert [c["client_id"] for c in listed.json()["clients"]] == ["billing-cron"]
+    assert first["client_secret"] not in listed.text
+    assert "secret_mac" not in listed.text
+    rotated = await app.post("/v1/admin/clients/billing-cron/rotate-secret", headers=bearer(tokens))
+    assert rotated.status_code == 200, rotated.text
+    second = rotated.json()["client_secret"]
+    assert second != first["client_secret"]
+    old = await app.post(
+        "/oauth/token", data={"grant_type": "client_credentials"}, auth=("billing-cron", first["client_secret"])
+    )
+    assert_refused(old, 401, "invalid_client", "Client authentication failed.")
+    machine = await app.post("/oauth/token", data={"grant_type": "client_credentials"}, auth=("billing-cron", second))
+    assert machine.status_code == 200, machine.text
+    disabled = await app.post("/v1/admin/clients/billing-cron/disable", headers=bearer(tokens))
+    assert disabled.json()["disabled_at"] is not None
+    enabled = await app.post("/v1/admin/clients/billing-cron/enable", headers=bearer(tokens))
+    assert enabled.json()["disabled_at"] is None
+    await svc.clients.add("resource-api", grant_types=())
+    reader = (await svc.clients.rotate_secret("resource-api")).secret
+    asked = await app.post(
+        "/oauth/introspect", data={"token": machine.json()["access_token"]}, auth=("resource-api", reader)
+    )
+    assert asked.json() == {"active": False}  # ended by the disable, whatever the enable did
+    events = (await app.get("/v1/admin/audit", params={"event": ["client_added", "client_secret_rotated",
+              "client_disabled", "client_enabled"]}, headers=bearer(tokens))).json()["events"]  # fmt: skip
+    admin_id = str((await svc.admin.user("root")).id)
+    by_admin = [e["event"] for e in events if e["user_id"] == admin_id]
+    assert by_admin == ["client_enabled", "client_disabled", "client_secret_rotated", "client_added"]
+
+
+@pytest.mark.parametrize(
+    ("body", "description"),
+    [
+        ({"client_id": "Billing"}, "a client id is 3 to 64 characters of a-z, 0-9, '.', '_' and '-', starting "
+                                   "with a letter or digit."),
+        ({"client_id": "keyturn"}, "'keyturn' is the first-party client (KEYTURN_CLIENT_ID)."),
+        ({"client_id": "billing", "auth_method": "private_key_jwt"},
+         "auth_method is one of: client_secret_basic, client_secret_post."),
+        ({"client_id": "billing", "grant_types": ["password"]}, "grant_types are among: client_credentials."),
+        ({"client_id": "billing", "scope": 'a"b'}, "'a\"b' is not a scope name (RFC 6749 §3.3)."),
+    ],
+    ids=["bad-id", "first-party", "method", "grant", "scope"],
+)  # fmt: skip
+async def test_a_client_that_cannot_be_registered_is_400_with_the_reason(
+    app: httpx.AsyncClient, svc: Service, body: dict[str, Any], description: str
+) -> None:
+    """Each refusal names what is wrong; nothing is stored."""
+    tokens = await root(app, svc)
+    assert_refused(
+        await app.post("/v1/admin/clients", json=body, headers=bearer(tokens)), 400, "invalid_request", description
+    )
+    assert await svc.clients.registered() == []
+
+
+async def test_client_routes_need_an_admin_and_name_an_existing_client(app: httpx.AsyncClient, svc: Service) -> None:
+    """A user without the role gets 403; an unknown client 404; a taken id 400."""
+    await register(app, "alice")
+    alice = await login(app, "alice")
+    assert_refused(await app.get("/v1/admin/clients", headers=bearer(alice)), 403, "insufficient_scope", LACKS_ADMIN)
+    tokens = await root(app, svc)
+    missing = await app.post("/v1/admin/clients/nobody/disable", headers=bearer(tokens))
+    assert_refused(missing, 404, "not_found", "No client named 'nobody'.")
+    assert (await app.post("/v1/admin/clients", json={"client_id": "dup"}, headers=bearer(tokens))).status_code == 201
+    taken = await app.post("/v1/admin/clients", json={"client_id": "dup"}, headers=bearer(tokens))
+    assert_refused(taken, 400, "invalid_request", "A client named 'dup' exists.")
+
+
+async def test_a_revoked_admin_role_stops_client_changes_in_the_same_transaction(
+    app: httpx.AsyncClient, svc: Service
+) -> None:
+    """The role is read again where the change is written: revoked after the token was issued,
+    the registration is refused (403) and nothing is stored."""
+    tokens = await root(app, svc)
+    assert await svc.admin.revoke_role("root", "admin")
+    refused = await app.post("/v1/admin/clients", json={"client_id": "billing"}, headers=bearer(tokens))
+    assert_refused(refused, 403, "insufficient_scope", LACKS_ADMIN)
+    assert await svc.clients.registered() == []

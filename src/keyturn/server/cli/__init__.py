@@ -2,7 +2,7 @@
 
 Plain Click: its help is what an operator expects (``Usage: keyturn users add [OPTIONS] USERNAME``),
 and it rewraps each paragraph of a docstring to the terminal. One module per concern
-(``deployment``, ``admin``, ``audit``), each talking to the service's public API only
+(``deployment``, ``admin``, ``clients``, ``audit``), each talking to the service's public API only
 (``keyturn.server.service``); what they share (the settings, one run of the service, one-line
 failures) is in ``_invocation``.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import click
 
-from . import admin, audit, deployment
+from . import admin, audit, clients, deployment
 from ._invocation import Commands, Invocation
 
 __all__ = ["app"]
@@ -32,5 +32,5 @@ def app(ctx: click.Context, dev: bool) -> None:
 
 for command in (deployment.serve, deployment.migrate, deployment.prune, deployment.secret, audit.audit):
     app.add_command(command)
-for group in (admin.users, admin.keys, admin.sessions, admin.token):
+for group in (admin.users, admin.keys, admin.sessions, admin.token, clients.clients):
     app.add_command(group)

@@ -1,5 +1,6 @@
 """Operator routes over HTTP, for users with the ``admin`` role (``keyturn users grant NAME admin``),
-whose tokens then carry the ``admin`` scope: the audit log and the signing keys."""
+whose tokens then carry the ``admin`` scope: the audit log, the signing keys and the OAuth client
+registry (what ``keyturn clients`` does)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,12 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel
 
+from ...core.clients import AUTH_METHODS
 from ...core.errors import InvalidRequest
 from ..config import parse_duration
-from ..service import AuditRecord, Caller, KeyStatus
+from ..service import CLIENT_GRANTS, AuditRecord, Caller, ClientRecord, KeyStatus, Registered
 from .body import JSONBodyRoute
-from .routes import Authed, Svc
+from .routes import Authed, Svc, Who
 
 __all__ = ["router"]
 
@@ -44,10 +46,40 @@ class Rotation(BaseModel):
     delay: str | None = None  # a duration such as 10m; the default is KEYTURN_KEY_PUBLISH_DELAY
 
 
+class NewClient(BaseModel):
+    client_id: str
+    name: str = ""
+    scope: str = ""  # space-separated
+    audience: str = ""  # space-separated; default KEYTURN_AUDIENCE
+    auth_method: str = AUTH_METHODS[0]  # client_secret_basic or client_secret_post
+    grant_types: list[str] = list(CLIENT_GRANTS)  # [] for a resource server that only introspects
+
+
+class ClientOut(BaseModel):
+    client_id: str
+    name: str
+    auth_method: str
+    grant_types: list[str]
+    scope: str
+    audience: str  # empty: the deployment's KEYTURN_AUDIENCE
+    created_at: datetime
+    secret_rotated_at: datetime
+    disabled_at: datetime | None
+
+
+class ClientWithSecret(ClientOut):
+    client_secret: str  # shown once: keyturn keeps only its MAC
+
+
+class ClientsOut(BaseModel):
+    clients: list[ClientOut]
+
+
 _ADMIN_ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"description": "No valid token"},
     403: {"description": "Not an admin"},
 }
+_CLIENT_ERRORS: dict[int | str, dict[str, Any]] = {**_ADMIN_ERRORS, 404: {"description": "No such client"}}
 
 
 async def admin(me: Authed, svc: Svc) -> Caller:
@@ -89,6 +121,54 @@ async def rotate(svc: Svc, me: Annotated[Caller, Depends(admin)], body: Rotation
         raise InvalidRequest(f"delay: {exc}") from None
     kid = (await svc.admin.rotate_key(delay, by=me.user.id)).kid
     return next(k for k in await svc.admin.keys() if k.kid == kid)
+
+
+@router.get("/clients", responses=_ADMIN_ERRORS)
+async def clients(svc: Svc, _: Annotated[Caller, Depends(admin)]) -> ClientsOut:
+    """The registered OAuth clients (the first-party public client is built in, not listed)."""
+    return ClientsOut(clients=[_client(c) for c in await svc.clients.registered()])
+
+
+@router.post("/clients", status_code=201, responses={**_ADMIN_ERRORS, 400: {"description": "Bad client"}})
+async def add_client(body: NewClient, svc: Svc, who: Who, me: Annotated[Caller, Depends(admin)]) -> ClientWithSecret:
+    """Register a confidential client; the answer holds its secret, shown this once."""
+    made = await svc.clients.add(
+        body.client_id, name=body.name, scope=body.scope, audience=body.audience, auth_method=body.auth_method,
+        grant_types=tuple(body.grant_types), who=who, by=me.user.id,
+    )  # fmt: skip
+    return _with_secret(made)
+
+
+@router.post("/clients/{client_id}/rotate-secret", responses=_CLIENT_ERRORS)
+async def rotate_client_secret(
+    client_id: str, svc: Svc, who: Who, me: Annotated[Caller, Depends(admin)]
+) -> ClientWithSecret:
+    """A new secret, shown this once; the old one stops working at once."""
+    return _with_secret(await svc.clients.rotate_secret(client_id, who, me.user.id))
+
+
+@router.post("/clients/{client_id}/disable", responses=_CLIENT_ERRORS)
+async def disable_client(client_id: str, svc: Svc, who: Who, me: Annotated[Caller, Depends(admin)]) -> ClientOut:
+    """Disable a client: no more tokens, and the access tokens it holds are ended at once."""
+    return _client(await svc.clients.disable(client_id, who, me.user.id))
+
+
+@router.post("/clients/{client_id}/enable", responses=_CLIENT_ERRORS)
+async def enable_client(client_id: str, svc: Svc, who: Who, me: Annotated[Caller, Depends(admin)]) -> ClientOut:
+    """Enable a disabled client again (the tokens it held stay ended)."""
+    return _client(await svc.clients.enable(client_id, who, me.user.id))
+
+
+def _client(c: ClientRecord) -> ClientOut:
+    return ClientOut(
+        client_id=c.client_id, name=c.name, auth_method=c.auth_method, grant_types=c.grant_types.split(),
+        scope=c.scope, audience=c.audience, created_at=c.created_at, secret_rotated_at=c.secret_rotated_at,
+        disabled_at=c.disabled_at,
+    )  # fmt: skip
+
+
+def _with_secret(made: Registered) -> ClientWithSecret:
+    return ClientWithSecret(**_client(made.client).model_dump(), client_secret=made.secret)
 
 
 def _event(r: AuditRecord) -> AuditEvent:

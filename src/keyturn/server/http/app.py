@@ -19,7 +19,6 @@ from fastapi_offline import FastAPIOffline
 
 from ... import __version__
 from ...core.errors import KeyturnError
-from ...verify.revocations import FEED_METADATA
 from ..config import Settings, load_settings
 from ..logs import configure_logging
 from ..service import Service
@@ -28,6 +27,7 @@ from .cookies import BrowserMode, CookieFilter
 from .errors import error_response, install_error_handlers
 from .feed import router as feed_router
 from .feed import wake_on_exit
+from .metadata import add_metadata
 from .metrics import install_metrics
 from .middleware import BodyLimit, HeaderLimit, SecurityHeaders
 from .oauth import router as oauth_router
@@ -130,27 +130,12 @@ def _add_web_page(app: FastAPI) -> None:
 
 
 def _add_operational_routes(app: FastAPI, svc: Service) -> None:
+    add_metadata(app, svc)
+
     @app.get("/.well-known/jwks.json", tags=["keys"])
     async def jwks() -> JSONResponse:
         """The public keys that verify access tokens (RFC 7517 JWK Set)."""
         return JSONResponse(await svc.jwks(), headers={"Cache-Control": f"public, max-age={JWKS_MAX_AGE}"})
-
-    @app.get("/.well-known/oauth-authorization-server", tags=["keys"])
-    async def metadata() -> JSONResponse:
-        """RFC 8414 authorization server metadata: where verifiers find the keys and the revocation feed."""
-        issuer = svc.settings.issuer.rstrip("/")
-        body = {
-            "issuer": svc.settings.issuer,
-            "jwks_uri": f"{issuer}/.well-known/jwks.json",
-            "token_endpoint": f"{issuer}/oauth/token",
-            "revocation_endpoint": f"{issuer}/oauth/revoke",
-            "response_types_supported": [],
-            "grant_types_supported": ["refresh_token"],
-            "token_endpoint_auth_methods_supported": ["none"],
-            "revocation_endpoint_auth_methods_supported": ["none"],
-            FEED_METADATA: f"{issuer}/v1/revocations",
-        }
-        return JSONResponse(body, headers={"Cache-Control": f"public, max-age={JWKS_MAX_AGE}"})
 
     @app.get("/healthz", tags=["operations"])
     async def healthz() -> dict[str, str]:

@@ -133,9 +133,10 @@ class Metrics:
         if found is not None:
             self.flows[found[0]].labels(found[1]).inc()
 
-    def observe_refusal(self, endpoint: object, exc: KeyturnError) -> None:
-        """Count an error that a sign-in, refresh or registration route answers with."""
-        flow = _ENDPOINT_FLOWS.get(endpoint)
+    def observe_refusal(self, endpoint: object, exc: KeyturnError, flow: str | None = None) -> None:
+        """Count an error that a sign-in, refresh or registration route answers with (``flow``:
+        the counted flow of a route that serves several, such as the OAuth token endpoint)."""
+        flow = flow or _ENDPOINT_FLOWS.get(endpoint)
         outcome = None if flow is None else _refusal_outcome(flow, exc)
         if flow is not None and outcome is not None:
             self.flows[flow].labels(outcome).inc()
@@ -284,8 +285,9 @@ def _check_token(authorization: str, svc: Service) -> None:
         raise InvalidToken("The metrics token is incorrect.", reason="bad_metrics_token")
 
 
-def observe_refusal(request: Request, exc: KeyturnError) -> None:
-    """Count ``exc`` if the route it ends is one whose outcomes are counted (error handler hook)."""
+def observe_refusal(request: Request, exc: KeyturnError, flow: str | None = None) -> None:
+    """Count ``exc`` if the route it ends is one whose outcomes are counted (the error handler's
+    hook), or if it ends a counted ``flow`` (routes that answer their errors themselves)."""
     metrics: Metrics | None = getattr(request.app.state, "metrics", None)
     if metrics is not None:
-        metrics.observe_refusal(request.scope.get("endpoint"), exc)
+        metrics.observe_refusal(request.scope.get("endpoint"), exc, flow)

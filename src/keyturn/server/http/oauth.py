@@ -1,16 +1,20 @@
 """The standard OAuth 2.0 endpoints, for clients nobody here wrote: the RFC 6749 token endpoint
-(``grant_type=refresh_token``) and RFC 7009 revocation, both taking form bodies.
+(``refresh_token`` and ``client_credentials``), RFC 7009 revocation and RFC 7662 introspection,
+all taking form bodies.
 
 They carry out the same use cases as the first-party JSON API (the same rotation, grace and reuse
 rules, the same audit rows, the same revocation feed), and never read the browser's refresh
 cookie: the JSON API's CSRF defence rests on JSON bodies, which a cross-site form cannot send, so
-a form endpoint must not act on ambient credentials. Clients are public (the first-party
-``client_id``, ``token_endpoint_auth_method=none``): a request that authenticates as a client,
-or names another ``client_id``, is refused with ``invalid_client``.
+a form endpoint must not act on ambient credentials.
+
+Clients (``keyturn.core.clients``): the first-party public client sends no secret; a registered
+confidential client authenticates by the method it was registered with. Refreshing needs the
+client a session was issued to; ``client_credentials`` needs a registered client with that grant;
+introspection needs a registered client.
 
 Errors follow RFC 6749 §5.2: 400 for ``invalid_request``, ``invalid_grant``,
-``unsupported_grant_type`` and ``invalid_scope``; 401 ``invalid_client``, with a ``Basic``
-challenge (RFC 9110 §15.5.2: every 401 names one).
+``unauthorized_client``, ``unsupported_grant_type`` and ``invalid_scope``; 401 ``invalid_client``
+with a ``Basic`` challenge (RFC 9110 §15.5.2: every 401 names one).
 """
 
 from __future__ import annotations
@@ -20,22 +24,29 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
-from ...core.errors import InvalidClient, InvalidGrant, InvalidRequest, KeyturnError, UnsupportedGrantType
+from ...core.clients import CLIENT_CREDENTIALS, presented_client
+from ...core.errors import InvalidClient, InvalidRequest, KeyturnError, UnsupportedGrantType
 from ...core.tokens import scope_names
 from ...verify.bearer import NO_STORE, answer
-from ..service import Client, Service
+from ..service import Client, ClientRecord, Service
 from .form import FORM, parse_form
+from .metrics import observe_refusal
 from .ratelimit import RateLimits
 from .routes import ceiling, client, limits, service
 
-__all__ = ["router"]
+__all__ = ["GRANT_TYPES", "router"]
+
+GRANT_TYPES = ("refresh_token", CLIENT_CREDENTIALS)
 
 router = APIRouter(prefix="/oauth", tags=["oauth"])
 _FORM_BODY: dict[str, Any] = {
     "requestBody": {"required": True, "content": {FORM: {"schema": {"type": "object"}}}},
 }
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"description": "`invalid_request`, `invalid_grant`, `unsupported_grant_type`, `invalid_scope`"},
+    400: {
+        "description": "`invalid_request`, `invalid_grant`, `unauthorized_client`, `unsupported_grant_type`, "
+        "`invalid_scope`"
+    },
     401: {"description": "`invalid_client`"},
     503: {"description": "Store unavailable (`temporarily_unavailable`); nothing was issued"},
 }
@@ -43,46 +54,67 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 
 @router.post("/token", openapi_extra=_FORM_BODY, responses=_ERRORS)
 async def token(request: Request) -> Response:
-    """RFC 6749 token endpoint: `grant_type=refresh_token` with `refresh_token` (and optionally
-    `scope`, a part of the grant), from a public client. Rotation, grace and reuse detection as on
-    `/v1/auth/refresh`."""
+    """RFC 6749 token endpoint. `grant_type=refresh_token` with `refresh_token` (and optionally
+    `scope`, a part of the grant), from the client the session was issued to: rotation, grace and
+    reuse detection as on `/v1/auth/refresh`. `grant_type=client_credentials` (optionally `scope`)
+    from a registered confidential client: an access token for the client itself, no refresh token."""
+    grant = None
     try:
         await ceiling(request)
         form = await _form(request)
         svc, who = service(request), client(request)
-        _public_client(request, form, svc)
+        authenticated = await svc.clients.authenticate(presented_client(request.headers.get("authorization"), form))
         grant = form.get("grant_type")
         if not grant:
             raise InvalidRequest("The parameter 'grant_type' is required.")
-        if grant != "refresh_token":
-            raise UnsupportedGrantType(f"The grant type '{grant[:64]}' is not supported; use refresh_token.")
-        pair = await _refresh(svc, limits(request), who, form)
+        if grant == "refresh_token":
+            body = await _refresh(svc, limits(request), who, form, authenticated)
+        elif grant == CLIENT_CREDENTIALS and authenticated is not None:
+            await limits(request).hit(limits(request).client_grant, "client_grant", authenticated.client_id)
+            issued = await svc.oauth.client_credentials(authenticated, _scope(form), who)
+            body = {"access_token": issued.access_token, "token_type": issued.token_type,
+                    "expires_in": issued.expires_in, "scope": issued.scope}  # fmt: skip
+        elif grant == CLIENT_CREDENTIALS:
+            raise InvalidClient("client_credentials needs a registered client that authenticates.", reason="public")
+        else:
+            raise UnsupportedGrantType(f"The grant type '{grant[:64]}' is not supported; use one of: "
+                                       f"{', '.join(GRANT_TYPES)}.")  # fmt: skip
     except KeyturnError as exc:
-        return _refusal(exc)
-    body = {
-        "access_token": pair.access_token, "token_type": pair.token_type, "expires_in": pair.expires_in,
-        "refresh_token": pair.refresh_token, "refresh_token_expires_in": pair.refresh_token_expires_in,
-        "scope": pair.scope, "session_id": pair.session_id,
-    }  # fmt: skip
+        return _refusal(request, exc, counted=grant == "refresh_token")
     return JSONResponse(body, headers=NO_STORE)
 
 
 @router.post("/revoke", openapi_extra=_FORM_BODY, responses=_ERRORS)
 async def revoke(request: Request) -> Response:
-    """RFC 7009 revocation: `token` (a refresh token or an access token; `token_type_hint` says
-    which to try first) ends its session. 200 whether or not the token was valid."""
+    """RFC 7009 revocation: `token` (a refresh token or an access token issued to this client;
+    `token_type_hint` says which to try first) ends its session; for a machine's own access token,
+    every token of its grant. 200 whether or not the token was valid."""
     try:
         await ceiling(request)
         form = await _form(request)
         svc = service(request)
-        _public_client(request, form, svc)
-        token_value = form.get("token")
-        if not token_value:
-            raise InvalidRequest("The parameter 'token' is required.")
-        await svc.auth.revoke_token(token_value, form.get("token_type_hint"), client(request))
+        authenticated = await svc.clients.authenticate(presented_client(request.headers.get("authorization"), form))
+        await svc.oauth.revoke(_required(form, "token"), form.get("token_type_hint"), authenticated, client(request))
     except KeyturnError as exc:
-        return _refusal(exc)
+        return _refusal(request, exc)
     return Response(status_code=200, headers=NO_STORE)
+
+
+@router.post("/introspect", openapi_extra=_FORM_BODY, responses=_ERRORS)
+async def introspect(request: Request) -> Response:
+    """RFC 7662 introspection, for registered clients (resource servers): `token` in, whether it is
+    active now and what it says out; `{"active": false}` for anything ended, expired or unknown."""
+    try:
+        await ceiling(request)
+        form = await _form(request)
+        svc = service(request)
+        authenticated = await svc.clients.authenticate(presented_client(request.headers.get("authorization"), form))
+        if authenticated is None:
+            raise InvalidClient("Introspection needs a registered client that authenticates.", reason="public")
+        body = await svc.oauth.introspect(_required(form, "token"))
+    except KeyturnError as exc:
+        return _refusal(request, exc)
+    return JSONResponse(body, headers=NO_STORE)
 
 
 async def _form(request: Request) -> dict[str, str]:
@@ -91,31 +123,41 @@ async def _form(request: Request) -> dict[str, str]:
     return {name: value for name, value in form.items() if value}
 
 
-async def _refresh(svc: Service, lim: RateLimits, who: Client, form: dict[str, str]) -> Any:
-    value = form.get("refresh_token")
+def _required(form: dict[str, str], name: str) -> str:
+    value = form.get(name)
     if not value:
-        raise InvalidRequest("The parameter 'refresh_token' is required.")
-    presented = svc.auth.read_refresh_token(value)
+        raise InvalidRequest(f"The parameter '{name}' is required.")
+    return value
+
+
+def _scope(form: dict[str, str]) -> tuple[str, ...] | None:
+    return scope_names(form["scope"]) if "scope" in form else None
+
+
+async def _refresh(
+    svc: Service, lim: RateLimits, who: Client, form: dict[str, str], authenticated: ClientRecord | None
+) -> dict[str, Any]:
+    presented = svc.auth.read_refresh_token(_required(form, "refresh_token"))
     await lim.hit(lim.refresh_session, "refresh", str(presented.session_id))
-    scope = scope_names(form["scope"]) if "scope" in form else None
-    return await svc.auth.refresh(presented, who, scope=scope)
+    owner = svc.settings.client_id if authenticated is None else authenticated.client_id
+    pair = await svc.auth.refresh(presented, who, scope=_scope(form), client_id=owner)
+    return {
+        "access_token": pair.access_token, "token_type": pair.token_type, "expires_in": pair.expires_in,
+        "refresh_token": pair.refresh_token, "refresh_token_expires_in": pair.refresh_token_expires_in,
+        "scope": pair.scope, "session_id": pair.session_id,
+    }  # fmt: skip
 
 
-def _public_client(request: Request, form: dict[str, str], svc: Service) -> None:
-    """Only the first-party public client: no client authentication, and no other ``client_id``."""
-    if request.headers.get("authorization") is not None or "client_secret" in form or "client_assertion" in form:
-        raise InvalidClient("This server has no confidential clients; authenticate with none (a public client).")
-    named = form.get("client_id")
-    if named is not None and named != svc.settings.client_id:
-        raise InvalidClient("Unknown client_id.")
-
-
-def _refusal(exc: KeyturnError) -> JSONResponse:
-    """RFC 6749 §5.2: every refused grant is 400 (the JSON API answers 401), a client 401."""
+def _refusal(request: Request, exc: KeyturnError, *, counted: bool = False) -> JSONResponse:
+    """RFC 6749 §5.2: every refusal but a client's is 400 (the JSON API answers a refused grant
+    with 401), a client 401 with a Basic challenge. Refused refreshes are counted as the JSON
+    API's are."""
+    if counted:
+        observe_refusal(request, exc, "refreshes")
     reply = answer(exc)
-    status = 400 if isinstance(exc, InvalidGrant) else reply.status
+    status = reply.status if reply.status in (429, 500, 503) else 400
     headers = dict(reply.headers)
     headers.pop("WWW-Authenticate", None)
     if isinstance(exc, InvalidClient):
-        headers["WWW-Authenticate"] = 'Basic realm="keyturn"'
+        status, headers["WWW-Authenticate"] = 401, 'Basic realm="keyturn"'
     return JSONResponse(reply.body, status_code=status, headers=headers)

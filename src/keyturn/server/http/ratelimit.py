@@ -63,6 +63,7 @@ class RateLimits:
         self.account_failures = parse_many(settings.rate_limit_account_failures)
         self.register_ip = parse_many(settings.rate_limit_register_ip)
         self.refresh_session = parse_many(settings.rate_limit_refresh_session)
+        self.client_grant = parse_many(settings.rate_limit_client_grant)
         self.ceiling = parse_many(settings.rate_limit_global)
 
     async def close(self) -> None:

@@ -15,6 +15,7 @@ from ...core.passwords import Passwords
 from ...core.sessions import SessionBounds
 from ..config import Settings
 from ..store import AuditRecord as AuditRecord
+from ..store import ClientRecord as ClientRecord
 from ..store import SessionRecord as SessionRecord
 from ..store import Store
 from ..store import UserRecord as UserRecord
@@ -23,6 +24,9 @@ from .admin import AdminService as AdminService
 from .admin import KeyStatus as KeyStatus
 from .admin import TokenReport as TokenReport
 from .auth import AuthService as AuthService
+from .clients import CLIENT_GRANTS as CLIENT_GRANTS
+from .clients import Clients as Clients
+from .clients import Registered as Registered
 from .context import AuditObserver, Clock, utcnow
 from .context import Caller as Caller
 from .context import Client as Client
@@ -32,11 +36,13 @@ from .feed import MAX_WAIT as MAX_WAIT
 from .feed import Feed as Feed
 from .maintenance import Maintenance as Maintenance
 from .maintenance import PruneResult as PruneResult
+from .oauth import MachineToken as MachineToken
+from .oauth import OAuth as OAuth
 
 __all__ = [
-    "MAX_AUDIT_LIMIT", "MAX_WAIT", "AdminService", "AuditRecord", "AuthService", "Caller", "Client", "Context",
-    "Feed", "KeyStatus", "Maintenance", "PruneResult", "Service", "SessionRecord", "TokenPair", "TokenReport",
-    "UserRecord", "run_with",
+    "CLIENT_GRANTS", "MAX_AUDIT_LIMIT", "MAX_WAIT", "AdminService", "AuditRecord", "AuthService", "Caller", "Client",
+    "ClientRecord", "Clients", "Context", "Feed", "KeyStatus", "MachineToken", "Maintenance", "OAuth", "PruneResult",
+    "Registered", "Service", "SessionRecord", "TokenPair", "TokenReport", "UserRecord", "run_with",
 ]  # fmt: skip
 
 T = TypeVar("T")
@@ -64,6 +70,8 @@ class Service:
         self.admin = AdminService(self.ctx)
         self.maintenance = Maintenance(self.ctx)
         self.feed = Feed(self.ctx)
+        self.clients = Clients(self.ctx)
+        self.oauth = OAuth(self.ctx, self.auth)
 
     @property
     def settings(self) -> Settings:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -16,10 +14,10 @@ from ...core.roles import ADMIN, format_roles, parse_roles
 from ...core.sessions import SessionBounds
 from ...core.tokens import AccessClaims
 from ...core.users import normalize_username
-from ..store import AuditRecord, SessionRecord, UserRecord
-from .context import Client, Context, parse_uuid, state_of
+from ..store import AuditRecord, SessionRecord, Tx, UserRecord
+from .context import Client, Context, parse_uuid, state_of, unverified
 
-__all__ = ["MAX_AUDIT_LIMIT", "AdminService", "KeyStatus", "TokenReport"]
+__all__ = ["MAX_AUDIT_LIMIT", "AdminService", "KeyStatus", "TokenReport", "still_admin"]
 
 _OPERATOR = Client(ip="", user_agent="keyturn-cli")
 MAX_AUDIT_LIMIT = 10_000
@@ -141,10 +139,7 @@ class AdminService:
         now = self.ctx.clock()
         wait = self.ctx.settings.key_publish_delay if delay is None else delay
         async with self.ctx.store.write() as tx:
-            if by is not None:
-                actor = await tx.lock_user(by)
-                if actor is None or actor.disabled_at is not None or ADMIN not in parse_roles(actor.roles):
-                    raise InsufficientScope((ADMIN,))
+            await still_admin(tx, by)
             key = await self.ctx.keys.rotate(tx, now, wait)
             await self.ctx.audit(tx, now, "key_rotated", _OPERATOR, kid=key.kid, activates_at=str(key.activates_at))
         return key
@@ -202,8 +197,7 @@ class AdminService:
 
     async def inspect(self, token: str) -> TokenReport:
         """Decode a token without trusting it, then verify it against this deployment's keys."""
-        parts = token.split(".")
-        header, claims = (_peek(parts[i]) if len(parts) == 3 else {} for i in (0, 1))
+        header, claims = unverified(token)
         now = self.ctx.clock()
         session = await self._session_state(claims.get("sid"), now)
         try:
@@ -231,12 +225,17 @@ class AdminService:
         return "expired: idle" if record.rotated_at <= bounds.rotated_after else "expired: absolute"
 
 
-def _peek(segment: str) -> dict[str, Any]:
-    try:
-        value = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
+async def still_admin(tx: Tx, by: uuid.UUID | None) -> None:
+    """Check, in the transaction of an admin change asked for over HTTP, that the user ``by``
+    still holds the admin role and is enabled (locking the row); the operator's CLI passes None.
+
+    Raises:
+        InsufficientScope: no longer an admin.
+    """
+    if by is not None:
+        actor = await tx.lock_user(by)
+        if actor is None or actor.disabled_at is not None or ADMIN not in parse_roles(actor.roles):
+            raise InsufficientScope((ADMIN,))
 
 
 def _status(key: SigningKey, published: bool, signing: bool) -> KeyStatus:

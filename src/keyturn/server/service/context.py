@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
 import logging
 import os
 import uuid
@@ -12,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from ...core.clients import SecretMac
 from ...core.masterkey import MasterKey
 from ...core.passwords import Passwords
 from ...core.refresh import RefreshToken, RefreshTokenCodec
@@ -23,7 +26,9 @@ from ..config import Settings
 from ..store import AuditRecord, SessionRecord, Store, Tx, UserRecord
 from .keyring import KeyManager
 
-__all__ = ["AuditObserver", "Caller", "Client", "Context", "TokenPair", "parse_uuid", "state_of", "utcnow"]
+__all__ = [
+    "AuditObserver", "Caller", "Client", "Context", "TokenPair", "parse_uuid", "state_of", "unverified", "utcnow",
+]  # fmt: skip
 
 Clock = Callable[[], datetime]
 AuditObserver = Callable[[AuditRecord], None]
@@ -91,6 +96,7 @@ class Context:
             settings.issuer, settings.token_audience, keys=self.keys, leeway=settings.leeway, cache_size=0
         )
         self.codec = RefreshTokenCodec.from_master(master)
+        self.client_secrets = SecretMac(master.derive("keyturn/client-secret"))
         self.passwords = passwords or Passwords(
             min_length=settings.password_min_length, max_length=settings.password_max_length
         )
@@ -114,6 +120,15 @@ class Context:
             InvalidToken: one of its subclasses.
         """
         return await self.verifier.verify_async(token, now=now)
+
+    def verifier_for(self, audience: str) -> Verifier:
+        """A verifier of this deployment's tokens meant for ``audience`` (space-separated: a
+        registered client's, whose tokens name its APIs rather than ``KEYTURN_AUDIENCE``)."""
+        if audience == self.settings.token_audience:
+            return self.verifier
+        return Verifier(
+            self.settings.issuer, audience.split(), keys=self.keys, leeway=self.settings.leeway, cache_size=0
+        )
 
     def tokens_until(self, now: datetime) -> datetime:
         """The latest expiry of any access token issued up to ``now``, on any instance whose clock
@@ -248,3 +263,20 @@ def parse_uuid(value: str) -> uuid.UUID | None:
         return uuid.UUID(value)
     except (ValueError, TypeError, AttributeError):
         return None
+
+
+def unverified(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The header and claims of a JWS, decoded without any check (empty for anything else): what
+    to look up before verifying, never what to trust."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return {}, {}
+    return _segment(parts[0]), _segment(parts[1])
+
+
+def _segment(segment: str) -> dict[str, Any]:
+    try:
+        value = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}

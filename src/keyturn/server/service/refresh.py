@@ -11,14 +11,15 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import datetime
 
-from ...core.errors import InvalidScope, Unavailable, UnknownSession
+from ...core.clients import narrowed
+from ...core.errors import InvalidGrant, Unavailable, UnknownSession
 from ...core.refresh import RefreshToken
 from ...core.roles import parse_roles, token_scope
 from ...core.sessions import Action, Outcome, SessionBounds, decide_refresh
 from ..store import SessionRecord, Tx
 from .context import Client, Context, TokenPair, state_of
 
-__all__ = ["Refresh", "narrowed"]
+__all__ = ["Refresh"]
 
 CAS_ATTEMPTS = 3
 
@@ -42,7 +43,12 @@ class Refresh:
         return self.ctx.presented(token)
 
     async def refresh(
-        self, refresh_token: RefreshToken | object, client: Client, *, scope: tuple[str, ...] | None = None
+        self,
+        refresh_token: RefreshToken | object,
+        client: Client,
+        *,
+        scope: tuple[str, ...] | None = None,
+        client_id: str | None = None,
     ) -> TokenPair:
         """Rotate a session: the current token moves it one generation on; the previous one,
         inside the grace window, gets the same refresh token again; anything older revokes the
@@ -53,9 +59,12 @@ class Refresh:
                 presented.
             scope: the scopes the access token should carry (RFC 6749 §6), each one granted; by
                 default every scope granted.
+            client_id: the client that presents the token (the OAuth endpoint's), which must be
+                the one the session was issued to (RFC 6749 §6); nothing is rotated otherwise.
 
         Raises:
-            InvalidGrant (one of its subclasses), InvalidScope (nothing is rotated), Unavailable.
+            InvalidGrant (one of its subclasses; ``other_client``: nothing is rotated), InvalidScope
+            (nothing is rotated), Unavailable.
         """
         presented = self.ctx.presented(refresh_token)
         now = self.ctx.clock()
@@ -68,6 +77,8 @@ class Refresh:
                         outcome, found = await self._decide(tx, presented, now, client)
                     else:
                         outcome = Outcome(Action.ROTATE)
+                    if client_id is not None and found[0].client_id != client_id:
+                        raise InvalidGrant("The refresh token was issued to another client.", reason="other_client")
                     granted = token_scope(found[0].scope, parse_roles(found[1]))
                     if outcome.refusal is None and scope is not None:
                         granted = narrowed(granted, scope)  # raises before the rotation commits
@@ -132,17 +143,3 @@ class Refresh:
     async def _audit_rotation(self, tx: Tx, now: datetime, client: Client, record: SessionRecord) -> None:
         """The audit row of a rotation; ``record`` is the session as rotated."""
         await self.ctx.audit_session(tx, now, "refresh", client, record, generation=record.generation)
-
-
-def narrowed(granted: str, wanted: tuple[str, ...]) -> str:
-    """The scope of a token that asks for ``wanted`` out of ``granted`` (RFC 6749 §6: never
-    beyond the grant).
-
-    Raises:
-        InvalidScope: a wanted scope is not granted.
-    """
-    have = granted.split()
-    missing = [name for name in wanted if name not in have]
-    if missing:
-        raise InvalidScope(f"Not granted: {' '.join(missing)}.")
-    return " ".join(dict.fromkeys(wanted))

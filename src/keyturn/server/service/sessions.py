@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
 from ...core.errors import (
     InsufficientScope,
@@ -17,6 +18,7 @@ from ...core.errors import (
 from ...core.refresh import RefreshToken
 from ...core.roles import ADMIN, parse_roles
 from ...core.sessions import SessionBounds
+from ...core.tokens import AccessClaims
 from ..store import SessionRecord
 from .context import Caller, Client, Context, parse_uuid, state_of
 
@@ -35,7 +37,14 @@ class SessionUse:
             InvalidToken (or a subclass), Unavailable.
         """
         now = self.ctx.clock()
-        claims = await self.ctx.verify_access(access_token, now)
+        return await self.caller_of(await self.ctx.verify_access(access_token, now), now)
+
+    async def caller_of(self, claims: AccessClaims, now: datetime) -> Caller:
+        """The caller of verified ``claims``, if their session and user are live at ``now``.
+
+        Raises:
+            SessionEnded, Unavailable.
+        """
         sid = parse_uuid(claims.sid)
         async with self.ctx.store.read() as tx:
             found = await tx.session_and_user(sid) if sid else None
@@ -97,20 +106,20 @@ class SessionUse:
         if sid is None or not await self._revoke(caller.user.id, client, "session_revoked", only=sid):
             raise NotFound("No such session.")
 
-    async def revoke_token(self, token: str, hint: str | None, client: Client) -> None:
+    async def revoke_token(self, token: str, hint: str | None, client: Client, *, owner: str) -> None:
         """RFC 7009: end the session of a refresh token or of an access token (``hint`` says which
-        to try first). A token that names no live session, or is no token of ours, is no error:
-        the caller answers 200 all the same (§2.2).
+        to try first) issued to the client ``owner``. A token that names no live session, or is
+        no token of ours, is no error: the caller answers 200 all the same (§2.2).
 
         Raises:
-            Unavailable: the database cannot be reached.
+            InvalidGrant: the token was issued to another client (§2.1), Unavailable.
         """
         tries = (self._revoke_access, self._revoke_refresh)
         for revoke in tries if hint == "access_token" else tries[::-1]:
-            if await revoke(token, client):
+            if await revoke(token, client, owner):
                 return
 
-    async def _revoke_refresh(self, token: str, client: Client) -> bool:
+    async def _revoke_refresh(self, token: str, client: Client, owner: str) -> bool:
         try:
             presented = self.ctx.presented(token)
         except InvalidGrant:
@@ -118,14 +127,16 @@ class SessionUse:
         async with self.ctx.store.read() as tx:
             record = await tx.session(presented.session_id)
         if record is not None:
+            _owned(record.client_id, owner)
             await self._revoke(record.user_id, client, "logout", only=record.id)
         return True
 
-    async def _revoke_access(self, token: str, client: Client) -> bool:
+    async def _revoke_access(self, token: str, client: Client, owner: str) -> bool:
         try:
             caller = await self.authenticate(token)
         except InvalidToken:
             return False
+        _owned(caller.session.client_id, owner)
         await self._revoke(caller.user.id, client, "logout", only=caller.session.id)
         return True
 
@@ -152,3 +163,8 @@ class SessionUse:
 def session_ended() -> InvalidToken:
     """The refusal of an access token whose session or user is no longer live."""
     return SessionEnded()
+
+
+def _owned(client_id: str, owner: str) -> None:
+    if client_id != owner:
+        raise InvalidGrant("The token was issued to another client.", reason="other_client")

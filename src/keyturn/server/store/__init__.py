@@ -2,6 +2,7 @@
 
 from .engine import Database as Database
 from .records import AuditRecord as AuditRecord
+from .records import ClientRecord as ClientRecord
 from .records import KeyRecord as KeyRecord
 from .records import SessionRecord as SessionRecord
 from .records import UserRecord as UserRecord
@@ -10,5 +11,6 @@ from .sql import Tx as Tx
 from .url import normalize_database_url as normalize_database_url
 
 __all__ = [
-    "AuditRecord", "Database", "KeyRecord", "SessionRecord", "Store", "Tx", "UserRecord", "normalize_database_url",
+    "AuditRecord", "ClientRecord", "Database", "KeyRecord", "SessionRecord", "Store", "Tx", "UserRecord",
+    "normalize_database_url",
 ]  # fmt: skip

@@ -62,3 +62,20 @@ class AuditRecord:
     user_agent: str | None = None
     detail: dict[str, Any] | None = None
     id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ClientRecord:
+    """A registered OAuth client (``keyturn.core.clients``); lists are space-separated."""
+
+    client_id: str
+    name: str
+    auth_method: str
+    secret_mac: str | None = field(repr=False)
+    grant_types: str
+    scope: str
+    audience: str
+    grant_id: uuid.UUID
+    created_at: datetime
+    secret_rotated_at: datetime
+    disabled_at: datetime | None = None

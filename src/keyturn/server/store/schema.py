@@ -24,7 +24,8 @@ from sqlalchemy import (
 )
 
 __all__ = [
-    "UTCDateTime", "audit_events", "metadata", "revocation_feed", "revocations", "sessions", "signing_keys", "users",
+    "UTCDateTime", "audit_events", "clients", "metadata", "revocation_feed", "revocations", "sessions", "signing_keys",
+    "users",
 ]  # fmt: skip
 
 
@@ -141,4 +142,24 @@ revocation_feed = Table(
     "revocation_feed",
     metadata,
     Column("epoch", String(32), primary_key=True),
+)
+
+# The OAuth client registry (``keyturn.core.clients``): confidential clients the operator
+# registered. ``secret_mac`` is the keyed MAC of the secret, never the secret. ``grant_id`` is the
+# ``sid`` of every access token the client holds by ``client_credentials``: ending them (disabling
+# the client, or revoking one of its tokens) publishes it to the revocation feed and draws a new one.
+clients = Table(
+    "clients",
+    metadata,
+    Column("client_id", String(64), primary_key=True),
+    Column("name", String(128), nullable=False),
+    Column("auth_method", String(32), nullable=False),
+    Column("secret_mac", String(128), nullable=True),
+    Column("grant_types", String(256), nullable=False),
+    Column("scope", String(1024), nullable=False),
+    Column("audience", String(1024), nullable=False),
+    Column("grant_id", Uuid, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("secret_rotated_at", UTCDateTime, nullable=False),
+    Column("disabled_at", UTCDateTime, nullable=True),
 )

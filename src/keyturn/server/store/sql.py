@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import delete, insert, select
 
+from ._clients import ClientQueries
 from ._queries import values
 from ._revocations import RevocationQueries
 from ._sessions import SessionQueries
@@ -53,9 +54,10 @@ class Store:
         await self.db.dispose()
 
 
-class Tx(UserQueries, SessionQueries, RevocationQueries):
+class Tx(UserQueries, SessionQueries, RevocationQueries, ClientQueries):
     """One open transaction: the queries on accounts (``_users.py``), on sessions
-    (``_sessions.py``), on the revocation feed (``_revocations.py``), and these on signing keys
+    (``_sessions.py``), on the revocation feed (``_revocations.py``), on OAuth clients
+    (``_clients.py``), and these on signing keys
     and the audit log."""
 
     async def lock(self, name: str) -> None:
