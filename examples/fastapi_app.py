@@ -35,6 +35,12 @@ async def orders(claims: AccessClaims = Depends(require_token(scopes=["profile"]
     return {"user": claims.sub, "scope": list(claims.scope), "orders": []}
 
 
+@app.get("/reports")
+async def reports(claims: AccessClaims = Depends(require_token(scopes=["orders:read"]))) -> dict[str, object]:  # noqa: B008
+    """For machines: a token of a client registered with the orders:read scope (examples/machine_client.py)."""
+    return {"client": claims.client_id, "scope": list(claims.scope), "reports": []}
+
+
 @app.get("/healthz")
 async def healthz() -> JSONResponse:
     """Ready unless the revocation feed is stale (every token is refused with 503 then)."""

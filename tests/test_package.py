@@ -23,8 +23,10 @@ PUBLIC_API: dict[str, list[str]] = {
         "AccessClaims", "BadSignature", "InvalidClaim", "InvalidGrant", "InvalidToken", "KeyRing", "KeyturnError",
         "SigningKey", "TokenExpired", "UnknownKey", "issue_access_token", "verify_access_token",
     ],
-    "keyturn.verify": ["FeedStatus", "JwksPolicy", "KeySource", "RevocationFeed", "SyncKeySource", "Verifier"],
-    "keyturn.client": ["FileTokenStore", "KeyturnAuth", "MemoryTokenStore", "TokenStore", "Tokens"],
+    "keyturn.verify": [
+        "FeedStatus", "JwksPolicy", "KeySource", "ProtectedResource", "RevocationFeed", "SyncKeySource", "Verifier",
+    ],
+    "keyturn.client": ["ClientCredentialsAuth", "FileTokenStore", "KeyturnAuth", "MemoryTokenStore", "TokenStore", "Tokens"],
     "keyturn.integrations.fastapi": ["BearerToken", "require_token", "setup"],
     "keyturn.integrations.starlette": [
         "KeyturnBackend", "KeyturnMiddleware", "KeyturnUser", "keyturn_middleware", "on_error", "requires",

@@ -1,7 +1,8 @@
 """Integration tests of keyturn.client's standard mode (``_oauth``): ``KeyturnAuth`` refreshing at the
 RFC 6749 token endpoint and logging out by RFC 7009 revocation of a real keyturn server process on
 loopback (2 s access tokens), sync and async; plus unit tests (no I/O: ``httpx.MockTransport``) of
-a foreign OAuth server that sends no ``session_id`` and does not rotate, and of bad metadata.
+a foreign OAuth server that sends no ``session_id`` and does not rotate, of bad metadata, and of
+where the metadata of an issuer with a path is looked for (the same locations as the verifier's).
 
 Requests to the issuer are recorded through the ``client=`` / ``async_client=`` it is given; the
 client's clock is moved instead of sleeping.
@@ -17,10 +18,20 @@ import httpx
 import pytest
 
 from keyturn.client import KeyturnAuth, MemoryTokenStore, Tokens
-from keyturn.core.errors import ConfigurationError, InvalidClient, InvalidGrant, SessionRevoked
+from keyturn.client._oauth import metadata_urls as client_metadata_urls
+from keyturn.core.errors import (
+    ConfigurationError,
+    InvalidClient,
+    InvalidGrant,
+    KeyturnError,
+    SessionRevoked,
+    Unavailable,
+)
+from keyturn.verify.discovery import metadata_urls as verify_metadata_urls
 from tests.client.issuer import Clock, User, audit, me
 from tests.helpers import PASSWORD, SESSION_ENDED, assert_refused
 from tests.servers import Server
+from tests.verify.test_discovery import LOCATIONS
 
 pytestmark = pytest.mark.server
 
@@ -279,3 +290,105 @@ def test_standard_options_without_the_standard_mode_are_a_type_error() -> None:
         KeyturnAuth(FOREIGN, client_id="cli")
     with pytest.raises(TypeError, match="revocation_endpoint"):
         KeyturnAuth(FOREIGN, oauth=True, revocation_endpoint=f"{FOREIGN}/revoke")
+
+
+# Where the metadata is looked for (unit: no I/O), for an issuer with a path such as Keycloak's realms.
+
+REALM = f"{FOREIGN}/realms/main"
+PLACES = {
+    "path-aware": f"{METADATA}/realms/main",
+    "legacy": f"/realms/main{METADATA}",
+    "openid-configuration": "/realms/main/.well-known/openid-configuration",
+}
+REFRESHED = {"access_token": "new-at", "token_type": "Bearer", "expires_in": 300}
+
+
+@pytest.mark.parametrize(("issuer", "urls"), LOCATIONS.items(), ids=list(LOCATIONS))
+def test_the_client_looks_where_the_verifier_looks(issuer: str, urls: tuple[str, ...]) -> None:
+    """The client restates keyturn.verify.discovery's rule (it imports no verifier): same locations, same order."""
+    assert client_metadata_urls(issuer) == verify_metadata_urls(issuer) == urls
+
+
+def _realm(answers: dict[str, httpx.Response]) -> tuple[httpx.MockTransport, Issuer]:
+    """A foreign issuer with a path answering ``answers`` by path (404 elsewhere; its token
+    endpoint refreshes), and what it was sent."""
+    issuer = Issuer()
+
+    def serve(request: httpx.Request) -> httpx.Response:
+        issuer.record(request)
+        if request.url.path == "/realms/main/token":
+            return httpx.Response(200, json=REFRESHED)
+        return answers.get(request.url.path, httpx.Response(404))
+
+    return httpx.MockTransport(serve), issuer
+
+
+def _due(**clients: Any) -> KeyturnAuth:
+    """A standard-mode KeyturnAuth of the realm whose stored tokens (OLD) are due."""
+    clock = Clock()
+    clock.offset = 100 - clock()
+    return KeyturnAuth(REALM, MemoryTokenStore(OLD), clock=clock, oauth=True, client_id="cli", **clients)
+
+
+def _metadata(issuer: str = REALM) -> httpx.Response:
+    return httpx.Response(200, json={"issuer": issuer, "token_endpoint": f"{REALM}/token"})
+
+
+@pytest.mark.parametrize("place", PLACES)
+def test_endpoints_are_found_wherever_the_metadata_is(place: str) -> None:
+    """Metadata at one location only: earlier ones answer 404 and are passed; the refresh goes to
+    the token endpoint found there."""
+    transport, issuer = _realm({PLACES[place]: _metadata()})
+    with httpx.Client(transport=transport) as client:
+        assert _api(_due(client=client)) == "Bearer new-at"
+    earlier = list(PLACES.values())[: list(PLACES).index(place) + 1]
+    assert issuer.paths == [*earlier, "/realms/main/token"]
+
+
+@pytest.mark.anyio
+async def test_endpoints_are_found_at_the_openid_configuration_async() -> None:
+    """The same search through async_client: an issuer serving only OpenID Connect discovery."""
+    transport, issuer = _realm({PLACES["openid-configuration"]: _metadata()})
+    async with httpx.AsyncClient(transport=transport) as client:
+        auth = _due(async_client=client)
+        await auth.alogout()  # no revocation_endpoint: the metadata is read, the tokens forgotten
+    assert issuer.paths == list(PLACES.values())
+    assert auth.store.load() is None
+
+
+FIRST = f"{FOREIGN}{PLACES['path-aware']}"
+
+
+@pytest.mark.parametrize(
+    ("answer", "error", "reason"),
+    [
+        (_metadata("https://evil.test"), ConfigurationError,
+         f"issuer: the metadata at {FIRST} is about another issuer ('https://evil.test') (RFC 8414 §3.3)."),
+        (httpx.Response(500), Unavailable, f"The issuer's metadata at {FIRST} answered HTTP 500."),
+        (httpx.Response(401), ConfigurationError, f"oauth: no usable metadata at {FIRST} (HTTP 401)."),
+    ],
+    ids=["other-issuer", "500", "401"],
+)  # fmt: skip
+def test_a_refused_first_answer_ends_the_search(answer: httpx.Response, error: type[KeyturnError], reason: str) -> None:
+    """Metadata about another issuer, or an error, at the first location: refused with its reason;
+    the valid metadata at a later location is not asked, nothing is sent on, the store is kept."""
+    transport, issuer = _realm({PLACES["path-aware"]: answer, PLACES["openid-configuration"]: _metadata()})
+    with httpx.Client(transport=transport) as client:
+        auth = _due(client=client)
+        with pytest.raises(error) as refused:
+            auth.logout()
+    assert refused.value.description == reason
+    assert issuer.paths == [PLACES["path-aware"]]
+    assert auth.store.load() == OLD
+
+
+def test_no_metadata_anywhere_names_every_location() -> None:
+    """404 everywhere: ConfigurationError on the ``oauth`` setting, naming the locations asked."""
+    transport, issuer = _realm({})
+    with httpx.Client(transport=transport) as client, pytest.raises(ConfigurationError) as refused:
+        _due(client=client).logout()
+    asked = " nor ".join(FOREIGN + path for path in PLACES.values())
+    assert (refused.value.setting, refused.value.description) == (
+        "oauth", f"oauth: no metadata at {asked}; give token_endpoint instead."
+    )  # fmt: skip
+    assert issuer.paths == list(PLACES.values())

@@ -24,13 +24,19 @@ server the first tokens are saved in the store by the program::
 
     auth = KeyturnAuth("https://idp.example.com", store, oauth=True, client_id="my-cli")
 
-Tokens and passwords are never logged, and never appear in a ``repr`` or an error message.
+A machine with its own client credentials uses ``ClientCredentialsAuth`` instead: it gets tokens
+with the ``client_credentials`` grant and renews them by itself::
+
+    auth = ClientCredentialsAuth("https://auth.example.com", "billing-cron", secret, scope="orders:read")
+
+Tokens, secrets and passwords are never logged, and never appear in a ``repr`` or an error message.
 """
 
 from ._auth import KeyturnAuth as KeyturnAuth
 from ._filestore import FileTokenStore as FileTokenStore
+from ._machine import ClientCredentialsAuth as ClientCredentialsAuth
 from ._tokenstore import MemoryTokenStore as MemoryTokenStore
 from ._tokenstore import Tokens as Tokens
 from ._tokenstore import TokenStore as TokenStore
 
-__all__ = ["FileTokenStore", "KeyturnAuth", "MemoryTokenStore", "TokenStore", "Tokens"]
+__all__ = ["ClientCredentialsAuth", "FileTokenStore", "KeyturnAuth", "MemoryTokenStore", "TokenStore", "Tokens"]

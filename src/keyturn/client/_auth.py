@@ -43,10 +43,13 @@ class KeyturnAuth(httpx.Auth):
             that issues refresh tokens will do: a form POST ``grant_type=refresh_token`` to the
             token endpoint (what its answer leaves out carries over: the refresh token of a server
             that does not rotate, RFC 6749 §6, the scope, the session id, the token lifetime) and
-            an RFC 7009 revocation for ``logout``. Both are read once from the issuer's RFC
-            8414 metadata (``<issuer>/.well-known/oauth-authorization-server``), whose ``issuer``
-            must be ours. ``login`` stays keyturn's own password sign-in (OAuth has no password
-            grant): with another server, save tokens obtained elsewhere in ``store`` first.
+            an RFC 7009 revocation for ``logout``. Both are read once from the issuer's
+            metadata, whose ``issuer`` must be ours: RFC 8414's (at
+            ``https://host/.well-known/oauth-authorization-server/<path>`` for an issuer with a
+            path, §3.1, else at ``<issuer>/.well-known/oauth-authorization-server``), or OpenID
+            Connect's (``<issuer>/.well-known/openid-configuration``). ``login`` stays keyturn's
+            own password sign-in (OAuth has no password grant): with another server, save tokens
+            obtained elsewhere in ``store`` first.
         token_endpoint: Use the standard mode with this token endpoint and read no metadata.
         revocation_endpoint: The RFC 7009 endpoint that goes with ``token_endpoint``; without one
             ``logout`` only forgets the tokens here (the server keeps the session until it expires).
