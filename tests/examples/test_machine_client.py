@@ -4,7 +4,9 @@ against a real keyturn server on loopback."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -81,3 +83,26 @@ def test_the_machine_client_calls_the_api_until_its_client_is_disabled(server: S
     assert refused.returncode == 1
     assert refused.stderr.strip().endswith("The client is disabled."), refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+def test_readme_machine_to_machine_block_runs_as_written(server: Server) -> None:
+    """The README's machine-to-machine block, run verbatim in the server's directory after the
+    walkthrough's helper: the token introspects active with the client as its subject; after
+    `clients disable` the client gets 401 "The client is disabled."."""
+    readme = (EXAMPLES.parent / "README.md").read_text()
+    block = re.search(r"<!-- machine -->\n```bash\n(.*?)```", readme, re.S)
+    helper = re.search(r"^json\(\) .*$", readme, re.M)
+    assert block, "README has no machine-to-machine block"
+    assert helper, "README has no json helper"
+    script = f"B={server.url}\n{helper.group(0)}\n" + block.group(1).replace(".venv/bin/keyturn", str(KEYTURN))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KEYTURN_")}
+    result = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script], cwd=server.cwd, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    introspected, disabled, refused = result.stdout.strip().splitlines()
+    assert json.loads(introspected)["active"] is True
+    assert (json.loads(introspected)["sub"], json.loads(introspected)["scope"]) == ("billing-cron", "orders:read")
+    assert disabled == "disabled billing-cron; its access tokens are ended"
+    assert refused.endswith(" 401")
+    assert json.loads(refused.removesuffix(" 401"))["error_description"] == "The client is disabled."
