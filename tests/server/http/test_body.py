@@ -133,7 +133,7 @@ def test_every_route_with_a_json_body_parses_it_with_the_one_parser(tmp_path: Pa
     with_body = [r for r in mine if isinstance(r, APIRoute) and r.body_field is not None]
     assert {r.path for r in with_body} == {
         f"/v1/auth/{name}" for name in ("login", "register", "refresh", "logout", "password")
-    } | {"/v1/admin/keys/rotate"}
+    } | {"/v1/admin/keys/rotate", "/v1/admin/clients"}
     assert all(isinstance(r, JSONBodyRoute) for r in with_body)
 
 
@@ -146,6 +146,7 @@ def valid_body(path: str, tokens: dict[str, Any]) -> dict[str, Any]:
         "/v1/auth/logout": {"refresh_token": tokens["refresh_token"]},
         "/v1/auth/password": {"current_password": PASSWORD, "new_password": "an entirely new passphrase"},
         "/v1/admin/keys/rotate": {"delay": "10m"},
+        "/v1/admin/clients": {"client_id": "billing-cron"},
     }[path]
 
 
@@ -167,6 +168,7 @@ JSON_ROUTES = [
     "/v1/auth/logout",
     "/v1/auth/password",
     "/v1/admin/keys/rotate",
+    "/v1/admin/clients",
 ]
 
 
@@ -188,7 +190,7 @@ async def test_every_json_route_refuses_duplicates_and_other_encodings_with_400(
     assert why in response.json()["error_description"]
     assert set(response.json()) == {"error", "error_description"}
     control = await client.post(path, json=valid_body(path, tokens), headers=bearer(tokens))
-    assert control.status_code != 400, control.text  # 403 on the admin route: "body" is no admin
+    assert control.status_code != 400, control.text  # 403 on the admin routes: "body" is no admin
 
 
 @pytest.mark.anyio
