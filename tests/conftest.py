@@ -31,7 +31,9 @@ from keyturn.core.refresh import RefreshTokenCodec
 from keyturn.server.config import Settings
 from keyturn.server.http import create_app
 from keyturn.server.service import Service
+from keyturn.server.service import clients as clients_module
 from keyturn.server.service import context as context_module
+from keyturn.server.service import oauth as oauth_module
 from keyturn.server.store import Store
 
 from .helpers import TOKEN_LIKE
@@ -208,8 +210,9 @@ def no_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 # --- Secrecy over the whole suite -------------------------------------------------------------
-# Every token keyturn mints in this process is remembered; every log record (at DEBUG) and every
-# audit row of every test database is searched for them, and for the suite's passwords, at the end.
+# Every token and client secret keyturn mints in this process is remembered; every log record (at
+# DEBUG) and every audit row of every test database is searched for them, and for the suite's
+# passwords, at the end.
 
 _PASSWORDS = ("correct horse battery staple", "a whole new passphrase", "an entirely new passphrase")
 
@@ -242,6 +245,13 @@ def no_secret_in_any_log_or_audit_row(tmp_path_factory: pytest.TempPathFactory) 
         minted.add(token)
         return token
 
+    def new_secret() -> str:
+        secret = original_secret()
+        minted.add(secret)
+        return secret
+
+    original_secret = clients_module.new_secret
+
     collector = _Collect()
     root = logging.getLogger()
     previous_level = root.level
@@ -250,6 +260,8 @@ def no_secret_in_any_log_or_audit_row(tmp_path_factory: pytest.TempPathFactory) 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(tokens, "issue_access_token", issue)
         patch.setattr(context_module, "issue_access_token", issue)
+        patch.setattr(oauth_module, "issue_access_token", issue)
+        patch.setattr(clients_module, "new_secret", new_secret)
         patch.setattr(RefreshTokenCodec, "encode", encode)
         yield
     root.removeHandler(collector)

@@ -11,7 +11,7 @@ import httpx
 
 PASSWORD = "correct horse battery staple"
 # An access token (JWS compact form) or a refresh token, as they would appear in a log or a row.
-TOKEN_LIKE = re.compile(r"eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*|kt_rt_[A-Za-z0-9_-]+")
+TOKEN_LIKE = re.compile(r"eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*|kt_(?:rt|cs)_[A-Za-z0-9_-]+")
 
 
 # The answer to an access token that parsed and verified but whose session is over (logged out,
