@@ -25,6 +25,7 @@ from typing import Any
 import httpx
 import pytest
 
+from keyturn.core import clients as core_clients
 from keyturn.core import tokens
 from keyturn.core.passwords import Passwords
 from keyturn.core.refresh import RefreshTokenCodec
@@ -250,7 +251,7 @@ def no_secret_in_any_log_or_audit_row(tmp_path_factory: pytest.TempPathFactory) 
         minted.add(secret)
         return secret
 
-    original_secret = clients_module.new_secret
+    original_secret = core_clients.new_secret
 
     collector = _Collect()
     root = logging.getLogger()

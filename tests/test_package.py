@@ -26,7 +26,9 @@ PUBLIC_API: dict[str, list[str]] = {
     "keyturn.verify": [
         "FeedStatus", "JwksPolicy", "KeySource", "ProtectedResource", "RevocationFeed", "SyncKeySource", "Verifier",
     ],
-    "keyturn.client": ["ClientCredentialsAuth", "FileTokenStore", "KeyturnAuth", "MemoryTokenStore", "TokenStore", "Tokens"],
+    "keyturn.client": [
+        "ClientCredentialsAuth", "FileTokenStore", "KeyturnAuth", "MemoryTokenStore", "TokenStore", "Tokens",
+    ],
     "keyturn.integrations.fastapi": ["BearerToken", "require_token", "setup"],
     "keyturn.integrations.starlette": [
         "KeyturnBackend", "KeyturnMiddleware", "KeyturnUser", "keyturn_middleware", "on_error", "requires",

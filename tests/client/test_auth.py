@@ -36,7 +36,7 @@ def test_sync_client_stays_signed_in_across_expiries(server: Server, user: User)
     auth.login(user.name, PASSWORD)
     statuses: list[int] = []
     with httpx.Client(auth=auth, event_hooks={"response": [lambda r: statuses.append(r.status_code)]}) as http:
-        deadline = time.monotonic() + 3
+        deadline = time.monotonic() + 4  # two refreshes are due by 2 x (2 s - 2/3 s) + polling
         while time.monotonic() < deadline:
             response = http.get(f"{server.url}/v1/auth/me")
             assert response.status_code == 200, response.text
@@ -57,7 +57,7 @@ async def test_async_client_stays_signed_in_across_expiries(server: Server, user
         statuses.append(response.status_code)
 
     async with httpx.AsyncClient(auth=auth, event_hooks={"response": [seen]}) as http:
-        deadline = time.monotonic() + 3
+        deadline = time.monotonic() + 4  # two refreshes are due by 2 x (2 s - 2/3 s) + polling
         while time.monotonic() < deadline:
             response = await http.get(f"{server.url}/v1/auth/me")
             assert response.status_code == 200, response.text

@@ -69,7 +69,7 @@ def test_one_grant_serves_requests_until_the_token_is_due(server: Server) -> Non
     """The first request gets a token (Basic, as registered; the scope asked for); the next ones
     reuse it; once it is due (the clock moved) a new one is got, with no request refused."""
     client_id, secret = register(server)
-    clock, seen = Clock(), []
+    clock, seen = Clock(), list[str]()
     auth = ClientCredentialsAuth(server.url, client_id, secret, scope="orders:read", clock=clock)
     with httpx.Client(auth=auth, transport=api(seen)) as http:
         assert [http.get(API).status_code for _ in range(3)] == [200, 200, 200]

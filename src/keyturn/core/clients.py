@@ -33,7 +33,7 @@ from .errors import InvalidClient, InvalidRequest, InvalidScope
 
 __all__ = [
     "AUTH_METHODS", "CLIENT_CREDENTIALS", "NONE", "SECRET_BASIC", "SECRET_POST", "Presented", "SecretMac",
-    "check_client_id", "narrowed", "new_secret", "presented_client", "scope_list",
+    "audience_list", "check_client_id", "narrowed", "new_secret", "presented_client", "scope_list",
 ]  # fmt: skip
 
 NONE = "none"
@@ -45,6 +45,7 @@ CLIENT_CREDENTIALS = "client_credentials"
 
 _CLIENT_ID = re.compile(r"[a-z0-9][a-z0-9._-]{2,63}")
 _SCOPE = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]{1,64}")  # RFC 6749 §3.3 scope-token, bounded
+_AUDIENCE = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]{1,256}")  # a URI or a name: printable, no quote or backslash
 _SECRET_PREFIX = "kt_cs_"  # noqa: S105 - a prefix, so that a leaked secret is recognisable to scanners
 
 
@@ -75,6 +76,19 @@ def scope_list(value: str) -> str:
     for name in names:
         if not _SCOPE.fullmatch(name):
             raise ValueError(f"{name[:64]!r} is not a scope name (RFC 6749 §3.3)")
+    return " ".join(dict.fromkeys(names))
+
+
+def audience_list(value: str) -> str:
+    """A space-separated list of audiences (each an API's identifier, usually its URL), as stored.
+
+    Raises:
+        ValueError: an entry with a character no identifier has, or over 256 characters.
+    """
+    names = value.split()
+    for name in names:
+        if not _AUDIENCE.fullmatch(name):
+            raise ValueError(f"{name[:64]!r} is not an audience (printable, at most 256 characters)")
     return " ".join(dict.fromkeys(names))
 
 

@@ -31,6 +31,11 @@ NEEDS_SETTINGS: dict[tuple[str, ...], tuple[str, ...]] = {
     ("sessions", "list"): (),
     ("sessions", "revoke"): ("00000000-0000-0000-0000-000000000000",),
     ("token", "inspect"): ("eyJhbGciOiJFUzI1NiJ9.e30.c2ln",),
+    ("clients", "add"): ("billing-cron",),
+    ("clients", "list"): (),
+    ("clients", "rotate-secret"): ("billing-cron",),
+    ("clients", "disable"): ("billing-cron",),
+    ("clients", "enable"): ("billing-cron",),
 }
 NEEDS_NO_SETTINGS = {("secret",)}
 

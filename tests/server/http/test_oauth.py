@@ -5,7 +5,8 @@ real ASGI app on a real database (SQLite file and PostgreSQL).
 and reuse detection as on the JSON API (with the same audit rows), each RFC 6749 §5.2 refusal,
 narrowing the scope. ``POST /oauth/revoke`` (RFC 7009): a refresh or an access token ends its
 session; anything else is 200 too. Neither reads the browser's refresh cookie. And the RFC 8414
-metadata names only endpoints that answer.
+metadata names only endpoints that answer. All of it by the first-party public client; registered
+clients (client_credentials, introspection) are tests/server/http/test_oauth_clients.py's.
 """
 
 from __future__ import annotations
@@ -42,7 +43,10 @@ REVOKE = "/oauth/revoke"
 FORM = {"content-type": "application/x-www-form-urlencoded"}
 REFRESH_COOKIE = "__Secure-keyturn-refresh"
 CSRF_COOKIE = "__Host-keyturn-csrf"
-PUBLIC_ONLY = "This server has no confidential clients; authenticate with none (a public client)."
+PUBLIC = "The first-party client is public: send no secret."
+AUTH_FAILED = "Client authentication failed."
+UNKNOWN_CLIENT = "Unknown client."
+NO_ASSERTIONS = "Client assertions (private_key_jwt) are not supported."
 NEEDS_REFRESH_TOKEN = "The parameter 'refresh_token' is required."
 LIVE = "<the session's refresh token>"  # a form value the test replaces
 
@@ -174,11 +178,12 @@ async def test_the_token_endpoint_leaves_the_same_audit_trail_as_the_json_refres
         (lambda rt: {"data": {"refresh_token": rt}}, 400, "invalid_request", "The parameter 'grant_type' is required."),
         (
             lambda rt: {"data": {"grant_type": "password", "username": "alice", "password": PASSWORD}},
-            400, "unsupported_grant_type", "The grant type 'password' is not supported; use refresh_token.",
+            400, "unsupported_grant_type",
+            "The grant type 'password' is not supported; use one of: refresh_token, client_credentials.",
         ),
         (
             lambda rt: {"data": {"grant_type": "client_credentials"}},
-            400, "unsupported_grant_type", "The grant type 'client_credentials' is not supported; use refresh_token.",
+            401, "invalid_client", "client_credentials needs a registered client that authenticates.",
         ),
         (lambda rt: {"data": {"grant_type": "refresh_token"}}, 400, "invalid_request", NEEDS_REFRESH_TOKEN),
         (
@@ -194,24 +199,31 @@ async def test_the_token_endpoint_leaves_the_same_audit_trail_as_the_json_refres
                 "data": {"grant_type": "refresh_token", "refresh_token": rt},
                 "headers": {"authorization": "Basic " + base64.b64encode(b"keyturn:secret").decode()},
             },
-            401, "invalid_client", PUBLIC_ONLY,
+            401, "invalid_client", PUBLIC,
         ),
         (
             lambda rt: {"data": {"grant_type": "refresh_token", "refresh_token": rt, "client_secret": "secret"}},
-            401, "invalid_client", PUBLIC_ONLY,
+            401, "invalid_client", AUTH_FAILED,
+        ),
+        (
+            lambda rt: {
+                "data": {"grant_type": "refresh_token", "refresh_token": rt, "client_id": "keyturn",
+                         "client_secret": "secret"},
+            },
+            401, "invalid_client", PUBLIC,
         ),
         (
             lambda rt: {"data": {"grant_type": "refresh_token", "refresh_token": rt, "client_assertion": "eyJ.e.s"}},
-            401, "invalid_client", PUBLIC_ONLY,
+            401, "invalid_client", NO_ASSERTIONS,
         ),
         (
             lambda rt: {"data": {"grant_type": "refresh_token", "refresh_token": rt, "client_id": "other"}},
-            401, "invalid_client", "Unknown client_id.",
+            401, "invalid_client", UNKNOWN_CLIENT,
         ),
     ],
     ids=["json-body", "no-grant-type", "password-grant", "client-credentials-grant", "no-refresh-token",
-         "forged-refresh-token", "duplicate-parameter", "basic-auth", "client-secret", "client-assertion",
-         "other-client-id"],
+         "forged-refresh-token", "duplicate-parameter", "basic-auth", "client-secret", "first-party-secret",
+         "client-assertion", "other-client-id"],
 )  # fmt: skip
 async def test_each_refusal_of_the_token_endpoint_is_rfc6749_5_2_and_rotates_nothing(
     client: httpx.AsyncClient,
@@ -244,6 +256,18 @@ async def test_the_first_party_client_id_is_accepted(client: httpx.AsyncClient, 
     parameter without a value counts as omitted (RFC 6749 §3.2)."""
     tokens = await signed_in(client)
     response = await grant(client, tokens["refresh_token"], client_id=client_id)
+    assert response.status_code == 200, response.text
+    assert claims(response.json()["access_token"])["client_id"] == "keyturn"
+
+
+async def test_basic_with_the_first_party_id_and_no_password_is_the_public_client(client: httpx.AsyncClient) -> None:
+    """Libraries that always send HTTP Basic name a public client with an empty password: accepted
+    as the first-party client, as an empty client_secret would be (RFC 6749 §3.2)."""
+    tokens = await signed_in(client)
+    headers = {"authorization": "Basic " + base64.b64encode(b"keyturn:").decode()}
+    response = await client.post(
+        TOKEN, data={"grant_type": "refresh_token", "refresh_token": tokens["refresh_token"]}, headers=headers
+    )
     assert response.status_code == 200, response.text
     assert claims(response.json()["access_token"])["client_id"] == "keyturn"
 
@@ -406,16 +430,27 @@ async def test_revoking_an_already_revoked_token_is_200_again(client: httpx.Asyn
         ({}, 400, "invalid_request", "The parameter 'token' is required."),
         ({"token": ""}, 400, "invalid_request", "The parameter 'token' is required."),
         ({"token_type_hint": "refresh_token"}, 400, "invalid_request", "The parameter 'token' is required."),
-        ({"token": LIVE, "client_id": "other"}, 401, "invalid_client", "Unknown client_id."),
-        ({"token": LIVE, "client_secret": "secret"}, 401, "invalid_client", PUBLIC_ONLY),
+        ({"token": LIVE, "client_id": "other"}, 401, "invalid_client", UNKNOWN_CLIENT),
+        ({"token": LIVE, "client_secret": "secret"}, 401, "invalid_client", AUTH_FAILED),
+        ({"token": LIVE, "client_id": "keyturn", "client_secret": "secret"}, 401, "invalid_client", PUBLIC),
+        ({"token": LIVE, "client_assertion": "eyJ.e.s"}, 401, "invalid_client", NO_ASSERTIONS),
     ],
-    ids=["empty", "blank-token", "hint-only", "other-client-id", "client-secret"],
+    ids=[
+        "empty",
+        "blank-token",
+        "hint-only",
+        "other-client-id",
+        "client-secret",
+        "first-party-secret",
+        "client-assertion",
+    ],
 )
 async def test_each_refusal_of_the_revocation_endpoint(
     client: httpx.AsyncClient, form: dict[str, str], status: int, error: str, description: str
 ) -> None:
-    """No token: 400 invalid_request; a client other than the public first-party one: 401
-    invalid_client with a Basic challenge. Either way the session lives on."""
+    """No token: 400 invalid_request; a client that is neither the public first-party one nor a
+    registered one that authenticates: 401 invalid_client with a Basic challenge. Either way the
+    session lives on."""
     tokens = await signed_in(client)
     response = await revoke(client, **{k: tokens["refresh_token"] if v is LIVE else v for k, v in form.items()})
     assert_refused(response, status, error, description)
@@ -428,15 +463,17 @@ async def test_each_refusal_of_the_revocation_endpoint(
 
 
 async def test_every_endpoint_the_metadata_names_answers_its_method(client: httpx.AsyncClient) -> None:
-    """Each URL of the metadata answers the method it is meant for (GET the documents, POST an
-    empty form to the OAuth endpoints: 400 invalid_request, not 404/405); the grant types are
-    exactly refresh_token, public clients only, and the password grant appears nowhere."""
+    """Each URL of the metadata answers the method it is meant for (GET the documents; POST an
+    empty form to the OAuth endpoints: a refusal of the request, 400 invalid_request, or for
+    introspection, which needs a registered client, 401 invalid_client; never 404/405); the grant
+    types are refresh_token and client_credentials, the public method is offered where a public
+    client may come, and the password grant appears nowhere."""
     response = await client.get("/.well-known/oauth-authorization-server")
     assert response.status_code == 200
     metadata = response.json()
     assert metadata["issuer"] == ISSUER
     methods = {"jwks_uri": "GET", "keyturn_revocations_endpoint": "GET", "token_endpoint": "POST",
-               "revocation_endpoint": "POST"}  # fmt: skip
+               "revocation_endpoint": "POST", "introspection_endpoint": "POST"}  # fmt: skip
     named = {key for key in metadata if key.endswith(("_endpoint", "_uri"))}
     assert named == set(methods), "a new endpoint in the metadata needs a line here"
     for key, method in methods.items():
@@ -445,11 +482,18 @@ async def test_every_endpoint_the_metadata_names_answers_its_method(client: http
         if method == "GET":
             answer = await client.get(url)
             assert answer.status_code == 200, (key, answer.text)
+        elif key == "introspection_endpoint":
+            answer = await client.post(url, content=b"", headers=FORM)
+            assert_refused(answer, 401, "invalid_client", "Introspection needs a registered client that authenticates.")
         else:
             answer = await client.post(url, content=b"", headers=FORM)
             assert_refused(answer, 400, "invalid_request")
     assert (metadata["token_endpoint"], metadata["revocation_endpoint"]) == (f"{ISSUER}{TOKEN}", f"{ISSUER}{REVOKE}")
-    assert metadata["grant_types_supported"] == ["refresh_token"]
-    assert metadata["token_endpoint_auth_methods_supported"] == ["none"]
-    assert metadata["revocation_endpoint_auth_methods_supported"] == ["none"]
+    assert metadata["introspection_endpoint"] == f"{ISSUER}/oauth/introspect"
+    assert metadata["grant_types_supported"] == ["refresh_token", "client_credentials"]
+    secret_methods = ["client_secret_basic", "client_secret_post"]
+    assert metadata["token_endpoint_auth_methods_supported"] == ["none", *secret_methods]
+    assert metadata["revocation_endpoint_auth_methods_supported"] == ["none", *secret_methods]
+    assert metadata["introspection_endpoint_auth_methods_supported"] == secret_methods
+    assert metadata["scopes_supported"] == ["admin", "profile"]
     assert "password" not in response.text.lower()

@@ -17,7 +17,10 @@ __all__ = ["clients"]
 
 @click.group(cls=Commands)
 def clients() -> None:
-    """Manage OAuth clients (machines that get tokens, resource servers that introspect)."""
+    """Manage OAuth clients: machines and resource servers.
+
+    A machine gets tokens with client_credentials; a resource server may introspect them.
+    """
 
 
 @clients.command("add")
@@ -30,7 +33,8 @@ def clients() -> None:
     type=click.Choice(AUTH_METHODS),
     default=AUTH_METHODS[0],
     show_default=True,
-    help="How the client sends its secret to the token endpoint.",
+    metavar="METHOD",
+    help="How the client sends its secret: client_secret_basic or client_secret_post.",
 )
 @click.option(
     "--no-grant",
@@ -38,7 +42,11 @@ def clients() -> None:
     help=f"No grant ({', '.join(CLIENT_GRANTS)} otherwise): a resource server that only introspects tokens.",
 )
 def clients_add(client_id: str, name: str, scope: str, audience: str, auth_method: str, no_grant: bool) -> None:
-    """Register the confidential client CLIENT_ID and print its secret (shown this once)."""
+    """Register a client and print its secret.
+
+    Registers the confidential client CLIENT_ID and prints its secret on the last line; the secret
+    is shown this once (keyturn keeps only a MAC of it).
+    """
     grants = () if no_grant else CLIENT_GRANTS
     made = run(
         lambda svc: svc.clients.add(
@@ -50,7 +58,10 @@ def clients_add(client_id: str, name: str, scope: str, audience: str, auth_metho
 
 @clients.command("list")
 def clients_list() -> None:
-    """List the registered clients (the first-party public client, KEYTURN_CLIENT_ID, is built in)."""
+    """List the registered clients.
+
+    The first-party public client (KEYTURN_CLIENT_ID) is built in and not listed.
+    """
     for c in run(lambda svc: svc.clients.registered()):
         click.echo(_line(c))
 
@@ -58,16 +69,22 @@ def clients_list() -> None:
 @clients.command("rotate-secret")
 @click.argument("client_id")
 def clients_rotate_secret(client_id: str) -> None:
-    """Give CLIENT_ID a new secret and print it; the old one stops working at once (tokens already
-    issued stay valid until they expire: disable the client to end them)."""
+    """Give a client a new secret.
+
+    Prints CLIENT_ID's new secret on the last line; the old one stops working at once. Tokens
+    already issued stay valid until they expire: disable the client to end them.
+    """
     _secret(run(lambda svc: svc.clients.rotate_secret(client_id)), "new secret for")
 
 
 @clients.command("disable")
 @click.argument("client_id")
 def clients_disable(client_id: str) -> None:
-    """Disable CLIENT_ID: it gets no more tokens, and the access tokens it holds are refused at
-    once (revocation feed, introspection)."""
+    """Disable a client and end its tokens.
+
+    CLIENT_ID gets no more tokens, and the access tokens it holds are refused at once (by every
+    API following the revocation feed, and at introspection).
+    """
     run(lambda svc: svc.clients.disable(client_id))
     click.echo(f"disabled {client_id}; its access tokens are ended")
 
@@ -75,7 +92,10 @@ def clients_disable(client_id: str) -> None:
 @clients.command("enable")
 @click.argument("client_id")
 def clients_enable(client_id: str) -> None:
-    """Enable CLIENT_ID again (the tokens it held stay ended)."""
+    """Enable a disabled client again.
+
+    The tokens CLIENT_ID held stay ended.
+    """
     run(lambda svc: svc.clients.enable(client_id))
     click.echo(f"enabled {client_id}")
 

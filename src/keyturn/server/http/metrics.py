@@ -7,8 +7,8 @@ Outcomes are counted at two spots, never twice: the audit rows that use cases wr
 sign-in, rotation, grace-window replay, failed password, registration, logout) reach
 ``Metrics.observe_audit`` through ``Context.audit_observers``; refusals that leave the service as
 errors (every refused refresh, rate limits, an unavailable store) reach ``observe_refusal`` from
-the error handler. Audit rows are counted as they are written, just before their transaction
-commits: a commit that then fails over-counts by one, and shows as a 503 in the HTTP metrics.
+the error handler. Audit rows are counted once their transaction has committed: a rotation that
+a later refusal in the same transaction rolls back is never counted.
 
 HTTP requests are labelled by route template (``/v1/auth/sessions/{session_id}``); requests no
 route claims (unknown paths, bodies ``BodyLimit`` refuses before routing) are labelled ``other``,
@@ -128,7 +128,7 @@ class Metrics:
         GCCollector(registry=self.registry)
 
     def observe_audit(self, record: AuditRecord) -> None:
-        """Count an audit row (an ``AuditObserver``); events that are not outcomes are ignored."""
+        """Count a committed audit row (an ``AuditObserver``); events that are not outcomes are ignored."""
         found = _AUDITED.get((record.event, record.outcome))
         if found is not None:
             self.flows[found[0]].labels(found[1]).inc()

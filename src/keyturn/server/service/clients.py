@@ -7,7 +7,8 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field, replace
 
-from ...core.clients import AUTH_METHODS, CLIENT_CREDENTIALS, NONE, Presented, check_client_id, new_secret, scope_list
+from ...core import clients as rules
+from ...core.clients import AUTH_METHODS, CLIENT_CREDENTIALS, NONE, Presented, new_secret
 from ...core.errors import InvalidClient, InvalidRequest, NotFound
 from ...core.roles import ROLE_SCOPES
 from ..store import ClientRecord
@@ -70,8 +71,8 @@ class Clients:
         if client_id == self.ctx.settings.client_id:
             raise InvalidRequest(f"{client_id!r} is the first-party client (KEYTURN_CLIENT_ID).", reason="bad_client")
         try:
-            check_client_id(client_id)
-            scope, audience = scope_list(scope), scope_list(audience)
+            rules.check_client_id(client_id)
+            scope, audience = rules.scope_list(scope), rules.audience_list(audience)
         except ValueError as exc:
             raise InvalidRequest(f"{exc}.", reason="bad_client") from None
         if auth_method not in AUTH_METHODS:
@@ -116,7 +117,7 @@ class Clients:
             mac = self.ctx.client_secrets.digest(secret)
             await tx.set_client_secret(client_id, mac, now)
             await self.ctx.audit(tx, now, "client_secret_rotated", who, user_id=by, client_id=client_id)
-        return Registered(_with_secret(record, mac), secret)
+        return Registered(replace(record, secret_mac=mac, secret_rotated_at=now), secret)
 
     async def disable(self, client_id: str, who: Client = _OPERATOR, by: uuid.UUID | None = None) -> ClientRecord:
         """Disable the client: it can no longer authenticate, and every access token it holds is
@@ -172,7 +173,7 @@ class Clients:
         return record
 
     async def _read(self, client_id: str | None) -> ClientRecord | None:
-        if not client_id or len(client_id) > 64:
+        if not client_id:
             return None
         async with self.ctx.store.read() as tx:
             return await tx.client(client_id)

@@ -206,8 +206,9 @@ class Context:
         session_id: uuid.UUID | None = None,
         **detail: Any,
     ) -> None:
-        """Record a security event in the same transaction as the change it describes, then tell
-        the audit observers (once the row is written, before the transaction commits)."""
+        """Record a security event in the same transaction as the change it describes; the audit
+        observers are told once that transaction has committed (a refusal that rolls it back,
+        after a rotation in the same transaction, is never counted as the rotation)."""
         clipped = client.clipped()
         record = AuditRecord(
             at=now,
@@ -220,11 +221,15 @@ class Context:
             detail=detail or None,
         )
         await tx.audit(record)
+        if self.audit_observers:
+            tx.committed.append(lambda: self._observe(record))
+
+    def _observe(self, record: AuditRecord) -> None:
         for observe in self.audit_observers:
             try:
                 observe(record)
-            except Exception:  # a broken observer must not undo a sign-in
-                _log.exception("audit observer failed on %s", event)
+            except Exception:  # a broken observer must not fail a committed sign-in
+                _log.exception("audit observer failed on %s", record.event)
 
     async def audit_session(
         self, tx: Tx, now: datetime, event: str, client: Client, record: SessionRecord, *,
@@ -277,6 +282,6 @@ def unverified(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
 def _segment(segment: str) -> dict[str, Any]:
     try:
         value = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
-    except ValueError:
+    except (ValueError, RecursionError):  # the C decoder recurses per nesting level
         return {}
     return value if isinstance(value, dict) else {}

@@ -141,7 +141,7 @@ class OAuth:
                 return None
             return _Live(caller.claims, username=caller.user.username)
         async with self.ctx.store.read() as tx:
-            record = await tx.client(client_id[:64])
+            record = await tx.client(client_id)
         if record is None or record.disabled_at is not None:
             return None
         try:

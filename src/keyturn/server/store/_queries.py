@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import fields
 from datetime import datetime
 from typing import Any
@@ -18,6 +19,8 @@ class Queries:
     def __init__(self, conn: AsyncConnection) -> None:
         self._conn = conn
         self._ended: list[dict[str, Any]] = []  # feed entries to write last (``_revocations.py``)
+        self.committed: list[Callable[[], None]] = []
+        """Called in order once this transaction has committed (``Store.write``); never after a rollback."""
 
     def end_later(self, ids: list[uuid.UUID], at: datetime, until: datetime, reason: str) -> None:
         """Queue the revocation-feed entries of sessions this transaction ended; the store writes

@@ -47,8 +47,11 @@ class Store:
             tx = Tx(conn)
             yield tx
             published = await tx.publish_ended()
+        # Committed: readers of the feed may be told at once, and what waited for the commit runs.
         if published and self.on_publish is not None:
-            self.on_publish()  # committed: readers of the feed may be told at once
+            self.on_publish()
+        for then in tx.committed:
+            then()
 
     async def close(self) -> None:
         await self.db.dispose()
