@@ -39,7 +39,7 @@ settings.configure(
 # Django REST Framework reads the settings as it is imported, so these imports come after them.
 from django.core.management import execute_from_command_line  # noqa: E402
 from django.http import HttpRequest, JsonResponse  # noqa: E402
-from django.urls import path  # noqa: E402
+from django.urls import include, path  # noqa: E402
 from rest_framework.request import Request  # noqa: E402
 from rest_framework.response import Response  # noqa: E402
 from rest_framework.views import APIView  # noqa: E402
@@ -65,6 +65,7 @@ class Invoices(APIView):
 
 
 urlpatterns = [
+    path("", include("keyturn.integrations.django.urls")),  # RFC 9728: /.well-known/oauth-protected-resource
     path("public", public),
     path("orders", orders),
     path("api/invoices", Invoices.as_view()),

@@ -35,7 +35,8 @@ from tests.interop.oauth import (
     SCOPE,
     Registered,
     introspected,
-    register_client,
+    machines_of,
+    metadata_of,
     signed_in,
 )
 from tests.servers import Server, keyturn_fixture
@@ -53,14 +54,12 @@ def loopback_http(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(scope="module")
 def metadata(server: Server) -> dict[str, Any]:
-    found: dict[str, Any] = httpx.get(f"{server.url}/.well-known/oauth-authorization-server").json()
-    return found
+    return metadata_of(server)
 
 
 @pytest.fixture(scope="module")
 def machines(server: Server) -> dict[str, Registered]:
-    """One machine per client authentication method, registered with `keyturn clients add`."""
-    return {method: register_client(server, f"python-{method.rpartition('_')[2]}", method) for method in (BASIC, POST)}
+    return machines_of(server, "python")
 
 
 def httpx_oauth(

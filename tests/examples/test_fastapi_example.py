@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -12,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.examples.apps import fastapi_example
 from tests.servers import Server, free_port, keyturn_fixture, wait_ready_url
 
 pytestmark = pytest.mark.server
@@ -24,22 +24,13 @@ server = keyturn_fixture("--dev")
 
 @pytest.fixture(scope="module")
 def api(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = free_port()
-    env = {**os.environ, "KEYTURN_ISSUER": server.url, "PORT": str(port)}
-    log = tmp_path_factory.mktemp("api") / "api.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, str(EXAMPLE)], env=env, stdout=out, stderr=out)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready_url(f"{url}/public", proc, log)
+    with fastapi_example(server, tmp_path_factory.mktemp("api")) as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=15)
 
 
 def test_fastapi_example_protects_its_route(server: Server, api: str) -> None:
-    """No token: 401; a token from the keyturn server: 200 with the caller's id; the public route is open."""
+    """No token: 401; a token from the keyturn server: 200 with the caller's id; the public route is
+    open, and so is its RFC 9728 document, naming the keyturn server."""
     assert httpx.get(f"{api}/public").status_code == 200
     assert httpx.get(f"{api}/orders").status_code == 401
     creds = {"username": "orders-user", "password": "correct horse battery staple"}
@@ -48,6 +39,8 @@ def test_fastapi_example_protects_its_route(server: Server, api: str) -> None:
     response = httpx.get(f"{api}/orders", headers={"authorization": f"Bearer {token}"})
     assert response.status_code == 200
     assert response.json()["user"] == user["id"]
+    document = httpx.get(f"{api}/.well-known/oauth-protected-resource").json()  # examples/README.md's curl
+    assert (document["resource"], document["authorization_servers"]) == (api, [server.url])
     health = httpx.get(f"{api}/healthz")
     assert (health.status_code, health.json()) == (200, {"revocation_feed": "following"})
 

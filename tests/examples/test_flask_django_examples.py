@@ -114,12 +114,18 @@ def test_public_route_needs_no_token(examples: dict[str, str], name: str) -> Non
 
 
 @pytest.mark.parametrize(("name", "route"), PROTECTED)
-def test_protected_route_without_a_token_is_401(examples: dict[str, str], name: str, route: str) -> None:
-    """No token → 401 with a Bearer challenge and keyturn's JSON error body."""
+def test_protected_route_without_a_token_is_401(
+    examples: dict[str, str], server: Server, name: str, route: str
+) -> None:
+    """No token → 401 with a Bearer challenge naming the API's RFC 9728 metadata (served, and
+    naming the issuer), and keyturn's JSON error body."""
     response = httpx.get(f"{examples[name]}{route}")
     assert response.status_code == 401
-    assert response.headers["WWW-Authenticate"] == 'Bearer realm="api"'
+    metadata = f"{examples[name]}/.well-known/oauth-protected-resource"
+    assert response.headers["WWW-Authenticate"] == f'Bearer realm="api", resource_metadata="{metadata}"'
     assert response.json()["error"] == "invalid_token"
+    document = httpx.get(metadata).json()
+    assert (document["resource"], document["authorization_servers"]) == (examples[name], [server.url])
 
 
 @pytest.mark.parametrize(("name", "route"), PROTECTED)

@@ -11,16 +11,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.servers import KEYTURN, Server, free_port, keyturn_fixture, wait_ready_url
+from tests.examples.apps import EXAMPLES, fastapi_example
+from tests.servers import KEYTURN, Server, keyturn_fixture
 
 pytestmark = pytest.mark.server
-
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 server = keyturn_fixture("--dev")
 
@@ -35,18 +33,8 @@ def keyturn(server: Server, *args: str) -> subprocess.CompletedProcess[str]:
 @pytest.fixture(scope="module")
 def api(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """examples/fastapi_app.py, verifying the server's tokens and following its revocation feed."""
-    port = free_port()
-    env = {**os.environ, "KEYTURN_ISSUER": server.url, "KEYTURN_AUDIENCE": server.url, "PORT": str(port)}
-    log = tmp_path_factory.mktemp("api") / "api.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, str(EXAMPLES / "fastapi_app.py")], env=env, stdout=out, stderr=out)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready_url(f"{url}/public", proc, log)
+    with fastapi_example(server, tmp_path_factory.mktemp("api"), audience=server.url) as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=15)
 
 
 def job(server: Server, api: str, client_id: str, secret: str) -> subprocess.CompletedProcess[str]:

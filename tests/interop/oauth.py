@@ -65,3 +65,16 @@ def introspected(server: Server, by: Registered, token: str) -> dict[str, Any]:
     assert answer.status_code == 200, answer.text
     body: dict[str, Any] = answer.json()
     return body
+
+
+def metadata_of(server: Server) -> dict[str, Any]:
+    """The server's RFC 8414 metadata, as a client library discovers it."""
+    found: dict[str, Any] = httpx.get(f"{server.url}/.well-known/oauth-authorization-server").json()
+    return found
+
+
+def machines_of(server: Server, prefix: str) -> dict[str, Registered]:
+    """One machine per client authentication method, registered with `keyturn clients add`."""
+    return {
+        method: register_client(server, f"{prefix}-{method.rpartition('_')[2]}", method) for method in (BASIC, POST)
+    }
