@@ -454,3 +454,91 @@ def test_a_refused_database_url_never_shows_its_password_even_from_settings_dire
     with pytest.raises(ValidationError) as excinfo:
         Settings(secret=STRONG, database_url="mysql://kt:hunter2-password@db/keyturn")
     assert "hunter2" not in str(excinfo.value)
+
+
+# --- mail (issue 17, point 4) -----------------------------------------------------------------------
+
+MAIL_PASSWORD = "hunter2-mail-password"
+
+
+def test_mail_defaults() -> None:
+    """No mail unless configured (production); a 10 s timeout; links live 24 h (verify) and 30 min
+    (reset); recovery is rate-limited per address and per IP; From: is the product at the issuer's host."""
+    settings = load_settings(secret=STRONG)
+    assert settings.mail_url is None
+    assert settings.mail is None
+    assert settings.mail_timeout == timedelta(seconds=10)
+    assert (settings.email_token_ttl, settings.reset_token_ttl) == (timedelta(hours=24), timedelta(minutes=30))
+    assert (settings.rate_limit_recovery_address, settings.rate_limit_recovery_ip) == ("3/15minutes;10/day", "20/hour")
+    assert settings.require_verified_email is False
+    assert settings.mail_sender == "keyturn <no-reply@auth.example>"
+    assert load_settings(secret=STRONG, product_name="Acme ID").mail_sender == "Acme ID <no-reply@auth.example>"
+    assert load_settings(secret=STRONG, mail_from="id@acme.example").mail_sender == "id@acme.example"
+
+
+def test_development_mails_to_the_console_by_default(tmp_path: Path) -> None:
+    """--dev with no KEYTURN_MAIL_URL prints mail to the log (console:), so the first command works
+    with nothing else installed; a URL set in development wins."""
+    assert load_settings(dev=True, secret_file=tmp_path / "s").mail == "console:"
+    url = "smtp://127.0.0.1:2525?starttls=off"
+    assert load_settings(dev=True, secret_file=tmp_path / "s", mail_url=url).mail == url
+    verified = load_settings(dev=True, secret_file=tmp_path / "s", require_verified_email=True)
+    assert verified.mail == "console:"  # development can verify from the log
+
+
+def test_mail_url_from_the_environment_is_a_hidden_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    """KEYTURN_MAIL_URL is read from the environment and its password is hidden in repr and dumps."""
+    url = f"smtps://mailer:{MAIL_PASSWORD}@smtp.example.com"
+    monkeypatch.setenv("KEYTURN_MAIL_URL", url)
+    settings = load_settings(secret=STRONG)
+    assert settings.mail == url
+    for text in (repr(settings), str(settings), settings.model_dump_json()):
+        assert MAIL_PASSWORD not in text
+
+
+def test_production_refuses_the_console_mailer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """console: outside development would write live reset links to the log: refused, named."""
+    monkeypatch.setenv("KEYTURN_MAIL_URL", "console:")
+    with pytest.raises(ConfigurationError) as excinfo:
+        load_settings(secret=STRONG)
+    assert excinfo.value.setting == "KEYTURN_MAIL_URL"
+    assert str(excinfo.value) == "KEYTURN_MAIL_URL: console: writes reset links to the log: development only"
+    assert load_settings(secret=STRONG, env="development", mail_url="console:").mail == "console:"
+
+
+def test_required_verification_without_a_mailer_is_refused() -> None:
+    """KEYTURN_REQUIRE_VERIFIED_EMAIL with no KEYTURN_MAIL_URL in production: no one could ever verify."""
+    with pytest.raises(ConfigurationError) as excinfo:
+        load_settings(secret=STRONG, require_verified_email=True)
+    assert excinfo.value.setting == "KEYTURN_MAIL_URL"
+    assert "KEYTURN_REQUIRE_VERIFIED_EMAIL" in str(excinfo.value)
+    settings = load_settings(secret=STRONG, require_verified_email=True, mail_url="smtps://smtp.example.com")
+    assert settings.require_verified_email is True
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        (f"smtp://mailer:{MAIL_PASSWORD}@smtp.example.com?starttls=off", "only to a loopback host"),
+        (f"smtp://mailer:{MAIL_PASSWORD}@smtp.example.com:port", "the port is not a number"),
+        (f"smtp://mailer:abc?{MAIL_PASSWORD}@smtp.example.com", "unknown option (starttls, cafile)"),
+        (f"mailto://mailer:{MAIL_PASSWORD}@smtp.example.com", "use console:, smtp://host[:port] or smtps://"),
+    ],
+)
+def test_a_bad_mail_url_is_one_line_naming_it_without_the_password(
+    url: str, reason: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unusable KEYTURN_MAIL_URL stops start-up with one line naming it and the reason, never the
+    password; Settings built directly hide it too."""
+    monkeypatch.setenv("KEYTURN_MAIL_URL", url)
+    with pytest.raises(ConfigurationError) as excinfo:
+        load_settings(secret=STRONG)
+    assert excinfo.value.setting == "KEYTURN_MAIL_URL"
+    assert str(excinfo.value).startswith("KEYTURN_MAIL_URL: ")
+    assert reason in str(excinfo.value)
+    assert "\n" not in str(excinfo.value)
+    assert MAIL_PASSWORD not in str(excinfo.value)
+    monkeypatch.delenv("KEYTURN_MAIL_URL")
+    with pytest.raises(ValidationError) as direct:
+        Settings(secret=STRONG, issuer=ISSUER, mail_url=url)
+    assert MAIL_PASSWORD not in str(direct.value)

@@ -34,12 +34,13 @@ core knows no HTTP: ``keyturn.verify.bearer`` maps codes to statuses in one tabl
     │   └── SessionEnded              reason: session_ended (the issuer ended its session)
     ├── SigningKeyError               server_error (reason: key_seal_version | key_seal_mismatch | no_signing_key)
     ├── InsufficientScope             insufficient_scope (403)
-    ├── RateLimited                   rate_limited (429, with retry_after)
-    ├── CsrfError                     csrf_failed (403)
+    ├── RateLimited                   rate_limited (429, with retry_after: a client, account, session, or all)
+    ├── CsrfError                     csrf_failed (403: a cookie request failed a cross-site forgery check)
     │   ├── OriginNotAllowed          origin_not_allowed
     │   ├── CsrfTokenInvalid          csrf_token_invalid
     │   └── ContentTypeNotAllowed     content_type_not_allowed
     ├── RegistrationClosed            registration_closed
+    ├── EmailNotVerified              email_not_verified (403: a right password, an unverified address)
     ├── UsernameTaken                 username_taken
     ├── NotFound                      not_found
     └── Unavailable                   temporarily_unavailable (client: bad_response)
@@ -66,8 +67,6 @@ class KeyturnError(Exception):
 
 
 class ConfigurationError(KeyturnError):
-    """A setting is missing or invalid; names the setting."""
-
     code = reason = "invalid_configuration"
 
     def __init__(self, setting: str, description: str) -> None:
@@ -237,8 +236,6 @@ class InsufficientScope(KeyturnError):
 
 
 class RateLimited(KeyturnError):
-    """Too many requests for one client, account, session or the whole server (429)."""
-
     code = reason = "rate_limited"
 
     def __init__(self, retry_after: int, limit: str = "", kind: str = "") -> None:
@@ -249,8 +246,6 @@ class RateLimited(KeyturnError):
 
 
 class CsrfError(KeyturnError):
-    """A cookie-authenticated request failed a cross-site request forgery check (403)."""
-
     code = reason = "csrf_failed"
     description = "The request failed a cross-site request forgery check."
 
@@ -273,6 +268,11 @@ class ContentTypeNotAllowed(CsrfError):
 class RegistrationClosed(KeyturnError):
     code = reason = "registration_closed"
     description = "Registration is closed."
+
+
+class EmailNotVerified(KeyturnError):
+    code = reason = "email_not_verified"
+    description = "Verify your email address first; we can send the link again."
 
 
 class UsernameTaken(KeyturnError):

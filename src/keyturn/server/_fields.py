@@ -4,17 +4,24 @@ issuer unacceptable. Pure functions; ``config.Settings`` applies them."""
 from __future__ import annotations
 
 import ipaddress
+import logging
+import os
 import re
+import secrets
 from datetime import timedelta
+from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit
 
 from pydantic import BeforeValidator
 
+from ..core.errors import ConfigurationError
+
 __all__ = [
     "MIN_SECRET_CHARS",
     "Duration",
     "alg_name",
+    "dev_secret",
     "is_loopback_host",
     "issuer_problem",
     "networks",
@@ -140,3 +147,19 @@ def issuer_problem(issuer: str, *, production: bool) -> str | None:
     if production and parts.scheme == "http" and not is_loopback_host(parts.hostname):
         return "must be https:// outside development mode (http:// only on a loopback address such as 127.0.0.1)"
     return None
+
+
+def dev_secret(path: Path) -> str:
+    """Read or create the development master secret file (mode 0600)."""
+    if path.exists():
+        value = path.read_text(encoding="utf-8").strip()
+        weakness = secret_weakness(value)
+        if weakness:
+            raise ConfigurationError("KEYTURN_SECRET", f"the development secret in {path} {weakness}; delete it")
+        return value
+    value = secrets.token_urlsafe(48)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="ascii") as fh:
+        fh.write(value + "\n")
+    logging.getLogger("keyturn.config").warning("generated a development master secret in %s", path)
+    return value

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import logging
 import os
-import secrets
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from limits import parse_many
 from pydantic import BeforeValidator, Field, SecretStr, ValidationError, field_validator, model_validator
@@ -28,6 +28,7 @@ from ..core.errors import ConfigurationError
 from ._fields import (
     Duration,
     alg_name,
+    dev_secret,
     is_loopback_host,
     issuer_problem,
     networks,
@@ -35,6 +36,7 @@ from ._fields import (
     parse_duration,
     secret_weakness,
 )
+from .mailer import parse_mail_url
 
 __all__ = ["Settings", "is_loopback_host", "load_settings", "parse_duration", "secret_weakness"]
 
@@ -97,12 +99,22 @@ class Settings(BaseSettings):
     admins: str | None = None  # removed: see _check
     password_change_failures: int = Field(default=5, ge=1, le=100)
     trusted_proxies: Annotated[tuple[str, ...], NoDecode, BeforeValidator(networks)] = ()
+    mail_url: SecretStr | None = None  # keyturn.server.mailer; development: console:
+    mail_from: str = ""
+    mail_timeout: Duration = timedelta(seconds=10)
+    product_name: str = Field(default="keyturn", min_length=1, max_length=64)
+    require_verified_email: bool = False
+    email_token_ttl: Duration = timedelta(hours=24)
+    reset_token_ttl: Duration = timedelta(minutes=30)
+    rate_limit_recovery_address: str = "3/15minutes;10/day"
+    rate_limit_recovery_ip: str = "20/hour"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["text", "json"] = "text"
 
     @field_validator(
         "rate_limit_login_ip", "rate_limit_login_failures", "rate_limit_account_failures",
         "rate_limit_register_ip", "rate_limit_refresh_session", "rate_limit_client_grant", "rate_limit_global",
+        "rate_limit_recovery_address", "rate_limit_recovery_ip",
     )  # fmt: skip
     @classmethod
     def _limit(cls, value: str) -> str:
@@ -124,6 +136,13 @@ class Settings(BaseSettings):
     def _redis_url(cls, value: str | None) -> str | None:
         if value and value.partition("://")[0].lower() not in _REDIS_SCHEMES:
             raise ValueError(f"use redis://host:6379/0 (or {', '.join(_REDIS_SCHEMES[1:])}://...)")
+        return value
+
+    @field_validator("mail_url")
+    @classmethod
+    def _mail_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            parse_mail_url(value.get_secret_value())  # a ValueError names the problem, never the password
         return value
 
     @model_validator(mode="before")
@@ -174,6 +193,10 @@ class Settings(BaseSettings):
         weakness = None if self.metrics_token is None else secret_weakness(self.metrics_token.get_secret_value())
         if weakness:
             raise ValueError(f"KEYTURN_METRICS_TOKEN: {weakness}")
+        if self.mail_url is not None and parse_mail_url(self.mail_url.get_secret_value()) is None:
+            raise ValueError("KEYTURN_MAIL_URL: console: writes reset links to the log: development only")
+        if self.require_verified_email and self.mail_url is None:
+            raise ValueError("KEYTURN_MAIL_URL: is required with KEYTURN_REQUIRE_VERIFIED_EMAIL (no one could verify)")
         return self
 
     @property
@@ -203,6 +226,19 @@ class Settings(BaseSettings):
         return self.dev if self.web_page is None else self.web_page
 
     @property
+    def mail(self) -> str | None:
+        """How mail is sent (``keyturn.server.mailer``): ``KEYTURN_MAIL_URL``, ``console:`` in
+        development, or None: no mail (recovery by email is unavailable)."""
+        if self.mail_url is not None:
+            return self.mail_url.get_secret_value()
+        return "console:" if self.dev else None
+
+    @property
+    def mail_sender(self) -> str:
+        """``From:``: ``KEYTURN_MAIL_FROM``, or the product at no-reply@ the issuer's host."""
+        return self.mail_from or f"{self.product_name} <no-reply@{urlsplit(self.issuer).hostname or 'localhost'}>"
+
+    @property
     def token_audience(self) -> str:
         """The ``aud`` of issued access tokens: ``KEYTURN_AUDIENCE`` or the issuer."""
         return self.audience or self.issuer
@@ -216,22 +252,6 @@ def _first_error(exc: ValidationError) -> ConfigurationError:
         field, message = message.split(": ", 1)
     setting = field if field.startswith("KEYTURN_") else f"KEYTURN_{field.upper()}"
     return ConfigurationError(setting, message)
-
-
-def _dev_secret(path: Path) -> str:
-    """Read or create the development master secret file (mode 0600)."""
-    if path.exists():
-        value = path.read_text(encoding="utf-8").strip()
-        weakness = secret_weakness(value)
-        if weakness:
-            raise ConfigurationError("KEYTURN_SECRET", f"the development secret in {path} {weakness}; delete it")
-        return value
-    value = secrets.token_urlsafe(48)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="ascii") as fh:
-        fh.write(value + "\n")
-    _log.warning("generated a development master secret in %s", path)
-    return value
 
 
 def load_settings(
@@ -254,7 +274,7 @@ def load_settings(
     try:
         env = overrides.get("env") or os.environ.get("KEYTURN_ENV", "production")
         if env == "development" and "secret" not in overrides and not os.environ.get("KEYTURN_SECRET"):
-            overrides["secret"] = _dev_secret(secret_file or Path("keyturn.secret"))
+            overrides["secret"] = dev_secret(secret_file or Path("keyturn.secret"))
         if env == "development" and dev_issuer and "issuer" not in overrides and not os.environ.get("KEYTURN_ISSUER"):
             overrides["issuer"] = dev_issuer
         settings = Settings(**overrides)

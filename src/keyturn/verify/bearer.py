@@ -23,6 +23,7 @@ STATUS = {
     "unauthorized_client": 400,
     "invalid_scope": 400,
     "registration_closed": 403,
+    "email_not_verified": 403,
     "insufficient_scope": 403,
     "csrf_failed": 403,
     "origin_not_allowed": 403,

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 
 import pytest
 
-from keyturn.server.service import Client, Service
-from tests.server.cli.runner import PASSWORD, Cli, with_service
+from keyturn.core.errors import InvalidCredentials, SessionEnded
+from keyturn.server.service import Client, Service, TokenPair, UserRecord
+from tests.server.cli.runner import PASSWORD, Cli, user_id, with_service
+from tests.smtp import SmtpServer, link_token, smtp_server
 
 
 def test_users_add_list_disable(run: Cli) -> None:
@@ -107,3 +110,115 @@ def test_sessions_list_and_revoke(run: Cli) -> None:
     assert run("sessions", "list") == ""
     out = run("sessions", "revoke", "00000000-0000-0000-0000-000000000000", code=1)
     assert "No live session" in out
+
+
+# --- email and recovery (issue 17) --------------------------------------------------------------
+
+NEW = "a whole new passphrase"
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpServer]:
+    with smtp_server() as server:
+        yield server
+
+
+def test_users_add_with_an_email_mails_a_link_that_verifies_it(
+    run: Cli, monkeypatch: pytest.MonkeyPatch, smtp: SmtpServer
+) -> None:
+    """`users add --email` stores the address unverified; with KEYTURN_MAIL_URL set the link waits in
+    the outbox, a server's sender mails it, and it verifies the account the CLI created."""
+    run.env["KEYTURN_MAIL_URL"] = smtp.url
+    uid = user_id(
+        run("users", "add", "alice", "--email", "Alice@Example.com", "--password-stdin", input=PASSWORD + "\n")
+    )
+    assert smtp.messages == []  # the CLI only posts; sending is the server's work
+
+    async def deliver_and_verify(svc: Service) -> UserRecord:
+        assert (await svc.admin.user("alice")).email_verified_at is None
+        await svc.postman.deliver_due()
+        token = link_token(smtp.wait_for("Alice@example.com", timeout=5), "verify-email")
+        return await svc.auth.verify_email(token, Client())
+
+    verified = with_service(run, monkeypatch, deliver_and_verify)
+    assert (str(verified.id), verified.email) == (uid, "Alice@example.com")
+    assert verified.email_verified_at is not None
+
+
+def test_users_add_with_a_taken_or_bad_email_is_one_line_and_exit_1(run: Cli) -> None:
+    """The operator is told what sign-up never says: the address belongs to another account (any
+    case); nothing is created. A malformed address is one line too."""
+    run("users", "add", "alice", "--email", "alice@example.com", "--password-stdin", input=PASSWORD + "\n")
+    taken = run(
+        "users", "add", "bob", "--email", "ALICE@example.com", "--password-stdin", input=PASSWORD + "\n", code=1
+    )
+    assert taken.splitlines() == ["keyturn: Another account has that email address."]
+    bad = run("users", "add", "carol", "--email", "not an address", "--password-stdin", input=PASSWORD + "\n", code=1)
+    assert bad.splitlines() == ["keyturn: The email address must look like name@example.com."]
+    assert [line.split()[1] for line in run("users", "list").splitlines()] == ["alice"]
+
+
+def test_users_set_email(run: Cli) -> None:
+    """set-email gives an account an address (unverified), audited; an address another account has,
+    a malformed one, or an unknown user is one line and exit 1."""
+    for name in ("alice", "bob"):
+        run("users", "add", name, "--password-stdin", input=PASSWORD + "\n")
+    assert run("users", "set-email", "alice", "Alice@Example.com").splitlines() == [
+        "alice has the address Alice@example.com (unverified)"
+    ]
+    assert run("users", "set-email", "bob", "alice@EXAMPLE.com", code=1).splitlines() == [
+        "keyturn: Another account has that email address."
+    ]
+    assert run("users", "set-email", "bob", "bob@", code=1).splitlines() == [
+        "keyturn: The email address must look like name@example.com."
+    ]
+    assert run("users", "set-email", "nobody", "n@example.com", code=1).splitlines() == [
+        "keyturn: No user named 'nobody'."
+    ]
+    assert "bob has the address bob@example.com" in run("users", "set-email", "bob", "bob@example.com")
+    events = run("audit", "--event", "email_set", "--json").splitlines()
+    assert [json.loads(line)["outcome"] for line in events] == ["ok", "ok"]
+
+
+def test_users_set_password_ends_every_session(run: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    """set-password --password-stdin replaces the password and ends every session (the count is
+    said); the old password is refused, the new one works; the policy applies; audited."""
+    run("users", "add", "alice", "--password-stdin", input=PASSWORD + "\n")
+
+    async def sign_in_twice(svc: Service) -> list[TokenPair]:
+        return [await svc.auth.login("alice", PASSWORD, Client()) for _ in range(2)]
+
+    pairs = with_service(run, monkeypatch, sign_in_twice)
+    out = run("users", "set-password", "alice", "--password-stdin", input=NEW + "\n")
+    assert out.splitlines() == ["password of alice set; ended 2 session(s)"]
+    assert NEW not in out
+
+    async def after(svc: Service) -> None:
+        for pair in pairs:
+            with pytest.raises(SessionEnded):
+                await svc.auth.authenticate(pair.access_token)
+        with pytest.raises(InvalidCredentials):
+            await svc.auth.login("alice", PASSWORD, Client())
+        await svc.auth.login("alice", NEW, Client())
+
+    with_service(run, monkeypatch, after)
+    assert "at least 8" in run("users", "set-password", "alice", "--password-stdin", input="short\n", code=1)
+    assert "No user named 'nobody'" in run(
+        "users", "set-password", "nobody", "--password-stdin", input=NEW + "\n", code=1
+    )
+    events = run("audit", "--event", "password_set", "--json").splitlines()
+    assert [json.loads(line)["detail"] for line in events] == [{"sessions_ended": 2}]
+
+
+def test_users_enable(run: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    """enable lets a disabled account sign in again and says so; enabling an enabled account says it
+    was not disabled; an unknown user is one line and exit 1."""
+    run("users", "add", "alice", "--password-stdin", input=PASSWORD + "\n")
+    run("users", "disable", "alice")
+    assert run("users", "enable", "alice").splitlines() == ["enabled alice"]
+    assert run("users", "enable", "alice").splitlines() == ["alice was not disabled"]
+    assert "active" in run("users", "list")
+    with_service(run, monkeypatch, lambda svc: svc.auth.login("alice", PASSWORD, Client()))
+    assert run("users", "enable", "nobody", code=1).splitlines() == ["keyturn: No user named 'nobody'."]
+    events = run("audit", "--event", "user_enabled", "--json").splitlines()
+    assert len(events) == 1

@@ -44,10 +44,14 @@ def test_prune_removes_ended_sessions_past_their_retention(run: Cli, monkeypatch
 
     with_service(run, monkeypatch, sign_in_and_out)
     assert (
-        run("prune").strip() == "pruned 0 sessions, 0 audit rows and 0 revocation-feed entries"
+        run("prune").strip()
+        == "pruned 0 sessions, 0 audit rows, 0 sent mails, 0 email links and 0 revocation-feed entries"
     )  # kept for 7 days by default
     run.env["KEYTURN_SESSION_RETENTION"] = "0"
-    assert run("prune").strip() == "pruned 1 sessions, 0 audit rows and 0 revocation-feed entries"
+    assert (
+        run("prune").strip()
+        == "pruned 1 sessions, 0 audit rows, 0 sent mails, 0 email links and 0 revocation-feed entries"
+    )
     assert "pruned" in run("audit", "--event", "pruned")
 
 

@@ -26,6 +26,9 @@ NEEDS_SETTINGS: dict[tuple[str, ...], tuple[str, ...]] = {
     ("users", "grant"): ("alice", "admin"),
     ("users", "revoke"): ("alice", "admin"),
     ("users", "disable"): ("alice",),
+    ("users", "enable"): ("alice",),
+    ("users", "set-email"): ("alice", "alice@example.com"),
+    ("users", "set-password"): ("alice",),  # asks for the password only once the settings are known good
     ("keys", "list"): (),
     ("keys", "rotate"): ("--delay", "0"),
     ("sessions", "list"): (),

@@ -16,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from keyturn.core.errors import InvalidRequest
-from keyturn.server.http import admin, create_app, routes
+from keyturn.server.http import admin, create_app, recovery, routes
 from keyturn.server.http.body import MAX_JSON_DEPTH, JSONBodyRoute, parse_json_body
 from tests.conftest import make_settings
 from tests.helpers import PASSWORD, bearer, signed_in
@@ -129,11 +129,11 @@ def test_parsing_is_linear_on_its_worst_cases(worst: bytes) -> None:
 def test_every_route_with_a_json_body_parses_it_with_the_one_parser(tmp_path: Path) -> None:
     """Every route of the app that takes a body is a JSONBodyRoute (its JSON goes through parse_json_body)."""
     app = create_app(make_settings(tmp_path / "keyturn.db"))
-    mine = [*routes.router.routes, *admin.router.routes, *app.routes]
+    mine = [*routes.router.routes, *admin.router.routes, *recovery.router.routes, *app.routes]
     with_body = [r for r in mine if isinstance(r, APIRoute) and r.body_field is not None]
     assert {r.path for r in with_body} == {
-        f"/v1/auth/{name}" for name in ("login", "register", "refresh", "logout", "password")
-    } | {"/v1/admin/keys/rotate", "/v1/admin/clients"}
+        f"/v1/auth/{name}" for name in ("login", "register", "refresh", "logout", "password", "sessions/{session_id}")
+    } | {"/v1/admin/keys/rotate", "/v1/admin/clients"} | set(RECOVERY)
     assert all(isinstance(r, JSONBodyRoute) for r in with_body)
 
 
@@ -145,9 +145,20 @@ def valid_body(path: str, tokens: dict[str, Any]) -> dict[str, Any]:
         "/v1/auth/refresh": {"refresh_token": tokens["refresh_token"]},
         "/v1/auth/logout": {"refresh_token": tokens["refresh_token"]},
         "/v1/auth/password": {"current_password": PASSWORD, "new_password": "an entirely new passphrase"},
+        "/v1/auth/sessions/{session_id}": {"device_name": "laptop"},
         "/v1/admin/keys/rotate": {"delay": "10m"},
         "/v1/admin/clients": {"client_id": "billing-cron"},
+        **RECOVERY,
     }[path]
+
+
+# The recovery routes' bodies; a link's token here is no real one (refused as invalid_grant, parsed all the same).
+RECOVERY: dict[str, dict[str, Any]] = {
+    "/v1/auth/email/verify": {"token": "kt_et_" + "A" * 43},
+    "/v1/auth/email/resend": {"email": "body@example.com"},
+    "/v1/auth/password/forgot": {"email": "body@example.com"},
+    "/v1/auth/password/reset": {"token": "kt_et_" + "A" * 43, "new_password": "an entirely new passphrase"},
+}
 
 
 def duplicated(body: dict[str, Any]) -> bytes:
@@ -167,9 +178,12 @@ JSON_ROUTES = [
     "/v1/auth/refresh",
     "/v1/auth/logout",
     "/v1/auth/password",
+    "/v1/auth/sessions/{session_id}",
     "/v1/admin/keys/rotate",
     "/v1/admin/clients",
+    *RECOVERY,
 ]
+METHODS = {"/v1/auth/sessions/{session_id}": "PATCH"}  # the others are POST
 
 
 @pytest.mark.anyio
@@ -184,13 +198,15 @@ async def test_every_json_route_refuses_duplicates_and_other_encodings_with_400(
     tokens = await signed_in(client, "body")
     encode, why = BAD_BODIES[bad]
     headers = {**bearer(tokens), "content-type": "application/json"}
-    response = await client.post(path, content=encode(valid_body(path, tokens)), headers=headers)
+    method, url = METHODS.get(path, "POST"), path.format(session_id=tokens["session_id"])
+    response = await client.request(method, url, content=encode(valid_body(path, tokens)), headers=headers)
     assert response.status_code == 400, response.text
     assert response.json()["error"] == "invalid_request"
     assert why in response.json()["error_description"]
     assert set(response.json()) == {"error", "error_description"}
-    control = await client.post(path, json=valid_body(path, tokens), headers=bearer(tokens))
-    assert control.status_code != 400, control.text  # 403 on the admin routes: "body" is no admin
+    control = await client.request(method, url, json=valid_body(path, tokens), headers=bearer(tokens))
+    # Parsed: 403 on the admin routes ("body" is no admin), invalid_grant for the links' fake tokens.
+    assert control.status_code != 400 or control.json()["error"] != "invalid_request", control.text
 
 
 @pytest.mark.anyio

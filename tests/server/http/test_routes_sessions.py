@@ -1,7 +1,7 @@
 """Integration tests of the routes that end sessions, in-process: the real ASGI app on a real database.
 
-Logout (by access token, refresh token or cookie), logout everywhere, the device list, and the
-password change that ends every other session. An ended session's tokens are refused for that
+Logout (by access token, refresh token or cookie), logout everywhere, the device list, renaming a
+device, and the password change that ends every other session. An ended session's tokens are refused for that
 reason: ``invalid_grant`` "session has ended" for its refresh token, ``invalid_token`` "session of
 this access token has ended" for its access token.
 """
@@ -18,6 +18,7 @@ from tests.helpers import (
     PASSWORD,
     SESSION_ENDED,
     assert_refused,
+    audit_trail,
     bearer,
     login,
     refresh,
@@ -102,6 +103,70 @@ async def test_delete_session_of_someone_else_is_404(client: httpx.AsyncClient, 
     assert response.status_code == 404
     assert response.json()["error"] == "not_found"
     assert (await client.get("/v1/auth/me", headers=bearer(theirs))).status_code == 200
+
+
+async def test_rename_session_names_that_device_for_the_list(client: httpx.AsyncClient, database_url: str) -> None:
+    """PATCH /sessions/{id} answers 200 with the session, its name cleaned (control characters
+    dropped); the device list shows it; the rename is audited session_renamed; "" clears it."""
+    user = await register(client)
+    a, b = await login(client), await login(client, device_name="old name")
+    url = f"/v1/auth/sessions/{b['session_id']}"
+    response = await client.patch(url, headers=bearer(a), json={"device_name": "Work\x00 laptop\n"})
+    assert response.status_code == 200, response.text
+    renamed = response.json()
+    assert (renamed["id"], renamed["device_name"], renamed["current"]) == (b["session_id"], "Work laptop", False)
+    assert {"user_agent", "ip", "created_at", "last_used_at"} <= set(renamed)
+    listed = (await client.get("/v1/auth/sessions", headers=bearer(a))).json()["sessions"]
+    assert {s["id"]: s["device_name"] for s in listed} == {a["session_id"]: None, b["session_id"]: "Work laptop"}
+    assert ("session_renamed", "ok", None) in await audit_trail(database_url, user["id"])
+    own = await client.patch(f"/v1/auth/sessions/{a['session_id']}", headers=bearer(a), json={"device_name": "Mine"})
+    assert own.json()["current"] is True
+    cleared = await client.patch(url, headers=bearer(a), json={"device_name": ""})
+    assert cleared.json()["device_name"] is None
+    assert (await client.get("/v1/auth/me", headers=bearer(b))).status_code == 200  # renaming ends nothing
+
+
+@pytest.mark.parametrize("target", ["other-user", "unknown", "not-a-uuid", "ended"])
+async def test_rename_session_of_someone_else_or_ended_is_404(client: httpx.AsyncClient, target: str) -> None:
+    """Another user's session, an unknown id, garbage or a session that has ended: 404, nothing renamed."""
+    mine = await signed_in(client, "alice")
+    ended = await login(client, "alice")
+    await client.post("/v1/auth/logout", headers=bearer(ended))
+    theirs = await signed_in(client, "bob")
+    sid = {
+        "other-user": theirs["session_id"], "unknown": str(uuid.uuid4()), "not-a-uuid": "x",
+        "ended": ended["session_id"],
+    }[target]  # fmt: skip
+    response = await client.patch(f"/v1/auth/sessions/{sid}", headers=bearer(mine), json={"device_name": "mine now"})
+    assert_refused(response, 404, "not_found", "No such session.")
+    listed = (await client.get("/v1/auth/sessions", headers=bearer(theirs))).json()["sessions"]
+    assert [s["device_name"] for s in listed] == [None]
+
+
+@pytest.mark.parametrize(
+    ("body", "description"),
+    [
+        ({"device_name": "d" * 129}, "The field 'device_name' has the wrong type or value."),
+        ({"device_name": 7}, "The field 'device_name' has the wrong type or value."),
+        ({}, "The field 'device_name' is required."),
+        ({"device_name": "x", "user_agent": "forged"}, "The field 'user_agent' is not allowed."),
+    ],
+    ids=["too-long", "not-a-string", "missing", "unknown-field"],
+)
+async def test_rename_session_refuses_a_bad_body(
+    client: httpx.AsyncClient, body: dict[str, object], description: str
+) -> None:
+    """A name over 128 characters, not a string, absent, or an extra field: 400 invalid_request saying which."""
+    tokens = await signed_in(client)
+    response = await client.patch(f"/v1/auth/sessions/{tokens['session_id']}", headers=bearer(tokens), json=body)
+    assert_refused(response, 400, "invalid_request", description)
+
+
+async def test_rename_session_needs_an_access_token(client: httpx.AsyncClient) -> None:
+    """Without a bearer token: 401 invalid_token, as every other route of a signed-in user."""
+    tokens = await signed_in(client)
+    response = await client.patch(f"/v1/auth/sessions/{tokens['session_id']}", json={"device_name": "x"})
+    assert_refused(response, 401, "invalid_token")
 
 
 async def test_password_change_rotates_this_session_and_ends_the_others(client: httpx.AsyncClient) -> None:

@@ -93,3 +93,22 @@ async def test_the_admin_api_needs_the_scope_and_the_role_now(service: Service) 
     await service.admin.revoke_role("alice", "admin")
     with pytest.raises(InsufficientScope):
         service.auth.require_admin(await service.auth.authenticate(admin_pair.access_token))
+
+
+async def test_rename_session_cleans_the_name_and_finds_only_the_callers_live_sessions(service: Service) -> None:
+    """rename_session stores the name as sign-in would (no control characters or lone surrogates,
+    128 characters), audits session_renamed, and refuses another user's or an ended session."""
+    await service.auth.create_user("alice", PW, WHO)
+    await service.auth.create_user("bob", PW, WHO)
+    alice = await service.auth.authenticate((await service.auth.login("alice", PW, WHO)).access_token)
+    other = await service.auth.login("alice", PW, WHO, "phone")
+    bobs = await service.auth.login("bob", PW, WHO)
+    renamed = await service.auth.rename_session(alice, other.session_id, "a\x00b\ud800c\n" + "x" * 200, WHO)
+    assert (str(renamed.id), renamed.device_name) == (other.session_id, "abc" + "x" * 125)
+    assert (await events(service))[-1] == ("session_renamed", "ok")
+    assert (await service.auth.rename_session(alice, other.session_id, "\x07", WHO)).device_name is None
+    await service.auth.revoke_session(alice, other.session_id, WHO)
+    for sid in (bobs.session_id, other.session_id, "not-a-uuid"):
+        with pytest.raises(NotFound):
+            await service.auth.rename_session(alice, sid, "mine", WHO)
+    assert [s.device_name for s in await service.auth.sessions(alice)] == [None]

@@ -8,9 +8,10 @@ import sys
 
 import click
 
+from ...core.errors import InvalidRequest, NotFound
 from ...core.roles import ROLES, parse_roles
 from ..config import parse_duration
-from ..service import Client
+from ..service import Client, Service, UserRecord
 from ._invocation import Commands, fail, run, settings, when
 
 _ROLES = ", ".join(sorted(ROLES))
@@ -23,19 +24,70 @@ def users() -> None:
 
 @users.command("add")
 @click.argument("username")
+@click.option("--email", metavar="ADDRESS", help="The account's email address (a verification link is mailed).")
 @click.option("--password-stdin", is_flag=True, help="Read the password from stdin.")
-def users_add(username: str, password_stdin: bool) -> None:
+def users_add(username: str, email: str | None, password_stdin: bool) -> None:
     """Create the account USERNAME.
 
     Works whatever KEYTURN_ALLOW_REGISTRATION says: the operator can always add an account.
     """
     config = settings()  # a missing setting is said before the password is asked for, not after
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\n")
-    else:
-        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
-    user = run(lambda svc: svc.auth.create_user(username, password, Client(user_agent="keyturn-cli")), config)
+    password = _password(password_stdin)
+    user = run(lambda svc: _create(svc, username, password, email), config)
     click.echo(f"created {user.username} ({user.id})")
+
+
+async def _create(svc: Service, username: str, password: str, email: str | None) -> UserRecord:
+    """Create the account. Sign-up answers an address another account has as if it were free (so it
+    never tells whether an address is registered); the operator is told instead."""
+    user = await svc.auth.create_user(username, password, Client(user_agent="keyturn-cli"), email)
+    try:
+        stored = await svc.admin.user(user.username)
+    except NotFound:
+        stored = None
+    if stored is None or stored.id != user.id:
+        raise InvalidRequest("Another account has that email address.", reason="email_taken")
+    return user
+
+
+@users.command("set-email")
+@click.argument("username")
+@click.argument("address")
+def users_set_email(username: str, address: str) -> None:
+    """Give USERNAME an email address.
+
+    The address is unverified until the link mailed to it is opened; older links stop working.
+    """
+    user = run(lambda svc: svc.auth.set_email(username, address))
+    click.echo(f"{user.username} has the address {user.email} (unverified)")
+
+
+@users.command("set-password")
+@click.argument("username")
+@click.option("--password-stdin", is_flag=True, help="Read the password from stdin.")
+def users_set_password(username: str, password_stdin: bool) -> None:
+    """Set USERNAME's password and end all its sessions.
+
+    For an account whose owner cannot reset it by email. Every device is signed out.
+    """
+    config = settings()
+    password = _password(password_stdin)
+    ended = run(lambda svc: svc.auth.set_password(username, password), config)
+    click.echo(f"password of {username} set; ended {ended} session(s)")
+
+
+@users.command("enable")
+@click.argument("username")
+def users_enable(username: str) -> None:
+    """Enable the disabled account USERNAME again."""
+    changed = run(lambda svc: svc.auth.enable_user(username))
+    click.echo(f"enabled {username}" if changed else f"{username} was not disabled")
+
+
+def _password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\n")
+    return str(click.prompt("Password", hide_input=True, confirmation_prompt=True))
 
 
 @users.command("list")

@@ -99,7 +99,8 @@ def prune() -> None:
     """
     result = run(lambda svc: svc.maintenance.prune())
     click.echo(
-        f"pruned {result.sessions} sessions, {result.audit_events} audit rows "
+        f"pruned {result.sessions} sessions, {result.audit_events} audit rows, {result.mail} sent mails, "
+        f"{result.email_links} email links "
         f"and {result.revocations} revocation-feed entries"
     )
 

@@ -32,6 +32,7 @@ from .metrics import install_metrics
 from .middleware import BodyLimit, HeaderLimit, SecurityHeaders
 from .oauth import router as oauth_router
 from .ratelimit import RateLimits
+from .recovery import router as recovery_router
 from .routes import router
 
 __all__ = ["create_app", "create_app_from_env"]
@@ -58,16 +59,14 @@ def create_app(settings: Settings, *, service: Service | None = None) -> FastAPI
         # of the collector's sight, a full collection scans only what requests allocate, not tens
         # of milliseconds of start-up objects while a request waits.
         gc.freeze()
-        pruner = None
-        if settings.prune_interval:
-            pruner = asyncio.create_task(svc.maintenance.prune_periodically(), name="keyturn-prune")
+        tasks = _background(svc)
         try:
             yield
         finally:
-            if pruner is not None:
-                pruner.cancel()
+            for task in tasks:
+                task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
-                    await pruner
+                    await task
             restore_signals()
             svc.feed.close()
             await app.state.limits.close()
@@ -81,6 +80,7 @@ def create_app(settings: Settings, *, service: Service | None = None) -> FastAPI
     app.include_router(admin_router)
     app.include_router(feed_router)
     app.include_router(oauth_router)
+    app.include_router(recovery_router)
     _add_operational_routes(app, svc)
     if settings.serve_web_page:
         _add_web_page(app)
@@ -94,7 +94,7 @@ def create_app(settings: Settings, *, service: Service | None = None) -> FastAPI
             CORSMiddleware,
             allow_origins=list(settings.cors_origins),
             allow_credentials=True,
-            allow_methods=["GET", "POST", "DELETE"],
+            allow_methods=["GET", "POST", "PATCH", "DELETE"],
             allow_headers=["Authorization", "Content-Type", "X-CSRF-Token"],
             max_age=600,
         )
@@ -114,6 +114,16 @@ def _fastapi(settings: Settings, lifespan: Any) -> FastAPI:
     if settings.serve_api_docs:
         return FastAPIOffline(redoc_url=None, favicon_url="", **about)
     return FastAPI(docs_url=None, redoc_url=None, openapi_url=None, **about)
+
+
+def _background(svc: Service) -> list[asyncio.Task[None]]:
+    """What runs beside the requests while the app is up: pruning, and sending the outbox's mail."""
+    tasks = []
+    if svc.settings.prune_interval:
+        tasks.append(asyncio.create_task(svc.maintenance.prune_periodically(), name="keyturn-prune"))
+    if svc.postman.enabled:
+        tasks.append(asyncio.create_task(svc.postman.run(), name="keyturn-mail"))
+    return tasks
 
 
 def _on(flag: bool) -> str:

@@ -64,6 +64,8 @@ class RateLimits:
         self.register_ip = parse_many(settings.rate_limit_register_ip)
         self.refresh_session = parse_many(settings.rate_limit_refresh_session)
         self.client_grant = parse_many(settings.rate_limit_client_grant)
+        self.recovery_address = parse_many(settings.rate_limit_recovery_address)
+        self.recovery_ip = parse_many(settings.rate_limit_recovery_ip)
         self.ceiling = parse_many(settings.rate_limit_global)
 
     async def close(self) -> None:

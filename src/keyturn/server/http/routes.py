@@ -17,19 +17,21 @@ from .body import JSONBodyRoute
 from .cookies import BrowserMode, refresh_cookie
 from .ratelimit import RateLimits, client_ip
 from .schemas import (
-    Credentials,
     LoginRequest,
     LogoutRequest,
     Me,
     PasswordChange,
     RefreshRequest,
+    Registration,
     SessionOut,
+    SessionRename,
     SessionsOut,
     TokenResponse,
     UserOut,
 )
 
 __all__ = ["router"]
+
 
 T = TypeVar("T")
 router = APIRouter(prefix="/v1/auth", tags=["auth"], route_class=JSONBodyRoute)
@@ -120,10 +122,12 @@ Cookie = Annotated[RefreshToken | None, Depends(session_cookie)]
 
 
 @router.post("/register", status_code=201, responses={**_ERRORS, 409: {"description": "Username taken"}})
-async def register(body: Credentials, svc: Svc, who: Who, lim: Limits) -> UserOut:
-    """Create an account (when `KEYTURN_ALLOW_REGISTRATION` is on); limited per client IP."""
+async def register(body: Registration, svc: Svc, who: Who, lim: Limits) -> UserOut:
+    """Create an account (when `KEYTURN_ALLOW_REGISTRATION` is on); limited per client IP. With an
+    `email`, a verification link is mailed; an address another account has gets the same answer
+    (its owner is mailed instead)."""
     await lim.hit(lim.register_ip, "register-ip", who.ip)
-    user = await svc.auth.register(body.username, body.password, who)
+    user = await svc.auth.register(body.username, body.password, who, body.email)
     return UserOut(id=str(user.id), username=user.username, created_at=user.created_at)
 
 
@@ -199,12 +203,22 @@ async def end_session(session_id: str, svc: Svc, who: Who, edge: Browser, cookie
     return _no_content(edge, clear=cookie is not None and session_id == str(me.session.id))
 
 
+@router.patch("/sessions/{session_id}", responses={**_ERRORS, 404: {"description": "No such session"}})
+async def rename_session(
+    session_id: str, body: SessionRename, svc: Svc, who: Who, cookie: Cookie, me: Authed
+) -> SessionOut:
+    """Name one of this user's sessions (devices); an empty name clears it."""
+    record = await svc.auth.rename_session(me, session_id, body.device_name, who)
+    return _session(record, me)
+
+
 @router.get("/me", responses=_ERRORS)
 async def whoami(me: Authed) -> Me:
     """The caller, from the access token (whose session must still be live)."""
     c = me.claims
     return Me(
-        sub=c.sub, username=me.user.username, session_id=c.sid, client_id=c.client_id, scope=" ".join(c.scope),
+        sub=c.sub, username=me.user.username, email=me.user.email, email_verified=me.user.email_verified_at is not None,
+        session_id=c.sid, client_id=c.client_id, scope=" ".join(c.scope),
         exp=c.exp, iat=c.iat, auth_time=c.auth_time,
     )  # fmt: skip
 

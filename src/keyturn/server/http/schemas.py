@@ -11,13 +11,18 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 from ..service import TokenPair
 
 __all__ = [
+    "Address",
     "Credentials",
+    "LinkToken",
     "LoginRequest",
     "LogoutRequest",
     "Me",
+    "NewPassword",
     "PasswordChange",
     "RefreshRequest",
+    "Registration",
     "SessionOut",
+    "SessionRename",
     "SessionsOut",
     "TokenResponse",
     "UserOut",
@@ -33,6 +38,26 @@ class _Strict(BaseModel):
 class Credentials(_Strict):
     username: str = Field(examples=["alice"])
     password: str = Field(examples=["correct horse battery staple"])
+
+
+class Registration(Credentials):
+    email: str | None = Field(default=None, max_length=1024, examples=["alice@example.com"])
+
+
+class LinkToken(_Strict):
+    token: str = Field(max_length=256)
+
+
+class Address(_Strict):
+    email: str = Field(max_length=1024, examples=["alice@example.com"])
+
+
+class NewPassword(LinkToken):
+    new_password: str
+
+
+class SessionRename(_Strict):
+    device_name: str | None = Field(max_length=128, examples=["Work laptop"])
 
 
 class LoginRequest(Credentials):
@@ -94,6 +119,8 @@ class SessionsOut(BaseModel):
 class Me(BaseModel):
     sub: str
     username: str
+    email: str | None
+    email_verified: bool
     session_id: str
     client_id: str
     scope: str

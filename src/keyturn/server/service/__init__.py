@@ -71,6 +71,9 @@ class Service:
         self.maintenance = Maintenance(self.ctx)
         self.feed = Feed(self.ctx)
         self.clients = Clients(self.ctx)
+        self.postman = self.ctx.postman
+        for request in ("verify_request", "reset_request"):  # asked for by address: see Recovery._ask
+            self.postman.compose(request, self.auth.compose_link)
         self.oauth = OAuth(self.ctx, self.auth)
 
     @property

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ...core.clients import SecretMac
+from ...core.mail import MessageSeal
 from ...core.masterkey import MasterKey
 from ...core.passwords import Passwords
 from ...core.refresh import RefreshToken, RefreshTokenCodec
@@ -23,8 +24,10 @@ from ...core.sessions import Lifetimes, SessionState, whole_seconds_left
 from ...core.tokens import AccessClaims, issue_access_token
 from ...verify import Verifier
 from ..config import Settings
+from ..mailer import mailer_for
 from ..store import AuditRecord, SessionRecord, Store, Tx, UserRecord
 from .keyring import KeyManager
+from .postman import Postman
 
 __all__ = [
     "AuditObserver", "Caller", "Client", "Context", "TokenPair", "parse_uuid", "state_of", "unverified", "utcnow",
@@ -97,6 +100,8 @@ class Context:
         )
         self.codec = RefreshTokenCodec.from_master(master)
         self.client_secrets = SecretMac(master.derive("keyturn/client-secret"))
+        self.email_tokens = SecretMac(master.derive("keyturn/email-token"))
+        self.postman = Postman(self, mailer_for(settings), MessageSeal(master))
         self.passwords = passwords or Passwords(
             min_length=settings.password_min_length, max_length=settings.password_max_length
         )

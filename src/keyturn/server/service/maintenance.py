@@ -35,6 +35,8 @@ class PruneResult:
     sessions: int
     audit_events: int
     revocations: int = 0
+    mail: int = 0
+    email_links: int = 0
 
 
 class Maintenance:
@@ -60,8 +62,14 @@ class Maintenance:
         def revocations(tx: Tx) -> Awaitable[int]:
             return tx.prune_revocations(before=now - FEED_MARGIN, limit=size)
 
+        def mail(tx: Tx) -> Awaitable[int]:  # sent or given up: kept as long as ended sessions
+            return tx.prune_outbox(before=now - settings.session_retention, limit=size)
+
+        def email_links(tx: Tx) -> Awaitable[int]:
+            return tx.prune_email_tokens(before=now, limit=size)
+
         result = PruneResult(
-            await self._in_batches(sessions), await self._in_batches(audit), await self._in_batches(revocations)
+            *[await self._in_batches(batch) for batch in (sessions, audit, revocations, mail, email_links)]
         )
         if result.sessions or result.audit_events:
             async with self.ctx.store.write() as tx:

@@ -21,6 +21,7 @@ from ...core.sessions import SessionBounds
 from ...core.tokens import AccessClaims
 from ..store import SessionRecord
 from .context import Caller, Client, Context, parse_uuid, state_of
+from .signin import device_label
 
 __all__ = ["SessionUse", "session_ended"]
 
@@ -105,6 +106,28 @@ class SessionUse:
         sid = parse_uuid(session_id)
         if sid is None or not await self._revoke(caller.user.id, client, "session_revoked", only=sid):
             raise NotFound("No such session.")
+
+    async def rename_session(
+        self, caller: Caller, session_id: str, device_name: str | None, client: Client
+    ) -> SessionRecord:
+        """Name one of the caller's own live sessions, so the user can tell devices apart; the
+        name is cleaned as at sign-in, and an empty one clears it. Audited ``session_renamed``.
+
+        Raises:
+            NotFound: no live session of this user has that id.
+        """
+        sid = parse_uuid(session_id)
+        if sid is None:
+            raise NotFound("No such session.")
+        now = self.ctx.clock()
+        bounds = SessionBounds.at(now, self.ctx.lifetimes)
+        async with self.ctx.store.write() as tx:
+            record = await tx.rename_session(sid, caller.user.id, device_label(device_name), bounds)
+            if record is not None:
+                await self.ctx.audit_session(tx, now, "session_renamed", client, record)
+        if record is None:
+            raise NotFound("No such session.")
+        return record
 
     async def revoke_token(self, token: str, hint: str | None, client: Client, *, owner: str) -> None:
         """RFC 7009: end the session of a refresh token or of an access token (``hint`` says which

@@ -7,12 +7,14 @@ import unicodedata
 import uuid
 from datetime import datetime
 
-from ...core.errors import InvalidCredentials, RegistrationClosed
+from ...core.emails import normalize_email
+from ...core.errors import EmailNotVerified, InvalidCredentials, InvalidRequest, RegistrationClosed
 from ...core.users import normalize_username
-from ..store import SessionRecord, UserRecord
+from ..store import SessionRecord, Tx, UserRecord
+from . import messages
 from .context import Client, Context, TokenPair, state_of
 
-__all__ = ["SignIn", "changed_since_check"]
+__all__ = ["SignIn", "changed_since_check", "device_label"]
 
 
 class SignIn:
@@ -20,27 +22,55 @@ class SignIn:
 
     ctx: Context
 
-    async def register(self, username: object, password: object, client: Client) -> UserRecord:
-        """Create an account when open registration is enabled.
+    async def mail_verification(
+        self, tx: Tx, user_id: uuid.UUID, email: str, email_key: str, now: datetime
+    ) -> None: ...  # ``Recovery``'s
+
+    async def register(self, username: object, password: object, client: Client, email: object = None) -> UserRecord:
+        """Create an account when open registration is enabled (an address is required when
+        ``KEYTURN_REQUIRE_VERIFIED_EMAIL`` is on).
 
         Raises:
             RegistrationClosed, InvalidRequest, PasswordPolicyError, UsernameTaken, Unavailable.
         """
         if not self.ctx.settings.allow_registration:
             raise RegistrationClosed()
-        return await self.create_user(username, password, client)
+        if email is None and self.ctx.settings.require_verified_email:
+            raise InvalidRequest("An email address is required to sign up.", reason="email_required")
+        return await self.create_user(username, password, client, email)
 
-    async def create_user(self, username: object, password: object, client: Client) -> UserRecord:
-        """Create an account (also used by the CLI, whatever the registration setting)."""
+    async def create_user(self, username: object, password: object, client: Client, email: object = None) -> UserRecord:
+        """Create an account (also used by the CLI, whatever the registration setting); with an
+        address, a verification link is posted.
+
+        An address another account has gets the same answer (a record of an account that is not
+        stored) after the same work, and that account's owner is mailed instead: registration
+        never tells whether an address is registered.
+        """
         display, key = normalize_username(username)
+        address = None if email is None else normalize_email(email)
         normalized = self.ctx.passwords.check_new(password)
         password_hash = await self.ctx.hash_password(normalized)
         now = self.ctx.clock()
-        user = UserRecord(uuid.uuid4(), display, key, password_hash, now, now)
+        user = UserRecord(uuid.uuid4(), display, key, password_hash, now, now, email=address and address[0],
+                          email_key=address and address[1])  # fmt: skip
         async with self.ctx.store.write() as tx:
-            await tx.insert_user(user)
-            await self.ctx.audit(tx, now, "register", client, user_id=user.id)
+            if await tx.insert_user(user):
+                if address is not None and self.ctx.postman.enabled:
+                    await self.mail_verification(tx, user.id, *address, now)
+                await self.ctx.audit(tx, now, "register", client, user_id=user.id)
+            else:
+                await self._address_in_use(tx, address, now, client)
         return user
+
+    async def _address_in_use(self, tx: Tx, address: tuple[str, str] | None, now: datetime, client: Client) -> None:
+        """A sign-up with a registered address: tell the address's owner, not the caller."""
+        owner = None if address is None else await tx.user_by_email(address[1])
+        if owner is not None and owner.email is not None and self.ctx.postman.enabled:
+            link = f"{self.ctx.settings.issuer.rstrip('/')}/"
+            message = messages.address_in_use(self.ctx.settings.product_name, owner.email, link)
+            await self.ctx.postman.post(tx, "address_in_use", message)
+        await self.ctx.audit(tx, now, "register", client, outcome="refused", reason="email_taken")
 
     async def login(
         self, username: object, password: object, client: Client, device_name: str | None = None
@@ -62,6 +92,8 @@ class SignIn:
         except InvalidCredentials:
             await self._login_failed(user, client)
             raise
+        if self.ctx.settings.require_verified_email and user.email_verified_at is None:
+            raise EmailNotVerified()  # the password was right: the account's owner is asking
         return await self._open_session(user, normalized, client, device_name)
 
     async def _login_failed(self, user: UserRecord | None, client: Client) -> None:
@@ -107,7 +139,7 @@ class SignIn:
             scope=self.ctx.settings.default_scope,
             user_agent=c.user_agent,
             ip=c.ip,
-            device_name=_device_label(device_name),
+            device_name=device_label(device_name),
         )
 
 
@@ -123,7 +155,7 @@ def changed_since_check(user: UserRecord | None, checked: UserRecord) -> str | N
     return None
 
 
-def _device_label(name: str | None) -> str | None:
+def device_label(name: str | None) -> str | None:
     """A device name fit to store and to show: control characters (NUL among them, which
     PostgreSQL refuses in text) and lone surrogates (no UTF-8 for them) dropped; 128 characters."""
     clean = "".join(ch for ch in name or "" if unicodedata.category(ch) not in ("Cc", "Cs"))[:128]

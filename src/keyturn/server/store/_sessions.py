@@ -99,6 +99,20 @@ class SessionQueries(Queries):
         self.end_later(ended, now, tokens_until, reason)
         return ended
 
+    async def rename_session(
+        self, session_id: uuid.UUID, user_id: uuid.UUID, device_name: str | None, bounds: SessionBounds
+    ) -> SessionRecord | None:
+        """Set the device name of the user's session ``session_id`` if it is live within ``bounds``,
+        in one statement; the renamed row, or None when the user has no such live session."""
+        stmt = (
+            update(sessions)
+            .where(sessions.c.id == session_id, sessions.c.user_id == user_id, _live(bounds))
+            .values(device_name=device_name)
+            .returning(*sessions.c)
+        )
+        row = (await self._conn.execute(stmt)).first()
+        return None if row is None else SessionRecord(**row._asdict())
+
     async def live_sessions(
         self, user_id: uuid.UUID | None, bounds: SessionBounds, limit: int = 100
     ) -> list[SessionRecord]:

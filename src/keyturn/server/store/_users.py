@@ -18,13 +18,20 @@ __all__ = ["UserQueries"]
 
 
 class UserQueries(Queries):
-    async def insert_user(self, user: UserRecord) -> None:
-        """Raises ``UsernameTaken`` when the normalized name exists."""
+    async def insert_user(self, user: UserRecord) -> bool:
+        """Insert the account; False, and nothing inserted, when another account has its address.
+
+        Raises:
+            UsernameTaken: the normalized name exists.
+        """
         try:
             async with self._conn.begin_nested():
                 await self._conn.execute(insert(users).values(**values(user)))
         except IntegrityError:
-            raise UsernameTaken() from None
+            if user.email_key is None or await self.user_by_key(user.username_key) is not None:
+                raise UsernameTaken() from None
+            return False
+        return True
 
     async def user_by_key(self, username_key: str) -> UserRecord | None:
         return _user((await self._conn.execute(_USER_BY_KEY, {"key": username_key})).first())
@@ -52,6 +59,10 @@ class UserQueries(Queries):
 
     async def set_roles(self, user_id: uuid.UUID, roles: str) -> None:
         await self._conn.execute(update(users).where(users.c.id == user_id).values(roles=roles))
+
+    async def enable_user(self, user_id: uuid.UUID) -> bool:
+        stmt = update(users).where(users.c.id == user_id, users.c.disabled_at.is_not(None)).values(disabled_at=None)
+        return (await self._conn.execute(stmt)).rowcount == 1
 
     async def disable_user(self, user_id: uuid.UUID, now: datetime) -> bool:
         stmt = update(users).where(users.c.id == user_id, users.c.disabled_at.is_(None)).values(disabled_at=now)

@@ -19,6 +19,10 @@ class UserRecord:
     disabled_at: datetime | None = None
     roles: str = ""
     """Space-separated role names (``keyturn.roles``), granted by the operator."""
+    email: str | None = None
+    email_key: str | None = None
+    """The address's normalized key (``keyturn.core.emails``), unique."""
+    email_verified_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,3 +83,32 @@ class ClientRecord:
     created_at: datetime
     secret_rotated_at: datetime
     disabled_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRecord:
+    """A message in the mail outbox (``keyturn.core.mail``); ``sealed`` is empty once sent."""
+
+    id: uuid.UUID
+    sealed: bytes = field(repr=False)
+    kind: str
+    created_at: datetime
+    next_attempt_at: datetime
+    attempts: int = 0
+    lease_until: datetime | None = None
+    sent_at: datetime | None = None
+    failed_at: datetime | None = None
+    last_error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EmailTokenRecord:
+    """A single-use link mailed to an address: the MAC of its token, never the token."""
+
+    mac: str
+    user_id: uuid.UUID
+    purpose: str  # "verify" or "reset"
+    email_key: str
+    created_at: datetime
+    expires_at: datetime
+    used_at: datetime | None = None

@@ -24,8 +24,8 @@ from sqlalchemy import (
 )
 
 __all__ = [
-    "UTCDateTime", "audit_events", "clients", "metadata", "revocation_feed", "revocations", "sessions", "signing_keys",
-    "users",
+    "UTCDateTime", "audit_events", "clients", "email_tokens", "metadata", "outbox", "revocation_feed", "revocations",
+    "sessions", "signing_keys", "users",
 ]  # fmt: skip
 
 
@@ -71,6 +71,9 @@ users = Table(
     Column("password_changed_at", UTCDateTime, nullable=False),
     Column("disabled_at", UTCDateTime, nullable=True),
     Column("roles", String(256), nullable=False, server_default=""),
+    Column("email", String(254), nullable=True),
+    Column("email_key", String(320), nullable=True, unique=True),  # keyturn.core.emails: one address, one account
+    Column("email_verified_at", UTCDateTime, nullable=True),
 )
 
 sessions = Table(
@@ -162,4 +165,39 @@ clients = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("secret_rotated_at", UTCDateTime, nullable=False),
     Column("disabled_at", UTCDateTime, nullable=True),
+)
+
+# The mail outbox (``keyturn.core.mail``): a message is written in the transaction that decides
+# to send it, sealed, and sent by any instance after the commit; a claim is a lease
+# (``lease_until``), so an instance that dies mid-send leaves it for another after the lease.
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", Uuid, primary_key=True),  # also the sealed message's associated data
+    Column("sealed", LargeBinary, nullable=False),  # emptied once sent
+    Column("kind", String(32), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("next_attempt_at", UTCDateTime, nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("lease_until", UTCDateTime, nullable=True),
+    Column("sent_at", UTCDateTime, nullable=True),
+    Column("failed_at", UTCDateTime, nullable=True),
+    Column("last_error", String(200), nullable=True),
+    Index(None, "next_attempt_at"),
+)
+
+# Single-use links mailed to an address (``keyturn.core.emails``): only the keyed MAC of the token
+# is stored, with the address it was sent to (a link stops working when the address changes).
+email_tokens = Table(
+    "email_tokens",
+    metadata,
+    Column("mac", String(64), primary_key=True),
+    Column("user_id", Uuid, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("purpose", String(16), nullable=False),
+    Column("email_key", String(320), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("used_at", UTCDateTime, nullable=True),
+    Index(None, "user_id"),
+    Index(None, "expires_at"),
 )

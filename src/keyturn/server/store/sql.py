@@ -10,6 +10,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, insert, select
 
 from ._clients import ClientQueries
+from ._emails import EmailQueries
+from ._outbox import OutboxQueries
 from ._queries import values
 from ._revocations import RevocationQueries
 from ._sessions import SessionQueries
@@ -57,10 +59,10 @@ class Store:
         await self.db.dispose()
 
 
-class Tx(UserQueries, SessionQueries, RevocationQueries, ClientQueries):
+class Tx(UserQueries, EmailQueries, SessionQueries, RevocationQueries, ClientQueries, OutboxQueries):
     """One open transaction: the queries on accounts (``_users.py``), on sessions
     (``_sessions.py``), on the revocation feed (``_revocations.py``), on OAuth clients
-    (``_clients.py``), and these on signing keys
+    (``_clients.py``), on the mail outbox (``_outbox.py``), and these on signing keys
     and the audit log."""
 
     async def lock(self, name: str) -> None:
