@@ -78,9 +78,42 @@ export class KeyturnSession {
     return tokens;
   }
 
-  /** Create an account (does not sign in). Throws KeyturnError, e.g. code "username_taken". */
-  async register(username, password) {
-    return this.#json(await this.#post("/v1/auth/register", { username, password }));
+  /**
+   * Create an account (does not sign in); with an `email`, the server mails it a verification
+   * link. Throws KeyturnError, e.g. code "username_taken".
+   */
+  async register(username, password, email) {
+    const body = { username, password };
+    if (email) body.email = email;
+    return this.#json(await this.#post("/v1/auth/register", body));
+  }
+
+  // Account recovery: no session needed. The answers to `forgotPassword` and `resendVerification`
+  // are the same whether or not the address has an account; they resolve the server's status text.
+
+  /** Ask for a link to choose a new password, mailed to `email`. Throws KeyturnError (e.g. "rate_limited"). */
+  async forgotPassword(email) {
+    return (await this.#json(await this.#post("/v1/auth/password/forgot", { email }))).status;
+  }
+
+  /** Ask for a new verification link for `email`. Throws KeyturnError. */
+  async resendVerification(email) {
+    return (await this.#json(await this.#post("/v1/auth/email/resend", { email }))).status;
+  }
+
+  /** Verify an address with the token of the mailed link; resolves {email, email_verified}. Throws KeyturnError. */
+  async verifyEmail(token) {
+    return this.#json(await this.#post("/v1/auth/email/verify", { token }));
+  }
+
+  /**
+   * Choose a new password with the token of the mailed link. Every session of that user ends,
+   * on every device; resolves how many. Throws KeyturnError ("invalid_grant": the link is used or
+   * expired; "invalid_request": the password breaks the policy).
+   */
+  async resetPassword(token, newPassword) {
+    const body = { token, new_password: newPassword };
+    return (await this.#json(await this.#post("/v1/auth/password/reset", body))).sessions_ended;
   }
 
   /** On page load: is the cookie session alive? One refresh; true if signed in now. */
