@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote
 
+import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from cryptography import x509
@@ -198,3 +199,14 @@ def mute_server() -> Iterator[int]:
         listener.listen(8)
         port: int = listener.getsockname()[1]
         yield port
+
+
+def smtp_fixture(scope: Literal["function", "module"] = "function") -> Any:
+    """A fixture named ``smtp``: a plain SMTP server (``smtp_server()``) for one test, or a module."""
+
+    @pytest.fixture(scope=scope)
+    def smtp() -> Iterator[SmtpServer]:
+        with smtp_server() as server:
+            yield server
+
+    return smtp

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
 
 import pytest
 
 from keyturn.core.errors import InvalidCredentials, SessionEnded
 from keyturn.server.service import Client, Service, TokenPair, UserRecord
 from tests.server.cli.runner import PASSWORD, Cli, user_id, with_service
-from tests.smtp import SmtpServer, link_token, smtp_server
+from tests.smtp import SmtpServer, link_token, smtp_fixture
 
 
 def test_users_add_list_disable(run: Cli) -> None:
@@ -117,10 +116,7 @@ def test_sessions_list_and_revoke(run: Cli) -> None:
 NEW = "a whole new passphrase"
 
 
-@pytest.fixture
-def smtp() -> Iterator[SmtpServer]:
-    with smtp_server() as server:
-        yield server
+smtp = smtp_fixture()
 
 
 def test_users_add_with_an_email_mails_a_link_that_verifies_it(

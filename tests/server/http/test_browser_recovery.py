@@ -17,7 +17,7 @@ from keyturn.core.errors import EmailNotVerified, InvalidCredentials
 from tests.browser import chromium_fixture, require_chromium
 from tests.server.http.test_browser import PASSWORD, open_app, shot, sign_in
 from tests.servers import Server, keyturn_server
-from tests.smtp import SmtpServer, link_token, smtp_server
+from tests.smtp import SmtpServer, link_token, smtp_fixture
 
 pytestmark = pytest.mark.browser
 
@@ -32,10 +32,7 @@ from playwright.sync_api import Browser, BrowserContext, Page, expect  # noqa: E
 browser = chromium_fixture()
 
 
-@pytest.fixture(scope="module")
-def smtp() -> Iterator[SmtpServer]:
-    with smtp_server() as running:
-        yield running
+smtp = smtp_fixture("module")
 
 
 @pytest.fixture(scope="module")

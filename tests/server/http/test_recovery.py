@@ -11,7 +11,7 @@ import re
 import statistics
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -28,7 +28,7 @@ from keyturn.server.service import Service
 from keyturn.server.service.recovery import LINK_REFUSED
 from tests.conftest import ISSUER, Clock, make_settings
 from tests.helpers import PASSWORD, SESSION_ENDED, assert_refused, bearer, fetch, login
-from tests.smtp import SmtpServer, link_token, smtp_server
+from tests.smtp import SmtpServer, link_token, smtp_fixture
 
 pytestmark = pytest.mark.anyio
 ALICE = "alice@example.com"
@@ -37,10 +37,7 @@ IP = "203.0.113.7"
 NO_STORE = "no-store"
 
 
-@pytest.fixture
-def smtp() -> Iterator[SmtpServer]:
-    with smtp_server() as server:
-        yield server
+smtp = smtp_fixture()
 
 
 class Site:
@@ -199,15 +196,21 @@ async def test_asking_for_a_link_needs_one_address(web: httpx.AsyncClient, path:
     assert_refused(await web.post(path, json=body), 400, "invalid_request")
 
 
+async def three_kinds_of_account(web: httpx.AsyncClient, site: Site) -> list[str]:
+    """alice (unverified), vera (verified) and dora (disabled), signed up through the API; the
+    recipients of every mail so far."""
+    await sign_up(web, "alice", ALICE)
+    await sign_up(web, "vera", "vera@example.com")
+    await web.post("/v1/auth/email/verify", json={"token": await site.mail_to("vera@example.com")})
+    await sign_up(web, "dora", "dora@example.com")
+    await site.svc.admin.disable_user("dora")
+    return await site.recipients()
+
+
 async def test_forgot_answers_the_same_for_every_kind_of_address(web: httpx.AsyncClient, mail_site: Site) -> None:
     """Known (verified or not), unknown and disabled addresses: the same 202 body; a reset mail
     goes only to the enabled accounts."""
-    await sign_up(web, "alice", ALICE)
-    await sign_up(web, "vera", "vera@example.com")
-    await web.post("/v1/auth/email/verify", json={"token": await mail_site.mail_to("vera@example.com")})
-    await sign_up(web, "dora", "dora@example.com")
-    await mail_site.svc.admin.disable_user("dora")
-    before = await mail_site.recipients()
+    before = await three_kinds_of_account(web, mail_site)
     for address in (ALICE, "vera@example.com", "nobody@example.com", "dora@example.com"):
         assert_accepted(await web.post("/v1/auth/password/forgot", json={"email": address}), RESET_STATUS)
     assert (await mail_site.recipients())[len(before) :] == [ALICE, "vera@example.com"]
@@ -216,12 +219,7 @@ async def test_forgot_answers_the_same_for_every_kind_of_address(web: httpx.Asyn
 async def test_resend_answers_the_same_for_every_kind_of_address(web: httpx.AsyncClient, mail_site: Site) -> None:
     """Unverified, verified, unknown and disabled addresses: the same 202 body; a new link goes
     only to the unverified enabled account, and it verifies."""
-    await sign_up(web, "alice", ALICE)
-    await sign_up(web, "vera", "vera@example.com")
-    await web.post("/v1/auth/email/verify", json={"token": await mail_site.mail_to("vera@example.com")})
-    await sign_up(web, "dora", "dora@example.com")
-    await mail_site.svc.admin.disable_user("dora")
-    before = await mail_site.recipients()
+    before = await three_kinds_of_account(web, mail_site)
     for address in ("Alice@Example.com", "vera@example.com", "nobody@example.com", "dora@example.com"):
         assert_accepted(await web.post("/v1/auth/email/resend", json={"email": address}), RESEND_STATUS)
     assert (await mail_site.recipients())[len(before) :] == [ALICE]

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Iterator
+from collections.abc import AsyncIterator, Awaitable
 from email.message import EmailMessage
 from typing import Any
 
@@ -30,7 +30,7 @@ from keyturn.server.service import Service, UserRecord
 from keyturn.server.service.recovery import LINK_REFUSED
 from tests.conftest import Clock, make_settings
 from tests.server.service.usecases import PW, WHO, events
-from tests.smtp import SmtpServer, link_token, smtp_server
+from tests.smtp import SmtpServer, link_token, smtp_fixture
 
 pytestmark = pytest.mark.anyio
 NEW = "a whole new passphrase"
@@ -38,10 +38,7 @@ OTHER = "an entirely new passphrase"
 ALICE = "alice@example.com"
 
 
-@pytest.fixture
-def smtp() -> Iterator[SmtpServer]:
-    with smtp_server() as server:
-        yield server
+smtp = smtp_fixture()
 
 
 async def started(database_url: str, clock: Clock, passwords: Passwords, **overrides: Any) -> Service:

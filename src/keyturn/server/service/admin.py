@@ -13,9 +13,8 @@ from ...core.keys import SigningKey
 from ...core.roles import ADMIN, format_roles, parse_roles
 from ...core.sessions import SessionBounds
 from ...core.tokens import AccessClaims
-from ...core.users import normalize_username
 from ..store import AuditRecord, SessionRecord, Tx, UserRecord
-from .context import Client, Context, parse_uuid, state_of, unverified
+from .context import Client, Context, parse_uuid, state_of, unverified, user_named
 
 __all__ = ["MAX_AUDIT_LIMIT", "AdminService", "KeyStatus", "TokenReport", "still_admin"]
 
@@ -63,12 +62,7 @@ class AdminService:
             return await tx.list_users()
 
     async def user(self, username: str) -> UserRecord:
-        _, key = normalize_username(username)
-        async with self.ctx.store.read() as tx:
-            user = await tx.user_by_key(key)
-        if user is None:
-            raise NotFound(f"No user named {username!r}.")
-        return user
+        return await user_named(self.ctx.store, username)
 
     async def disable_user(self, username: str) -> int:
         """Disable an account and end its sessions; returns how many sessions ended."""

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ...core.clients import SecretMac
+from ...core.errors import NotFound
 from ...core.mail import MessageSeal
 from ...core.masterkey import MasterKey
 from ...core.passwords import Passwords
@@ -22,6 +23,7 @@ from ...core.refresh import RefreshToken, RefreshTokenCodec
 from ...core.roles import parse_roles, token_scope
 from ...core.sessions import Lifetimes, SessionState, whole_seconds_left
 from ...core.tokens import AccessClaims, issue_access_token
+from ...core.users import normalize_username
 from ...verify import Verifier
 from ..config import Settings
 from ..mailer import mailer_for
@@ -30,7 +32,8 @@ from .keyring import KeyManager
 from .postman import Postman
 
 __all__ = [
-    "AuditObserver", "Caller", "Client", "Context", "TokenPair", "parse_uuid", "state_of", "unverified", "utcnow",
+    "AuditObserver", "Caller", "Client", "Context", "TokenPair", "parse_uuid", "state_of", "unverified", "user_named",
+    "utcnow",
 ]  # fmt: skip
 
 Clock = Callable[[], datetime]
@@ -273,6 +276,20 @@ def parse_uuid(value: str) -> uuid.UUID | None:
         return uuid.UUID(value)
     except (ValueError, TypeError, AttributeError):
         return None
+
+
+async def user_named(store: Store, username: str) -> UserRecord:
+    """The account named ``username`` (compared by its normalized key).
+
+    Raises:
+        InvalidRequest (not a username), NotFound.
+    """
+    _, key = normalize_username(username)
+    async with store.read() as tx:
+        user = await tx.user_by_key(key)
+    if user is None:
+        raise NotFound(f"No user named {username!r}.")
+    return user
 
 
 def unverified(token: str) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -15,12 +15,11 @@ import uuid
 from datetime import datetime
 
 from ...core.emails import normalize_email
-from ...core.errors import InvalidGrant, InvalidRequest, NotFound, Unavailable
+from ...core.errors import InvalidGrant, InvalidRequest, Unavailable
 from ...core.mail import Message
-from ...core.users import normalize_username
 from ..store import EmailTokenRecord, Tx, UserRecord
 from . import messages
-from .context import Client, Context
+from .context import Client, Context, user_named
 
 __all__ = ["LINK_REFUSED", "Recovery"]
 
@@ -139,7 +138,7 @@ class Recovery:
         Raises:
             NotFound, InvalidRequest (``email_taken``: another account has it).
         """
-        user = await self._user(username)
+        user = await user_named(self.ctx.store, username)
         display, key = normalize_email(email) if email is not None else (None, None)
         now = self.ctx.clock()
         async with self.ctx.store.write() as tx:
@@ -157,7 +156,7 @@ class Recovery:
     async def set_password(self, username: str, password: object) -> int:
         """The operator's reset: a new password (the registration policy) and every session of the
         account ended; returns how many."""
-        user = await self._user(username)
+        user = await user_named(self.ctx.store, username)
         new_hash = await self.ctx.hash_password(self.ctx.passwords.check_new(password))
         now = self.ctx.clock()
         async with self.ctx.store.write() as tx:
@@ -171,21 +170,13 @@ class Recovery:
 
     async def enable_user(self, username: str) -> bool:
         """Enable a disabled account again (its ended sessions stay ended); False if it was enabled."""
-        user = await self._user(username)
+        user = await user_named(self.ctx.store, username)
         now = self.ctx.clock()
         async with self.ctx.store.write() as tx:
             changed = await tx.enable_user(user.id)
             if changed:
                 await self.ctx.audit(tx, now, "user_enabled", _OPERATOR, user_id=user.id)
         return changed
-
-    async def _user(self, username: str) -> UserRecord:
-        _, key = normalize_username(username)
-        async with self.ctx.store.read() as tx:
-            user = await tx.user_by_key(key)
-        if user is None:
-            raise NotFound(f"No user named {username!r}.")
-        return user
 
     async def _new_link(self, tx: Tx, user_id: uuid.UUID, purpose: str, email_key: str, now: datetime) -> str:
         token = _TOKEN_PREFIX + secrets.token_urlsafe(32)
