@@ -396,7 +396,7 @@ function showEmail(me) {
   const row = $("whoami-email-row");
   row.hidden = !("email" in me);
   if (row.hidden) return;
-  $("whoami-email").textContent = me.email ?? "None";
+  $("whoami-email").textContent = me.email ?? "Not set";
   $("whoami-email").classList.toggle("muted", !me.email);
   const status = $("whoami-email-status");
   status.textContent = !me.email ? "" : me.email_verified ? "Verified" : "Not verified";
