@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -13,10 +15,13 @@ from ...core.keys import SigningKey
 from ...core.roles import ADMIN, format_roles, parse_roles
 from ...core.sessions import SessionBounds
 from ...core.tokens import AccessClaims
-from ..store import AuditRecord, SessionRecord, Tx, UserRecord
-from .context import Client, Context, parse_uuid, state_of, unverified, user_named
+from ...core.users import normalize_username
+from ..store import AuditRecord, SessionRecord, Store, Tx, UserRecord
+from .context import Client, Context, parse_uuid, state_of
 
-__all__ = ["MAX_AUDIT_LIMIT", "AdminService", "KeyStatus", "TokenReport", "still_admin"]
+__all__ = [
+    "MAX_AUDIT_LIMIT", "AdminService", "KeyStatus", "TokenReport", "still_admin", "unverified", "user_named",
+]  # fmt: skip
 
 _OPERATOR = Client(ip="", user_agent="keyturn-cli")
 MAX_AUDIT_LIMIT = 10_000
@@ -234,3 +239,34 @@ async def still_admin(tx: Tx, by: uuid.UUID | None) -> None:
 
 def _status(key: SigningKey, published: bool, signing: bool) -> KeyStatus:
     return KeyStatus(key.kid, key.alg, key.created_at, key.activates_at, key.retired_at, published, signing)
+
+
+async def user_named(store: Store, username: str) -> UserRecord:
+    """The account named ``username`` (compared by its normalized key).
+
+    Raises:
+        InvalidRequest (not a username), NotFound.
+    """
+    _, key = normalize_username(username)
+    async with store.read() as tx:
+        user = await tx.user_by_key(key)
+    if user is None:
+        raise NotFound(f"No user named {username!r}.")
+    return user
+
+
+def unverified(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The header and claims of a JWS, decoded without any check (empty for anything else): what
+    to look up before verifying, never what to trust."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return {}, {}
+    return _segment(parts[0]), _segment(parts[1])
+
+
+def _segment(segment: str) -> dict[str, Any]:
+    try:
+        value = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+    except (ValueError, RecursionError):  # the C decoder recurses per nesting level
+        return {}
+    return value if isinstance(value, dict) else {}

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
 import logging
 import os
 import uuid
@@ -15,7 +13,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from ...core.clients import SecretMac
-from ...core.errors import NotFound
 from ...core.mail import MessageSeal
 from ...core.masterkey import MasterKey
 from ...core.passwords import Passwords
@@ -23,7 +20,6 @@ from ...core.refresh import RefreshToken, RefreshTokenCodec
 from ...core.roles import parse_roles, token_scope
 from ...core.sessions import Lifetimes, SessionState, whole_seconds_left
 from ...core.tokens import AccessClaims, issue_access_token
-from ...core.users import normalize_username
 from ...verify import Verifier
 from ..config import Settings
 from ..mailer import mailer_for
@@ -32,8 +28,7 @@ from .keyring import KeyManager
 from .postman import Postman
 
 __all__ = [
-    "AuditObserver", "Caller", "Client", "Context", "TokenPair", "parse_uuid", "state_of", "unverified", "user_named",
-    "utcnow",
+    "AuditObserver", "Caller", "Client", "Context", "TokenPair", "parse_uuid", "state_of", "utcnow",
 ]  # fmt: skip
 
 Clock = Callable[[], datetime]
@@ -276,34 +271,3 @@ def parse_uuid(value: str) -> uuid.UUID | None:
         return uuid.UUID(value)
     except (ValueError, TypeError, AttributeError):
         return None
-
-
-async def user_named(store: Store, username: str) -> UserRecord:
-    """The account named ``username`` (compared by its normalized key).
-
-    Raises:
-        InvalidRequest (not a username), NotFound.
-    """
-    _, key = normalize_username(username)
-    async with store.read() as tx:
-        user = await tx.user_by_key(key)
-    if user is None:
-        raise NotFound(f"No user named {username!r}.")
-    return user
-
-
-def unverified(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The header and claims of a JWS, decoded without any check (empty for anything else): what
-    to look up before verifying, never what to trust."""
-    parts = token.split(".")
-    if len(parts) != 3:
-        return {}, {}
-    return _segment(parts[0]), _segment(parts[1])
-
-
-def _segment(segment: str) -> dict[str, Any]:
-    try:
-        value = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
-    except (ValueError, RecursionError):  # the C decoder recurses per nesting level
-        return {}
-    return value if isinstance(value, dict) else {}

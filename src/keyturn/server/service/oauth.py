@@ -19,7 +19,8 @@ from ...core.errors import InvalidClient, InvalidGrant, InvalidToken, Unauthoriz
 from ...core.sessions import Action, decide_refresh, whole_seconds_left
 from ...core.tokens import MAX_TOKEN_LENGTH, AccessClaims, issue_access_token
 from ..store import ClientRecord
-from .context import Client, Context, state_of, unverified
+from .admin import unverified
+from .context import Client, Context, state_of
 from .sessions import SessionUse
 
 __all__ = ["MachineToken", "OAuth"]

@@ -19,7 +19,8 @@ from ...core.errors import InvalidGrant, InvalidRequest, Unavailable
 from ...core.mail import Message
 from ..store import EmailTokenRecord, Tx, UserRecord
 from . import messages
-from .context import Client, Context, user_named
+from .admin import user_named
+from .context import Client, Context
 
 __all__ = ["LINK_REFUSED", "Recovery"]
 
