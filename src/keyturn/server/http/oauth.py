@@ -63,7 +63,7 @@ async def token(request: Request) -> Response:
         await ceiling(request)
         form = await _form(request)
         svc, who = service(request), client(request)
-        authenticated = await svc.clients.authenticate(presented_client(request.headers.get("authorization"), form))
+        authenticated = await _client(svc, request, form)
         grant = form.get("grant_type")
         if not grant:
             raise InvalidRequest("The parameter 'grant_type' is required.")
@@ -93,7 +93,7 @@ async def revoke(request: Request) -> Response:
         await ceiling(request)
         form = await _form(request)
         svc = service(request)
-        authenticated = await svc.clients.authenticate(presented_client(request.headers.get("authorization"), form))
+        authenticated = await _client(svc, request, form)
         await svc.oauth.revoke(_required(form, "token"), form.get("token_type_hint"), authenticated, client(request))
     except KeyturnError as exc:
         return _refusal(request, exc)
@@ -108,7 +108,7 @@ async def introspect(request: Request) -> Response:
         await ceiling(request)
         form = await _form(request)
         svc = service(request)
-        authenticated = await svc.clients.authenticate(presented_client(request.headers.get("authorization"), form))
+        authenticated = await _client(svc, request, form)
         if authenticated is None:
             raise InvalidClient("Introspection needs a registered client that authenticates.", reason="public")
         body = await svc.oauth.introspect(_required(form, "token"))
@@ -121,6 +121,11 @@ async def _form(request: Request) -> dict[str, str]:
     form = parse_form(await request.body(), request.headers.get("content-type"))
     # RFC 6749 §3.2: "Parameters sent without a value MUST be treated as if they were omitted".
     return {name: value for name, value in form.items() if value}
+
+
+async def _client(svc: Service, request: Request, form: dict[str, str]) -> ClientRecord | None:
+    """The client a request authenticates as (None: the first-party public client)."""
+    return await svc.clients.authenticate(presented_client(request.headers.get("authorization"), form))
 
 
 def _required(form: dict[str, str], name: str) -> str:

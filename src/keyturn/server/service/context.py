@@ -106,6 +106,7 @@ class Context:
         self.lifetimes = Lifetimes(
             idle=settings.refresh_idle_ttl, absolute=settings.session_max_ttl, grace=settings.reuse_grace
         )
+        self._verifiers: dict[str, Verifier] = {}
         self.audit_observers: list[AuditObserver] = []  # the HTTP layer's metrics add one
         self._hashing: ThreadPoolExecutor | None = None
 
@@ -129,9 +130,12 @@ class Context:
         registered client's, whose tokens name its APIs rather than ``KEYTURN_AUDIENCE``)."""
         if audience == self.settings.token_audience:
             return self.verifier
-        return Verifier(
-            self.settings.issuer, audience.split(), keys=self.keys, leeway=self.settings.leeway, cache_size=0
-        )
+        found = self._verifiers.get(audience)  # one per registered audience: the operator's, so few
+        if found is None:
+            found = self._verifiers[audience] = Verifier(
+                self.settings.issuer, audience.split(), keys=self.keys, leeway=self.settings.leeway, cache_size=0
+            )
+        return found
 
     def tokens_until(self, now: datetime) -> datetime:
         """The latest expiry of any access token issued up to ``now``, on any instance whose clock

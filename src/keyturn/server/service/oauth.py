@@ -20,7 +20,7 @@ from ...core.sessions import Action, decide_refresh, whole_seconds_left
 from ...core.tokens import MAX_TOKEN_LENGTH, AccessClaims, issue_access_token
 from ..store import ClientRecord
 from .admin import unverified
-from .context import Client, Context, state_of
+from .context import Caller, Client, Context, state_of
 from .sessions import SessionUse
 
 __all__ = ["MachineToken", "OAuth"]
@@ -28,10 +28,10 @@ __all__ = ["MachineToken", "OAuth"]
 
 @dataclass(frozen=True, slots=True)
 class _Live:
-    """A live access token: its claims, and its user's name or (a machine's) its client."""
+    """A live access token: its claims, and its caller (a user's) or its client (a machine's)."""
 
     claims: AccessClaims
-    username: str | None = None
+    caller: Caller | None = None
     client: ClientRecord | None = None
 
 
@@ -119,9 +119,10 @@ class OAuth:
         claims, record = found.claims, found.client
         if claims.client_id != owner:
             raise InvalidGrant("The token was issued to another client.", reason="other_client")
-        if record is None:
-            await self.sessions.revoke_token(token, "access_token", who, owner=owner)
+        if found.caller is not None:
+            await self.sessions.logout(found.caller, None, who)  # verified above: its session ends
             return
+        assert record is not None
         now = self.ctx.clock()
         async with self.ctx.store.write() as tx:
             locked = await tx.lock_client(record.client_id)
@@ -140,7 +141,7 @@ class OAuth:
                 caller = await self.sessions.caller_of(await self.ctx.verify_access(token, now), now)
             except InvalidToken:
                 return None
-            return _Live(caller.claims, username=caller.user.username)
+            return _Live(caller.claims, caller=caller)
         async with self.ctx.store.read() as tx:
             record = await tx.client(client_id)
         if record is None or record.disabled_at is not None:
@@ -191,6 +192,6 @@ def _access_answer(found: _Live) -> dict[str, Any]:
         "sub": claims.sub, "aud": list(claims.aud), "iss": claims.iss, "exp": claims.exp, "iat": claims.iat,
         "jti": claims.jti, "sid": claims.sid,
     }  # fmt: skip
-    if found.username is not None:
-        answer["username"] = found.username
+    if found.caller is not None:
+        answer["username"] = found.caller.user.username
     return answer

@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, and_, delete, insert, or_, select, update
+from sqlalchemy import ColumnElement, and_, delete, func, insert, or_, select, update
 
 from ._queries import Queries, values
 from .records import OutboxRecord
@@ -54,8 +54,8 @@ class OutboxQueries(Queries):
 
     async def outbox_waiting(self) -> int:
         """How many messages are neither sent nor given up."""
-        stmt = select(outbox.c.id).where(outbox.c.sent_at.is_(None), outbox.c.failed_at.is_(None))
-        return len((await self._conn.execute(stmt)).all())
+        stmt = select(func.count()).select_from(outbox).where(outbox.c.sent_at.is_(None), outbox.c.failed_at.is_(None))
+        return int((await self._conn.execute(stmt)).scalar_one())
 
     async def prune_outbox(self, *, before: datetime, limit: int) -> int:
         """Delete up to ``limit`` messages sent or given up before ``before``."""

@@ -48,11 +48,9 @@ class Store:
         async with self.db.write() as conn:
             tx = Tx(conn)
             yield tx
-            published = await tx.publish_ended()
-        # Committed: readers of the feed may be told at once, and what waited for the commit runs.
-        if published and self.on_publish is not None:
-            self.on_publish()
-        for then in tx.committed:
+            if await tx.publish_ended() and self.on_publish is not None:
+                tx.committed.append(self.on_publish)  # readers of the feed may be told at once
+        for then in tx.committed:  # committed: what waited for the commit runs
             then()
 
     async def close(self) -> None:
