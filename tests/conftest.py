@@ -31,10 +31,12 @@ from keyturn.core.passwords import Passwords
 from keyturn.core.refresh import RefreshTokenCodec
 from keyturn.server.config import Settings
 from keyturn.server.http import create_app
+from keyturn.server.mailer import CONSOLE_MAIL
 from keyturn.server.service import Service
 from keyturn.server.service import clients as clients_module
 from keyturn.server.service import context as context_module
 from keyturn.server.service import oauth as oauth_module
+from keyturn.server.service.recovery import Recovery
 from keyturn.server.store import Store
 
 from .helpers import TOKEN_LIKE
@@ -211,9 +213,10 @@ def no_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 # --- Secrecy over the whole suite -------------------------------------------------------------
-# Every token and client secret keyturn mints in this process is remembered; every log record (at
-# DEBUG) and every audit row of every test database is searched for them, and for the suite's
-# passwords, at the end.
+# Every token, client secret and mailed link keyturn mints in this process is remembered; every log
+# record (at DEBUG) and every audit row of every test database is searched for them, and for the
+# suite's passwords, at the end. The one exception is by design: the development mailer (console:)
+# writes each message, its link included, to the log.
 
 _PASSWORDS = ("correct horse battery staple", "a whole new passphrase", "an entirely new passphrase")
 
@@ -224,6 +227,8 @@ class _Collect(logging.Handler):
         self.lines: list[str] = []
 
     def emit(self, record: logging.LogRecord) -> None:
+        if record.msg is CONSOLE_MAIL:
+            return
         try:
             self.lines.append(f"{record.getMessage()} {record.exc_text or ''}")
         except Exception:  # a broken third-party log call must not fail the suite
@@ -253,6 +258,13 @@ def no_secret_in_any_log_or_audit_row(tmp_path_factory: pytest.TempPathFactory) 
 
     original_secret = core_clients.new_secret
 
+    async def new_link(self: Recovery, *args: Any) -> str:
+        token = await original_link(self, *args)
+        minted.add(token)
+        return token
+
+    original_link = Recovery._new_link
+
     collector = _Collect()
     root = logging.getLogger()
     previous_level = root.level
@@ -264,6 +276,7 @@ def no_secret_in_any_log_or_audit_row(tmp_path_factory: pytest.TempPathFactory) 
         patch.setattr(oauth_module, "issue_access_token", issue)
         patch.setattr(clients_module, "new_secret", new_secret)
         patch.setattr(RefreshTokenCodec, "encode", encode)
+        patch.setattr(Recovery, "_new_link", new_link)
         yield
     root.removeHandler(collector)
     root.setLevel(previous_level)

@@ -10,8 +10,9 @@ from typing import Any
 import httpx
 
 PASSWORD = "correct horse battery staple"
-# An access token (JWS compact form) or a refresh token, as they would appear in a log or a row.
-TOKEN_LIKE = re.compile(r"eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*|kt_(?:rt|cs)_[A-Za-z0-9_-]+")
+# An access token (JWS compact form), a refresh token, a client secret or a mailed link's token, as
+# they would appear in a log or a row.
+TOKEN_LIKE = re.compile(r"eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*|kt_(?:rt|cs|et)_[A-Za-z0-9_-]+")
 
 
 # The answer to an access token that parsed and verified but whose session is over (logged out,

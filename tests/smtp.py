@@ -13,6 +13,7 @@ import asyncio
 import email
 import email.policy
 import ipaddress
+import logging
 import re
 import socket
 import ssl
@@ -40,6 +41,9 @@ from tests.servers import free_port
 __all__ = ["SmtpServer", "Tls", "link_token", "mute_server", "self_signed", "smtp_server"]
 
 _LINK = re.compile(r"#([a-z-]+)=(kt_et_[A-Za-z0-9_-]{43})")
+# aiosmtpd logs every line of every message at DEBUG, links included: what keyturn's own log must
+# never hold (the suite's secrecy scan, tests/conftest.py). The test server's log says less.
+logging.getLogger("mail.log").setLevel(logging.INFO)
 
 Tls = Literal["off", "starttls", "implicit"]
 

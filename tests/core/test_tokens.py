@@ -168,6 +168,28 @@ def test_auth_time_is_absent_unless_given(key: SigningKey, keyring: KeyRing) -> 
     assert "auth_time" not in result.raw
 
 
+@pytest.mark.parametrize("verified", [True, False])
+def test_email_verified_is_carried_when_given(verified: bool, key: SigningKey, keyring: KeyRing) -> None:
+    result = verify(issue(key, email_verified=verified)[0], keyring)
+    assert result.email_verified is verified
+    assert result.raw["email_verified"] is verified
+
+
+def test_email_verified_is_absent_unless_given(key: SigningKey, keyring: KeyRing) -> None:
+    result = verify(issue(key)[0], keyring)
+    assert result.email_verified is None
+    assert "email_verified" not in result.raw
+
+
+@pytest.mark.parametrize("value", ["true", 1, None, {"value": True}])
+def test_email_verified_as_anything_but_a_boolean_says_nothing(
+    value: object, key: SigningKey, keyring: KeyRing
+) -> None:
+    """Another issuer's ``"email_verified": "true"`` is not taken for a verified address (fail closed)."""
+    result = verify(forge(key, payload=claims(email_verified=value)), keyring)
+    assert result.email_verified is None
+
+
 def test_each_token_has_a_fresh_jti(key: SigningKey, keyring: KeyRing) -> None:
     assert verify(issue(key)[0], keyring).jti != verify(issue(key)[0], keyring).jti
 

@@ -32,7 +32,7 @@ def key() -> SigningKey:
 def token(key: SigningKey, *, scope: str = "profile", now: datetime = NOW, issuer: str = ISSUER, **kw: Any) -> str:
     value, _ = issue_access_token(
         key, issuer=issuer, audience=kw.get("audience", AUDIENCE), subject="user-1", session_id="s-1",
-        client_id="keyturn", scope=scope, now=now, ttl=timedelta(minutes=15),
+        client_id="keyturn", scope=scope, now=now, ttl=timedelta(minutes=15), email_verified=kw.get("email_verified"),
     )  # fmt: skip
     return value
 
@@ -45,7 +45,13 @@ def test_static_jwks_verifies_and_returns_claims(key: SigningKey) -> None:
     """A token of the issuer verifies offline and yields its claims."""
     verifier = Verifier(ISSUER, AUDIENCE, jwks=jwks_of(key))
     claims = verifier.verify(token(key), now=NOW)
-    assert (claims.sub, claims.sid, claims.scope) == ("user-1", "s-1", ("profile",))
+    assert (claims.sub, claims.sid, claims.scope, claims.email_verified) == ("user-1", "s-1", ("profile",), None)
+
+
+@pytest.mark.parametrize("verified", [True, False])
+def test_the_verifier_says_whether_the_users_address_is_verified(verified: bool, key: SigningKey) -> None:
+    verifier = Verifier(ISSUER, AUDIENCE, jwks=jwks_of(key))
+    assert verifier.verify(token(key, email_verified=verified), now=NOW).email_verified is verified
 
 
 @pytest.mark.parametrize(

@@ -1,10 +1,9 @@
 """Access tokens: RFC 9068 JWTs, issued and verified with the rules of RFC 8725.
 
-Tokens are built here (compact JWS, RFC 7515 §7.1) and signed by the key itself
-(``SigningKey.sign``, low-S for ES256); the parsing and every check on the way in are ours,
-because a JOSE library's defaults are too lenient for an access token (PyJWT lets a missing
-``exp`` pass, and ``"exp": "123"``, and checks claims against the wall clock instead of a
-``now`` we pass in). Signatures are checked by the key itself (``SigningKey.verify_signature``).
+Tokens are built here (compact JWS, RFC 7515 §7.1) and signed and checked by the key itself
+(``SigningKey.sign``, low-S for ES256, and ``verify_signature``); the parsing and every check on
+the way in are ours, because a JOSE library's defaults are too lenient for an access token (PyJWT
+lets a missing ``exp`` pass, and ``"exp": "123"``, and checks against the wall clock, not ``now``).
 """
 
 from __future__ import annotations
@@ -21,14 +20,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ._strictjson import strict_decoder
-from .errors import (
-    InsufficientScope,
-    InvalidClaim,
-    MalformedToken,
-    TokenExpired,
-    TokenNotYetValid,
-    UnsupportedHeader,
-)
+from .errors import InsufficientScope, InvalidClaim, MalformedToken, TokenExpired, TokenNotYetValid, UnsupportedHeader
 from .keys import KeyRing, SigningKey
 
 __all__ = ["MAX_TOKEN_LENGTH", "AccessClaims", "issue_access_token", "scope_names", "verify_access_token"]
@@ -61,6 +53,13 @@ class AccessClaims:
     @property
     def expires_at(self) -> datetime:
         return datetime.fromtimestamp(self.exp, UTC)
+
+    @property
+    def email_verified(self) -> bool | None:
+        """Whether the user's address was verified at issuance (OpenID Connect's claim); None when
+        the token does not say (a machine's token) or says it as anything but a JSON boolean."""
+        value = self.raw.get("email_verified")
+        return value if isinstance(value, bool) else None
 
     def require(self, scopes: str | Iterable[str]) -> AccessClaims:
         """These claims, if they grant every one of ``scopes``: keyturn's one scope check, used by
@@ -104,12 +103,13 @@ def issue_access_token(
     ttl: timedelta,
     not_after: datetime | None = None,
     auth_time: datetime | None = None,
+    email_verified: bool | None = None,
 ) -> tuple[str, int]:
     """Sign an RFC 9068 access token; returns ``(token, exp)``.
 
     ``exp`` is ``now + ttl`` rounded up to the second (a token lives at least ``ttl``), capped by
-    ``not_after`` (a token never outlives its session).
-    """
+    ``not_after`` (a token never outlives its session). ``email_verified`` is OpenID Connect's
+    claim (RFC 9068 §2.2.3.1 lets identity claims in)."""
     iat = int(now.timestamp())
     exp = math.ceil((now + ttl).timestamp())
     if not_after is not None:
@@ -127,6 +127,8 @@ def issue_access_token(
     }
     if auth_time is not None:
         claims["auth_time"] = int(auth_time.timestamp())
+    if email_verified is not None:
+        claims["email_verified"] = email_verified
     payload = _b64encode(json.dumps(claims, separators=(",", ":")).encode())
     signing_input = f"{_header_segment(key.kid, key.alg)}.{payload}"
     token = f"{signing_input}.{_b64encode(key.sign(signing_input.encode()))}"
@@ -164,12 +166,10 @@ def verify_access_token(
 
 @functools.lru_cache(maxsize=_HEADER_CACHE_SIZE)
 def _header(segment: str) -> tuple[str | None, str | None]:
-    """The ``kid`` and ``alg`` of a header that passes RFC 8725 §3.11 and RFC 9068 §4 (typ, nothing to follow).
-
-    The result depends on ``segment`` alone, and every token of one key carries the same
-    header, so it is cached (bounded). A refused header raises, and a raise is never cached;
-    what depends on the ring (the key lookup, the alg pin) runs for every token.
-    """
+    """The ``kid`` and ``alg`` of a header that passes RFC 8725 §3.11 and RFC 9068 §4 (typ, nothing
+    to follow). Cached (bounded): the result depends on ``segment`` alone and every token of one key
+    carries the same header; a refusal raises, and is never cached; what depends on the ring (the
+    key lookup, the alg pin) runs for every token."""
     header = _json_object(segment)
     extra = sorted(set(header) - _ALLOWED_HEADERS)
     if extra:

@@ -81,3 +81,27 @@ async def test_startup_log_states_whether_registration_is_open(
     assert said in ready[0]
     assert "metrics off" in ready[0]
     assert "API docs off" in ready[0]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "body"),
+    [
+        ({"env": "development"}, '<body data-email="optional" data-mail="on">'),
+        ({"web_page": True}, '<body data-email="optional" data-mail="off">'),
+        (
+            {"web_page": True, "mail_url": "smtp://127.0.0.1:2525?starttls=off", "require_verified_email": True},
+            '<body data-email="required" data-mail="on">',
+        ),
+    ],
+)
+async def test_the_web_page_is_told_the_settings_it_follows(
+    database_url: str, clock: Clock, fast_passwords: Passwords, overrides: dict[str, object], body: str
+) -> None:
+    """The page at / learns from its <body> whether sign-up needs an address and whether mail is
+    sent (without mail it offers no link to ask for); nothing else of the page changes."""
+    async with app_client(database_url, clock, fast_passwords, **overrides) as client:
+        page = await client.get("/")
+    assert (page.status_code, page.headers["content-type"]) == (200, "text/html; charset=utf-8")
+    assert page.headers["cache-control"] == "no-cache"
+    assert page.text.count("<body") == 1
+    assert body in page.text

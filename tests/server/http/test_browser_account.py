@@ -162,3 +162,45 @@ def test_who_am_i_shows_what_a_person_understands(laptop: BrowserContext, server
     session_id = page.evaluate("() => window.keyturn.sessionId")
     assert session_id not in text
     assert not UUID.search(text), text
+
+
+AGENTS = {
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36": (
+        "Chrome on Linux", "desktop"),
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_5 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+    "Version/17.5 Mobile/15E148 Safari/604.1": ("Safari on iOS", "phone"),
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:128.0) Gecko/20100101 Firefox/128.0": (
+        "Firefox on Windows", "desktop"),
+    "curl/8.5.0": ("curl 8.5.0", "terminal"),
+    "": ("Unknown device", "terminal"),
+    "x" * 60: ("x" * 39 + "…", "terminal"),
+}  # fmt: skip
+
+
+def test_devices_and_times_are_named_as_a_person_reads_them(laptop: BrowserContext, server: Server) -> None:
+    """format.js on its own, in the browser: user agents become "Browser on System" (or the
+    program), alike devices are numbered in the order first seen while the list keeps the server's
+    order, a device's own name wins, and times read as "in 5 min" and "3 min ago"."""
+    page = laptop.new_page()
+    page.goto(server.url + "/")
+    described = page.evaluate(
+        "async (agents) => { const f = await import('/static/format.js');"
+        " return agents.map((ua) => { const a = f.describeAgent(ua); return [a.label, a.kind]; }); }",
+        list(AGENTS),
+    )
+    assert [tuple(d) for d in described] == list(AGENTS.values())
+    chrome = next(iter(AGENTS))
+    sessions = [
+        {"user_agent": chrome, "device_name": None, "created_at": "2026-12-05T10:00:00Z"},
+        {"user_agent": chrome, "device_name": None, "created_at": "2026-12-05T09:00:00Z"},
+        {"user_agent": chrome, "device_name": "Work laptop", "created_at": "2026-12-05T08:00:00Z"},
+        {"user_agent": "curl/8.5.0", "device_name": None, "created_at": "2026-12-05T07:00:00Z"},
+    ]
+    labels = page.evaluate("async (s) => (await import('/static/format.js')).named(s).map((d) => d.label)", sessions)
+    assert labels == ["Chrome on Linux #2", "Chrome on Linux #1", "Work laptop", "curl 8.5.0"]
+    times = page.evaluate(
+        "async () => { const f = await import('/static/format.js'); const now = Date.now();"
+        " return [f.until(300_000), f.until(0), f.ago(new Date(now - 180_000)), f.ago(new Date(now - 2_000)),"
+        " f.ago(new Date(now - 86_400_000)), f.ago(new Date(now - 60_000), 'exact')]; }"
+    )
+    assert times == ["in 5 min", "now", "3 min ago", "just now", "yesterday", "1 min ago (exact)"]

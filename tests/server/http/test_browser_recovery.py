@@ -8,7 +8,10 @@ Screenshots go to build/screenshots/ (or $KEYTURN_ARTIFACTS).
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -67,6 +70,13 @@ def open_link(context: BrowserContext, server: Server, action: str, token: str) 
     return page
 
 
+def claims_of(page: Page) -> dict[str, Any]:
+    """The claims of the page's access token (signed by the server; read here, not verified)."""
+    payload = str(page.evaluate("() => window.keyturn.accessToken")).split(".")[1]
+    claims: dict[str, Any] = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    return claims
+
+
 def sign_up_with_email(page: Page, username: str, address: str) -> None:
     page.click("#show-signup")
     page.fill("#signup-username", username)
@@ -88,6 +98,7 @@ def test_sign_up_verify_forget_reset_and_every_device_is_signed_out(
         "Account created. Welcome, recoverer! We sent a link to Recoverer@Example.org to verify it."
     )
     expect(page.locator("#whoami-email-status")).to_have_text("Not verified")
+    assert claims_of(page)["email_verified"] is False
     shot(page, "10-signed-up-with-email")
 
     verify = link_token(smtp.wait_for("recoverer@example.org", timeout=MAIL_S), "verify-email")
@@ -95,6 +106,10 @@ def test_sign_up_verify_forget_reset_and_every_device_is_signed_out(
     expect(tab.locator("#notice")).to_contain_text("is verified", timeout=SLOW_MS)
     assert "verify-email" not in tab.url
     expect(tab.locator("#whoami-email-status")).to_have_text("Verified", timeout=SLOW_MS)
+    assert claims_of(tab)["email_verified"] is True  # the page refreshed once verified,
+    page.wait_for_function(  # and the first tab adopts that token (the tabs share one session)
+        "(t) => window.keyturn.accessToken === t", arg=tab.evaluate("() => window.keyturn.accessToken")
+    )
     tab.close()
 
     phone = browser.new_context()
@@ -213,16 +228,20 @@ def test_a_bad_verification_link_offers_a_new_one(context: BrowserContext, serve
 def test_where_addresses_must_be_verified_the_page_says_what_to_do(
     context: BrowserContext, strict: Server, smtp: SmtpServer
 ) -> None:
-    """Where sign-in needs a verified address: sign-up without one is refused at the email field;
-    with one, the page says where the link went and asks to sign in after opening it; signing in
-    before that is refused with a way to get a new link; after it, signing in works."""
+    """Where sign-in needs a verified address: the page marks the email field required and says
+    why, and sign-up without one is refused at that field; with one, the page says where the link
+    went and asks to sign in after opening it; signing in before that is refused with a way to get
+    a new link; after it, signing in works."""
     page = open_app(context, strict)
     page.click("#show-signup")
+    expect(page.locator("#signup-email")).to_have_attribute("required", "")
+    expect(page.locator("#signup-email-hint")).to_contain_text("Required.")
     page.fill("#signup-username", "strictly")
     page.fill("#signup-password", PASSWORD)
     page.press("#signup-password", "Enter")
-    expect(page.locator("#auth-error")).to_have_text("An email address is required to sign up.", timeout=SLOW_MS)
+    expect(page.locator("#auth-error")).to_have_text("Please enter your email.")
     expect(page.locator("#signup-email")).to_be_focused()
+    expect(page.locator("#signup-email")).to_have_attribute("aria-invalid", "true")
     page.fill("#signup-email", "strictly@example.org")
     page.press("#signup-email", "Enter")
     expect(page.locator("#auth-notice")).to_have_text(

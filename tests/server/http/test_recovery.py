@@ -125,6 +125,23 @@ async def test_verify_answers_the_address_and_me_shows_it_verified(web: httpx.As
     assert (me["email"], me["email_verified"]) == ("Alice@example.com", True)
 
 
+async def test_where_addresses_must_be_verified_sign_up_needs_one(
+    database_url: str, clock: Clock, fast_passwords: Passwords, smtp: SmtpServer
+) -> None:
+    """KEYTURN_REQUIRE_VERIFIED_EMAIL: sign-up without an address is 400, saying one is needed,
+    and creates nothing; with one, sign-in is 403 email_not_verified until the link is opened."""
+    async with site(database_url, clock, fast_passwords, smtp, require_verified_email=True) as s, s.client() as web:
+        refused = await web.post("/v1/auth/register", json={"username": "bob", "password": PASSWORD})
+        assert_refused(refused, 400, "invalid_request", "An email address is required to sign up.")
+        assert await fetch(database_url, "SELECT username FROM users") == []
+        await sign_up(web)
+        signin = {"username": "alice", "password": PASSWORD}
+        assert_refused(await web.post("/v1/auth/login", json=signin), 403, "email_not_verified")
+        verified = await web.post("/v1/auth/email/verify", json={"token": await s.mail_to(ALICE)})
+        assert verified.status_code == 200, verified.text
+        assert "access_token" in await login(web, "alice")
+
+
 async def test_me_of_an_account_without_an_address(web: httpx.AsyncClient) -> None:
     """An account registered without an address has email null, email_verified false."""
     await sign_up(web, email=None)

@@ -21,7 +21,7 @@ import pytest
 from keyturn.core.errors import InvalidCredentials, TokenExpired
 from keyturn.server.service import Client, Service
 from keyturn.server.service.context import state_of
-from keyturn.server.store import AuditRecord, SessionRecord, UserRecord
+from keyturn.server.store import AuditRecord, SessionRecord, Standing, UserRecord
 from tests.conftest import T0
 
 pytestmark = pytest.mark.anyio
@@ -38,7 +38,7 @@ def session_record(created: timedelta = timedelta(0), generation: int = 3) -> Se
 async def test_issue_mints_a_pair_for_the_session_and_its_generation(service: Service) -> None:
     ctx = service.ctx
     record = session_record()
-    pair = await ctx.issue(record, state_of(record), T0, roles="")
+    pair = await ctx.issue(record, state_of(record), T0, user=Standing("", False))
     claims = await ctx.verify_access(pair.access_token, T0)
     assert (claims.sub, claims.sid, claims.scope) == (str(record.user_id), str(record.id), ("profile",))
     decoded = ctx.codec.decode(pair.refresh_token)
@@ -52,7 +52,7 @@ async def test_issue_caps_both_lifetimes_at_the_sessions_end(service: Service) -
     """90.5 s before its absolute end (floored to the second): neither token outlives the session."""
     ctx = service.ctx
     record = session_record(created=ctx.settings.session_max_ttl - timedelta(seconds=90, microseconds=500_000))
-    pair = await ctx.issue(record, state_of(record), T0, roles="")
+    pair = await ctx.issue(record, state_of(record), T0, user=Standing("", False))
     assert (pair.expires_in, pair.refresh_token_expires_in) == (90, 90)
     claims = await ctx.verify_access(pair.access_token, T0)
     assert claims.expires_at == T0 + timedelta(seconds=90)
@@ -60,14 +60,14 @@ async def test_issue_caps_both_lifetimes_at_the_sessions_end(service: Service) -
 
 async def test_issue_adds_the_scopes_of_the_users_roles(service: Service) -> None:
     record = session_record()
-    pair = await service.ctx.issue(record, state_of(record), T0, roles="admin unknown-role")
+    pair = await service.ctx.issue(record, state_of(record), T0, user=Standing("admin unknown-role", False))
     assert pair.scope == "profile admin"
 
 
 async def test_an_expired_access_token_is_refused_with_its_expiry(service: Service) -> None:
     ctx = service.ctx
     record = session_record()
-    pair = await ctx.issue(record, state_of(record), T0, roles="")
+    pair = await ctx.issue(record, state_of(record), T0, user=Standing("", False))
     later = T0 + ctx.settings.access_token_ttl + ctx.settings.leeway + timedelta(seconds=1)
     with pytest.raises(TokenExpired) as refused:
         await ctx.verify_access(pair.access_token, later)

@@ -126,6 +126,24 @@ async def test_register_with_email_mails_a_link_that_verifies_the_address(
     assert (await audit_details(svc, "email_verified")) == [("ok", created.id, None)]
 
 
+async def test_access_tokens_say_whether_the_address_is_verified(svc: Service, smtp: SmtpServer) -> None:
+    """``email_verified`` is read in the transaction that issues: false at sign-in before the link
+    is used, true from the next refresh (the fast path) after it, false again after a new address."""
+    token = await registered(svc, smtp)
+
+    async def says(access_token: str) -> bool | None:
+        return (await svc.ctx.verify_access(access_token, svc.ctx.clock())).email_verified
+
+    pair = await svc.auth.login("alice", PW, WHO)
+    assert await says(pair.access_token) is False
+    await svc.auth.verify_email(token, WHO)
+    pair = await svc.auth.refresh(pair.refresh_token, WHO)
+    assert await says(pair.access_token) is True
+    assert await says((await svc.auth.login("alice", PW, WHO)).access_token) is True
+    await svc.auth.set_email("alice", "alice@example.org")
+    assert await says((await svc.auth.refresh(pair.refresh_token, WHO)).access_token) is False
+
+
 async def test_a_verification_link_works_once(svc: Service, smtp: SmtpServer) -> None:
     """Used twice: the second use is refused as a link (invalid_grant, link_refused)."""
     token = await registered(svc, smtp)

@@ -15,6 +15,7 @@ from keyturn.core.refresh import RefreshToken
 from keyturn.core.sessions import Action, Outcome, SessionBounds
 from keyturn.server.service import Service
 from keyturn.server.service.refresh import _Raced
+from keyturn.server.store import Standing
 from tests.conftest import Clock
 from tests.server.service.usecases import PW, WHO, events
 
@@ -135,9 +136,9 @@ async def test_the_read_and_decide_path_rotates_as_the_one_statement_path_does(s
     presented = service.auth.read_refresh_token(pair.refresh_token)
     now = service.ctx.clock()
     async with service.store.write() as tx:
-        outcome, (record, roles) = await service.auth._decide(tx, presented, now, WHO)
+        outcome, (record, user) = await service.auth._decide(tx, presented, now, WHO)
     assert (outcome.action, outcome.refusal) == (Action.ROTATE, None)
-    assert (record.generation, record.rotated_at, record.last_used_at, roles) == (1, now, now, "")
+    assert (record.generation, record.rotated_at, record.last_used_at, user) == (1, now, now, Standing("", False))
     async with service.store.read() as tx:
         stored = await tx.session(presented.session_id)
     assert stored is not None

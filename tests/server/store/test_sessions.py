@@ -12,7 +12,7 @@ from datetime import timedelta
 import pytest
 
 from keyturn.core.sessions import SessionBounds
-from keyturn.server.store import Store
+from keyturn.server.store import Standing, Store
 from tests.helpers import fetch
 from tests.server.store.rows import LIFETIMES, NOW, UNTIL, bounds, seed, session, state_of, user
 
@@ -34,7 +34,7 @@ async def test_rotation_is_a_compare_and_swap_on_generation(store: Store) -> Non
 
 async def test_rotate_current_moves_only_a_live_current_session_inside_its_bounds(store: Store) -> None:
     """The one-statement rotation: a strict bound on rotated_at, an inclusive one on created_at,
-    the generation, and a live session of an enabled user; it returns the new row and the roles."""
+    the generation, and a live session of an enabled user; it returns the new row and the user's standing."""
     alice, s = await seed(store)
     later = NOW + timedelta(minutes=1)
     async with store.write() as tx:
@@ -48,7 +48,7 @@ async def test_rotate_current_moves_only_a_live_current_session_inside_its_bound
         assert await tx.rotate_current(s.id, 1, inside) is None  # not the current generation
         found = await tx.rotate_current(s.id, 0, inside)
         assert found is not None
-        row, roles = found
+        row, standing = found
         assert (row.id, row.generation, row.rotated_at, row.last_used_at, row.created_at) == (
             s.id,
             1,
@@ -56,26 +56,29 @@ async def test_rotate_current_moves_only_a_live_current_session_inside_its_bound
             later,
             NOW,
         )
-        assert roles == ""
+        assert standing == Standing("", email_verified=False)
         assert await tx.rotate_current(s.id, 0, inside) is None  # lost the compare-and-swap
         assert await tx.revoke_sessions(alice.id, later, "logout", tokens_until=UNTIL) == [s.id]
         assert await tx.rotate_current(s.id, 1, inside) is None  # revoked
 
 
-async def test_rotate_current_refuses_a_disabled_users_session_and_reads_the_roles_of_now(store: Store) -> None:
+async def test_rotate_current_refuses_a_disabled_users_session_and_reads_the_user_of_now(store: Store) -> None:
     """The fast path checks the user in the same statement: a disabled user's live session does
-    not rotate, and the roles returned are the user's at the time of the rotation."""
+    not rotate, and the roles and verified address returned are the user's at the time of the rotation."""
     alice, s = await seed(store)
     at = bounds(NOW, rotated_after=NOW - timedelta(days=1), created_from=NOW - timedelta(days=1))
     async with store.write() as tx:
         await tx.set_roles(alice.id, "admin")
+        assert await tx.set_email(alice.id, "alice@example.com", "alice@example.com")
+        assert await tx.mark_email_verified(alice.id, "alice@example.com", NOW)
         found = await tx.rotate_current(s.id, 0, at)
         assert found is not None
-        assert found[1] == "admin"
+        assert found[1] == Standing("admin", email_verified=True)
         await tx.set_roles(alice.id, "")
+        assert await tx.set_email(alice.id, "alice@example.org", "alice@example.org")  # a new address: unverified
         found = await tx.rotate_current(s.id, 1, at)
         assert found is not None
-        assert found[1] == ""
+        assert found[1] == Standing("", email_verified=False)
         assert await tx.disable_user(alice.id, NOW)
         assert await tx.rotate_current(s.id, 2, at) is None
     async with store.read() as tx:

@@ -13,7 +13,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 
@@ -83,7 +83,7 @@ def create_app(settings: Settings, *, service: Service | None = None) -> FastAPI
     app.include_router(recovery_router)
     _add_operational_routes(app, svc)
     if settings.serve_web_page:
-        _add_web_page(app)
+        _add_web_page(app, settings)
     install_error_handlers(app)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(CookieFilter)  # before FastAPI parses every request's cookies
@@ -130,13 +130,18 @@ def _on(flag: bool) -> str:
     return "on" if flag else "off"
 
 
-def _add_web_page(app: FastAPI) -> None:
-    """The demo page at ``/``: static HTML, CSS and JS modules, no build step."""
+def _add_web_page(app: FastAPI, settings: Settings) -> None:
+    """The demo page at ``/``: static HTML, CSS and JS modules, no build step. The page learns the
+    two settings it must follow from attributes of its ``<body>``: whether sign-up needs an
+    address (``KEYTURN_REQUIRE_VERIFIED_EMAIL``) and whether mail is sent at all."""
     app.mount("/static", StaticFiles(directory=STATIC_DIR, check_dir=False), name="static")
+    email = "required" if settings.require_verified_email else "optional"
+    body = f'<body data-email="{email}" data-mail="{_on(settings.mail is not None)}">'
 
     @app.get("/", include_in_schema=False)
-    async def index() -> FileResponse:
-        return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+    async def index() -> HTMLResponse:
+        page = (STATIC_DIR / "index.html").read_text(encoding="utf-8").replace("<body>", body, 1)
+        return HTMLResponse(page, headers={"Cache-Control": "no-cache"})
 
 
 def _add_operational_routes(app: FastAPI, svc: Service) -> None:

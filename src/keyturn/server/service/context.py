@@ -23,7 +23,7 @@ from ...core.tokens import AccessClaims, issue_access_token
 from ...verify import Verifier
 from ..config import Settings
 from ..mailer import mailer_for
-from ..store import AuditRecord, SessionRecord, Store, Tx, UserRecord
+from ..store import AuditRecord, SessionRecord, Standing, Store, Tx, UserRecord
 from .keyring import KeyManager
 from .postman import Postman
 
@@ -170,13 +170,13 @@ class Context:
             self._hashing = None
 
     async def issue(
-        self, record: SessionRecord, state: SessionState, now: datetime, roles: str, *, scope: str | None = None
+        self, record: SessionRecord, state: SessionState, now: datetime, user: Standing, *, scope: str | None = None
     ) -> TokenPair:
-        """Mint the token pair for a session state that is already committed; the scope is the
-        session's with the scopes of the user's ``roles`` as read in that same transaction, or
-        ``scope`` (a part of it the client asked for)."""
+        """Mint the token pair for a session state that is already committed, for a ``user`` as
+        read in that same transaction; the scope is the session's with the scopes of the user's
+        roles, or ``scope`` (a part of it the client asked for)."""
         ring = await self.keys.ring(now)
-        scope = token_scope(record.scope, parse_roles(roles)) if scope is None else scope
+        scope = token_scope(record.scope, parse_roles(user.roles)) if scope is None else scope
         access, exp = issue_access_token(
             ring.signer(now),
             issuer=self.settings.issuer,
@@ -189,6 +189,7 @@ class Context:
             ttl=self.settings.access_token_ttl,
             not_after=state.absolute_expiry(self.lifetimes),
             auth_time=record.created_at,
+            email_verified=user.email_verified,
         )
         return TokenPair(
             access_token=access,

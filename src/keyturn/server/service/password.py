@@ -74,7 +74,7 @@ class PasswordChange:
                 record, generation=rekeyed.generation, rotated_at=now, last_used_at=now, password_attempts=0
             )
             await self.ctx.audit_session(tx, now, "password_changed", client, record, ended=len(ended))
-        return await self.ctx.issue(record, state_of(record, user), now, user.roles)
+        return await self.ctx.issue(record, state_of(record, user), now, user.standing)
 
     async def _charge_password_check(self, caller: Caller, client: Client) -> None:
         """Charge one password check to the caller's session, or end a session with none left."""

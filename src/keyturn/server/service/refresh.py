@@ -16,7 +16,7 @@ from ...core.errors import InvalidGrant, Unavailable, UnknownSession
 from ...core.refresh import RefreshToken
 from ...core.roles import parse_roles, token_scope
 from ...core.sessions import Action, Outcome, SessionBounds, decide_refresh
-from ..store import SessionRecord, Tx
+from ..store import SessionRecord, Standing, Tx
 from .context import Client, Context, TokenPair, state_of
 
 __all__ = ["Refresh"]
@@ -79,20 +79,20 @@ class Refresh:
                         outcome = Outcome(Action.ROTATE)
                     if client_id is not None and found[0].client_id != client_id:
                         raise InvalidGrant("The refresh token was issued to another client.", reason="other_client")
-                    granted = token_scope(found[0].scope, parse_roles(found[1]))
+                    granted = token_scope(found[0].scope, parse_roles(found[1].roles))
                     if outcome.refusal is None and scope is not None:
                         granted = narrowed(granted, scope)  # raises before the rotation commits
             except _Raced:
                 continue
             if outcome.refusal is not None:
                 raise outcome.refusal
-            record, roles = found
-            return await self.ctx.issue(record, state_of(record), now, roles, scope=granted)
+            record, user = found
+            return await self.ctx.issue(record, state_of(record), now, user, scope=granted)
         raise Unavailable("The session is being refreshed too often; try again.")
 
     async def _rotate_current(
         self, tx: Tx, presented: RefreshToken, bounds: SessionBounds, client: Client
-    ) -> tuple[SessionRecord, str] | None:
+    ) -> tuple[SessionRecord, Standing] | None:
         """The fast path: rotate in one statement when the bounds say the token is current and
         the session refreshable; None otherwise."""
         found = await tx.rotate_current(presented.session_id, presented.generation, bounds)
@@ -102,14 +102,14 @@ class Refresh:
 
     async def _decide(
         self, tx: Tx, presented: RefreshToken, now: datetime, client: Client
-    ) -> tuple[Outcome, tuple[SessionRecord, str]]:
+    ) -> tuple[Outcome, tuple[SessionRecord, Standing]]:
         """Read the session and its user, decide, and carry the outcome out."""
         found = await tx.session_and_user(presented.session_id)
         if found is None:
             raise UnknownSession()
         record, user = found
         outcome = decide_refresh(state_of(record, user), presented.generation, now, self.ctx.lifetimes)
-        return outcome, (await self._carry_out(tx, outcome, record, now, client), user.roles)
+        return outcome, (await self._carry_out(tx, outcome, record, now, client), user.standing)
 
     async def _carry_out(
         self, tx: Tx, outcome: Outcome, record: SessionRecord, now: datetime, client: Client

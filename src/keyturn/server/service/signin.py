@@ -124,7 +124,7 @@ class SignIn:
                 await self.ctx.audit(tx, now, "login", client, outcome="failed", user_id=checked.id, reason=stale)
         if stale is not None or user is None:
             raise InvalidCredentials()
-        return await self.ctx.issue(record, state_of(record), now, user.roles)
+        return await self.ctx.issue(record, state_of(record), now, user.standing)
 
     def _new_session(self, user: UserRecord, now: datetime, client: Client, device_name: str | None) -> SessionRecord:
         c = client.clipped()

@@ -7,6 +7,7 @@ from .records import EmailTokenRecord as EmailTokenRecord
 from .records import KeyRecord as KeyRecord
 from .records import OutboxRecord as OutboxRecord
 from .records import SessionRecord as SessionRecord
+from .records import Standing as Standing
 from .records import UserRecord as UserRecord
 from .sql import Store as Store
 from .sql import Tx as Tx
@@ -14,5 +15,5 @@ from .url import normalize_database_url as normalize_database_url
 
 __all__ = [
     "AuditRecord", "ClientRecord", "Database", "EmailTokenRecord", "KeyRecord", "OutboxRecord", "SessionRecord",
-    "Store", "Tx", "UserRecord", "normalize_database_url",
+    "Standing", "Store", "Tx", "UserRecord", "normalize_database_url",
 ]  # fmt: skip

@@ -13,7 +13,7 @@ from sqlalchemy import ColumnElement, and_, bindparam, delete, exists, func, ins
 
 from ...core.sessions import SessionBounds
 from ._queries import Queries, values
-from .records import SessionRecord, UserRecord
+from .records import SessionRecord, Standing, UserRecord
 from .schema import sessions, users
 
 __all__ = ["SessionQueries"]
@@ -46,10 +46,10 @@ class SessionQueries(Queries):
 
     async def rotate_current(
         self, session_id: uuid.UUID, generation: int, bounds: SessionBounds
-    ) -> tuple[SessionRecord, str] | None:
+    ) -> tuple[SessionRecord, Standing] | None:
         """Move a session at ``generation`` one generation on at ``bounds.now``, in one statement,
         if the refresh rule lets its current token rotate: unrevoked, user enabled, within both
-        lifetimes with a whole second left. Returns the new row and the user's roles as they are
+        lifetimes with a whole second left. Returns the new row and the user's standing as it is
         now, or None when the session is not in that state (the caller then reads it and decides)."""
         params = {
             **_rotation(session_id, generation, bounds.now, generation + 1),
@@ -60,8 +60,8 @@ class SessionQueries(Queries):
         if row is None:
             return None
         found = row._asdict()
-        roles: str = found.pop("user_roles")
-        return SessionRecord(**found), roles
+        standing = Standing(found.pop("user_roles"), found.pop("user_verified_at") is not None)
+        return SessionRecord(**found), standing
 
     async def charge_password_attempt(self, session_id: uuid.UUID, limit: int) -> bool:
         """Count one password check against a live session, atomically, unless it has been charged
@@ -172,12 +172,15 @@ _ROTATE = (
 )
 _USER_ENABLED = exists().where(users.c.id == sessions.c.user_id, users.c.disabled_at.is_(None)).correlate(sessions)
 _USER_ROLES = select(users.c.roles).where(users.c.id == sessions.c.user_id).correlate(sessions).scalar_subquery()
+_USER_VERIFIED = (
+    select(users.c.email_verified_at).where(users.c.id == sessions.c.user_id).correlate(sessions).scalar_subquery()
+)
 # SessionBounds' refresh rule, as bound parameters: rotated_after and refresh_created_from.
 _ROTATE_CURRENT = _ROTATE.where(
     sessions.c.rotated_at > bindparam("rotated_after"),
     sessions.c.created_at >= bindparam("created_from"),
     _USER_ENABLED,
-).returning(*sessions.c, _USER_ROLES.label("user_roles"))
+).returning(*sessions.c, _USER_ROLES.label("user_roles"), _USER_VERIFIED.label("user_verified_at"))
 _CHARGE_PASSWORD_ATTEMPT = (
     update(sessions)
     .where(

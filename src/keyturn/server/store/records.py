@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +23,17 @@ class UserRecord:
     email_key: str | None = None
     """The address's normalized key (``keyturn.core.emails``), unique."""
     email_verified_at: datetime | None = None
+
+    @property
+    def standing(self) -> Standing:
+        return Standing(self.roles, self.email_verified_at is not None)
+
+
+class Standing(NamedTuple):
+    """What a user's tokens say about the user, read in the transaction that issues them."""
+
+    roles: str
+    email_verified: bool
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,9 +4,15 @@
 // goes in via textContent.
 
 import { KeyturnError, KeyturnSession } from "./keyturn-session.js";
+import { ago, named, until } from "./format.js";
 
 const $ = (id) => document.getElementById(id);
 const TICK_MS = 1000;
+
+// What the server's settings ask of the page, as attributes of <body> the server sets: whether
+// sign-up needs an address, and whether it sends mail at all (no mail: no link to ask for).
+const EMAIL_REQUIRED = document.body.dataset.email === "required";
+const MAIL = document.body.dataset.mail !== "off";
 
 const session = new KeyturnSession({ onChange: onSessionChange });
 window.keyturn = session; // for tests and for poking around in the console
@@ -238,9 +244,9 @@ $("signup-form").addEventListener("submit", (event) => {
   event.preventDefault();
   const form = event.currentTarget;
   act(form, async () => {
-    const values = filled([$("signup-username"), $("signup-password")]);
+    const values = filled([$("signup-username"), ...(EMAIL_REQUIRED ? [$("signup-email")] : []), $("signup-password")]);
     if (!values) return;
-    const [username, password] = [values[0].trim(), values[1]];
+    const [username, password] = [values[0].trim(), values.at(-1)];
     const email = $("signup-email").value.trim();
     if (email && !$("signup-email").checkValidity()) {
       fail($("signup-email"), "Please enter a whole email address (name@example.com), or none.");
@@ -348,7 +354,10 @@ async function verifyEmail(token) {
   try {
     const { email } = await session.verifyEmail(token);
     notify(`Your email address ${email} is verified.`);
-    if (session.signedIn) loadMe();
+    if (session.signedIn) {
+      await session.refresh().catch(() => {}); // a new access token says so too (email_verified)
+      loadMe();
+    }
     next("signin");
     return true;
   } catch (error) {
@@ -402,7 +411,7 @@ function showEmail(me) {
   status.textContent = !me.email ? "" : me.email_verified ? "Verified" : "Not verified";
   status.className = `badge ${me.email_verified ? "badge-ok" : "badge-warn"}`;
   status.hidden = !me.email;
-  $("whoami-resend").hidden = !me.email || me.email_verified;
+  $("whoami-resend").hidden = !MAIL || !me.email || me.email_verified;
   $("whoami-resend").dataset.email = me.email ?? "";
 }
 
@@ -427,24 +436,6 @@ async function loadDevices() {
   } finally {
     list.removeAttribute("aria-busy");
   }
-}
-
-// Each device with its `agent` ({label, kind}) and the `label` it is shown by: its name, or what
-// its browser says it is; devices that would look alike are numbered in the order they were first
-// seen ("Chrome on Linux #1", "#2"). The server's order is kept.
-function named(sessions) {
-  const shown = sessions.map((device) => {
-    const agent = describeAgent(device.user_agent || "");
-    return { ...device, agent, label: device.device_name || agent.label };
-  });
-  const alike = new Map();
-  for (const device of shown) alike.set(device.label, [...(alike.get(device.label) ?? []), device]);
-  for (const group of alike.values()) {
-    if (group.length < 2) continue;
-    [...group].sort((a, b) => Date.parse(a.created_at) - Date.parse(b.created_at))
-      .forEach((device, index) => { device.label = `${device.label} #${index + 1}`; });
-  }
-  return shown;
 }
 
 function el(tag, className, text) {
@@ -646,31 +637,6 @@ $("password-form").addEventListener("submit", (event) => {
 
 // ---- time ---------------------------------------------------------------------------------
 
-function until(ms) {
-  const s = Math.round(ms / 1000);
-  if (s <= 0) return "now";
-  if (s < 60) return `in ${s} s`;
-  if (s < 3600) return `in ${Math.floor(s / 60)} min`;
-  if (s < 86400) return `in ${Math.floor(s / 3600)} h`;
-  return `in ${Math.floor(s / 86400)} d`;
-}
-
-function ago(date, exact = null) {
-  const s = Math.floor((Date.now() - date.getTime()) / 1000);
-  if (Number.isNaN(s)) return "unknown";
-  let text;
-  if (s < 10) text = "just now";
-  else if (s < 60) text = `${s} s ago`;
-  else if (s < 3600) text = `${Math.floor(s / 60)} min ago`;
-  else if (s < 86400) text = `${Math.floor(s / 3600)} h ago`;
-  else {
-    const days = Math.floor(s / 86400);
-    if (days >= 30) return `on ${date.toLocaleDateString()}`;
-    text = days === 1 ? "yesterday" : `${days} days ago`;
-  }
-  return exact ? `${text} (${exact})` : text;
-}
-
 function tick() {
   const expires = $("whoami-expires");
   const at = session.expiresAt;
@@ -684,35 +650,21 @@ function tick() {
   }
 }
 
-// ---- user agents --------------------------------------------------------------------------
-
-const BROWSERS = [
-  [/Edg(?:e|A|iOS)?\//, "Edge"], [/OPR\/|Opera/, "Opera"], [/SamsungBrowser\//, "Samsung Internet"],
-  [/Firefox\/|FxiOS\//, "Firefox"], [/HeadlessChrome\//, "Headless Chrome"], [/Chromium\//, "Chromium"],
-  [/Chrome\/|CriOS\//, "Chrome"], [/Version\/[\d.]+.*Safari\//, "Safari"],
-];
-const SYSTEMS = [
-  [/iPad/, "iPadOS"], [/iPhone|iPod/, "iOS"], [/Android/, "Android"], [/CrOS/, "ChromeOS"],
-  [/Windows/, "Windows"], [/Macintosh|Mac OS X/, "macOS"], [/Linux|X11/, "Linux"],
-];
-
-// "Mozilla/5.0 (X11; Linux x86_64) ... Chrome/126..." → { label: "Chrome on Linux", kind: "desktop" }
-function describeAgent(ua) {
-  const browser = BROWSERS.find(([pattern]) => pattern.test(ua))?.[1];
-  const system = SYSTEMS.find(([pattern]) => pattern.test(ua))?.[1];
-  if (browser) {
-    const kind = /Mobi|iPhone|iPod|Android/.test(ua) ? "phone" : "desktop";
-    return { label: system ? `${browser} on ${system}` : browser, kind };
-  }
-  const program = ua.match(/^([\w.-]{1,40})\/([\w.-]{1,20})/); // curl/8.5.0, python-httpx/0.27.0
-  if (program) return { label: `${program[1]} ${program[2]}`, kind: "terminal" };
-  if (!ua.trim()) return { label: "Unknown device", kind: "terminal" };
-  return { label: ua.length > 40 ? `${ua.slice(0, 39)}…` : ua, kind: system ? "desktop" : "terminal" };
-}
-
 // ---- start --------------------------------------------------------------------------------
 
+// The sign-up and sign-in card as the server's settings have it.
+function followSettings() {
+  $("signup-email").required = EMAIL_REQUIRED;
+  const hint = $("signup-email-hint");
+  if (EMAIL_REQUIRED) hint.textContent = "Required. We send a link to verify it; you can sign in once you have opened it.";
+  if (!MAIL) {
+    hint.textContent = "Optional. This server sends no mail: a forgotten password is reset by its operator.";
+    $("show-forgot").parentElement.hidden = true;
+  }
+}
+
 async function start() {
+  followSettings();
   const link = window.keyturnLink?.take() ?? null;
   try {
     if (link?.kind === "reset-password") {
