@@ -8,6 +8,8 @@ says whether anyone may register.
 from __future__ import annotations
 
 import logging
+import re
+from pathlib import Path
 
 import httpx
 import pytest
@@ -105,3 +107,56 @@ async def test_the_web_page_is_told_the_settings_it_follows(
     assert page.headers["cache-control"] == "no-cache"
     assert page.text.count("<body") == 1
     assert body in page.text
+
+
+README = Path(__file__).resolve().parents[3] / "README.md"
+_METHOD = re.compile(r"(GET|POST|PATCH|PUT|DELETE)")
+_ROUTE = re.compile(r"(?:(GET|POST|PATCH|PUT|DELETE) )?(/[^\s`]*)")
+
+
+def readme_routes() -> set[tuple[str, str]]:
+    """(method, path) of every route the README's "What you get" table names. A cell reads like
+    `POST /v1/auth/register`, `/login`: a bare path shares the method of the one before and
+    replaces as many of its trailing segments as it has (unless it starts alike: then it is whole);
+    `PATCH`/`DELETE /path` is both methods."""
+    section = README.read_text().split("## What you get", 1)[1].split("\n## ", 1)[0]
+    named: set[tuple[str, str]] = set()
+    for row in (line for line in section.splitlines() if line.startswith("| `")):
+        methods: list[str] = []
+        pending: list[str] = []
+        anchor = ""
+        for item in re.findall(r"`([^`]+)`", row.split("|")[1]):
+            if _METHOD.fullmatch(item):
+                pending.append(item)
+                continue
+            match = _ROUTE.fullmatch(item)
+            assert match, f"not a route: {item!r}"
+            path = match[2]
+            if match[1]:
+                methods, pending, anchor = [*pending, match[1]], [], path
+            elif path.split("/")[1] != anchor.split("/")[1]:
+                path = "/".join(anchor.split("/")[: -path.count("/")]) + path
+            named |= {(method, path) for method in methods}
+    return named
+
+
+async def test_every_route_the_readme_names_is_served(
+    database_url: str, clock: Clock, fast_passwords: Passwords
+) -> None:
+    """The README's route table promises nothing the app does not route (the README's first
+    command's settings: development, so /metrics is open)."""
+    named = readme_routes()
+    assert len(named) >= 25, sorted(named)  # the table was read, not skipped
+    assert {("POST", "/v1/auth/login"), ("PATCH", "/v1/auth/sessions/{id}"), ("GET", "/readyz")} <= named
+    settings = make_settings(database_url, env="development")
+    svc = Service(settings, passwords=fast_passwords, clock=clock)
+    await svc.start()
+    try:
+        app = create_app(settings, service=svc)
+    finally:
+        await svc.close()
+    routes = {(m.upper(), path) for path, ops in app.openapi()["paths"].items() for m in ops}  # the routers'
+    routes |= {(m, getattr(route, "path", "")) for route in app.routes for m in getattr(route, "methods", None) or ()}
+    served = {(m, re.sub(r"\{\w+\}", "{}", path)) for m, path in routes}
+    missing = {(m, p) for m, p in named if (m, re.sub(r"\{\w+\}", "{}", p)) not in served}
+    assert not missing, sorted(missing)
