@@ -111,6 +111,9 @@ def test_sign_up_verify_forget_reset_and_every_device_is_signed_out(
         "(t) => window.keyturn.accessToken === t", arg=tab.evaluate("() => window.keyturn.accessToken")
     )
     tab.close()
+    expect(page.locator("#whoami-email-status")).to_have_text("Not verified")  # as it was last read
+    page.evaluate("() => document.dispatchEvent(new Event('visibilitychange'))")  # the user comes back to it
+    expect(page.locator("#whoami-email-status")).to_have_text("Verified", timeout=SLOW_MS)
 
     phone = browser.new_context()
     try:

@@ -400,6 +400,11 @@ async function loadMe() {
   }
 }
 
+// Back to this tab (from a mailed link opened in another, say): the account as it is now.
+document.addEventListener("visibilitychange", () => {
+  if (document.visibilityState === "visible" && session.signedIn && !$("app-view").hidden) loadMe();
+});
+
 // The address and whether it is verified, once the server tells (older servers do not).
 function showEmail(me) {
   const row = $("whoami-email-row");
