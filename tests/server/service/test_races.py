@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from keyturn.core.errors import InvalidCredentials, SessionRevoked
+from keyturn.core.errors import EmailNotVerified, InvalidCredentials, SessionRevoked
 from keyturn.core.passwords import Passwords
 from keyturn.server.service import Client, Service
 from keyturn.server.service import context as context_module
@@ -115,6 +115,31 @@ async def test_a_sign_in_checked_before_a_disable_opens_no_session(
     with pytest.raises(InvalidCredentials):
         await racing
     assert await live_sessions(database_url) == set()
+
+
+async def test_a_sign_in_checked_before_its_address_changes_opens_no_session(
+    database_url: str, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where sign-in needs a verified address: an account whose address is replaced (so no longer
+    verified) while a sign-in checks its password gets no session from that sign-in."""
+    monkeypatch.setattr(context_module, "_cores", lambda: 4)
+    gate = GatedPasswords()
+    settings = make_settings(database_url, require_verified_email=True, mail_url="smtp://127.0.0.1:9?starttls=off")
+    svc = Service(settings, passwords=gate, clock=clock)
+    await svc.start()
+    try:
+        alice = await svc.auth.create_user("alice", OLD, WHO, "alice@example.com")
+        async with svc.store.write() as tx:
+            assert await tx.mark_email_verified(alice.id, "alice@example.com", clock())
+        racing = await gated_login(svc, gate)
+        await svc.auth.set_email("alice", "alice@example.org")
+        gate.release.set()
+        with pytest.raises(EmailNotVerified):
+            await racing
+        assert await live_sessions(database_url) == set()
+    finally:
+        gate.release.set()
+        await svc.close()
 
 
 async def test_a_rehash_checked_before_a_password_change_does_not_overwrite_it(

@@ -29,7 +29,7 @@ from keyturn.core.passwords import Passwords
 from keyturn.server.service import Service, UserRecord
 from keyturn.server.service.recovery import LINK_REFUSED
 from tests.conftest import Clock, make_settings
-from tests.server.service.usecases import PW, WHO, events
+from tests.server.service.usecases import PW, WHO
 from tests.smtp import SmtpServer, link_token, smtp_fixture
 
 pytestmark = pytest.mark.anyio
@@ -418,8 +418,8 @@ async def test_require_verified_email(
     database_url: str, clock: Clock, fast_passwords: Passwords, smtp: SmtpServer
 ) -> None:
     """Sign-up needs an address (email_required); an unverified account's right password is
-    EmailNotVerified, a wrong one InvalidCredentials (nothing said about the address); once the
-    link is used, sign-in works."""
+    EmailNotVerified, a wrong one InvalidCredentials (nothing said about the address), each
+    audited as a failed sign-in; once the link is used, sign-in works."""
     strict = await started(database_url, clock, fast_passwords, mail_url=smtp.url, require_verified_email=True)
     try:
         with pytest.raises(InvalidRequest) as caught:
@@ -433,7 +433,12 @@ async def test_require_verified_email(
             await strict.auth.login("alice", "a wrong password", WHO)
         await strict.auth.verify_email(token, WHO)
         await strict.auth.login("alice", PW, WHO)
-        assert [e for e in await events(strict) if e[0] == "login"] == [("login", "failed"), ("login", "ok")]
+        alice = (await user(strict)).id
+        assert [(outcome, who, detail) for outcome, who, detail in await audit_details(strict, "login")] == [
+            ("failed", alice, {"reason": "email_not_verified"}),
+            ("failed", alice, None),
+            ("ok", alice, None),
+        ]
     finally:
         await strict.close()
 

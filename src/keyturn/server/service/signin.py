@@ -92,8 +92,6 @@ class SignIn:
         except InvalidCredentials:
             await self._login_failed(user, client)
             raise
-        if self.ctx.settings.require_verified_email and user.email_verified_at is None:
-            raise EmailNotVerified()  # the password was right: the account's owner is asking
         return await self._open_session(user, normalized, client, device_name)
 
     async def _login_failed(self, user: UserRecord | None, client: Client) -> None:
@@ -105,8 +103,13 @@ class SignIn:
         self, checked: UserRecord, password: str, client: Client, device_name: str | None
     ) -> TokenPair:
         """Insert the session of a sign-in whose password was checked against ``checked``: only if,
-        in the same write transaction, the user (locked) is still enabled and still has that hash.
-        A password change or a disable that commits while the hash is being checked wins."""
+        in the same write transaction, the user (locked) is still enabled and still has that hash,
+        and has a verified address where one is required. A password change, a disable or a new
+        address that commits while the hash is being checked wins.
+
+        Raises:
+            InvalidCredentials; EmailNotVerified (the password was right: the owner is asking).
+        """
         rehash = self.ctx.passwords.needs_rehash(checked.password_hash)
         new_hash = await self.ctx.hash_password(password) if rehash else None
         now = self.ctx.clock()
@@ -114,6 +117,8 @@ class SignIn:
         async with self.ctx.store.write() as tx:
             user = await tx.lock_user(checked.id)
             stale = changed_since_check(user, checked)
+            if stale is None and self.ctx.settings.require_verified_email and user and not user.email_verified_at:
+                stale = "email_not_verified"
             if stale is None:
                 assert user is not None
                 if new_hash is not None:
@@ -122,6 +127,8 @@ class SignIn:
                 await self.ctx.audit(tx, now, "login", client, user_id=user.id, session_id=record.id)
             else:
                 await self.ctx.audit(tx, now, "login", client, outcome="failed", user_id=checked.id, reason=stale)
+        if stale == "email_not_verified":
+            raise EmailNotVerified()
         if stale is not None or user is None:
             raise InvalidCredentials()
         return await self.ctx.issue(record, state_of(record), now, user.standing)
