@@ -52,14 +52,23 @@ def pinned(cpu: str) -> list[str]:
 
 
 def wrk(
-    url: str, connections: int, seconds: float, mode: str = "get", file: Path | None = None, headers: Sequence[str] = ()
+    url: str,
+    connections: int,
+    seconds: float,
+    mode: str = "get",
+    file: Path | None = None,
+    headers: Sequence[str] = (),
+    *,
+    script: Path = LUA,
+    extra: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """One wrk run (one thread, on the load core); returns the script's JSON report plus req_s."""
+    """One wrk run (one thread, on the load core) of ``script`` (``extra``: more script arguments
+    after ``file``); returns the script's JSON report plus req_s."""
     cmd = [*pinned(LOAD_CPU), "wrk", "-t1", f"-c{connections}", f"-d{round(seconds)}s", "--timeout", "10s"]
-    cmd += ["-s", str(LUA)]
+    cmd += ["-s", str(script)]
     for header in headers:
         cmd += ["-H", header]
-    cmd += [url, "--", mode, *([str(file)] if file else [])]
+    cmd += [url, "--", mode, *([str(file)] if file else []), *extra]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60, check=True).stdout
     report: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
     # Counted from the first answer: a login's first answers wait for a queue of argon2id hashes.

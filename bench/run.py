@@ -1,10 +1,10 @@
 """keyturn's benchmark suite: one command, bounded in time, loopback only (``make bench``).
 
-    .venv/bin/python -m bench.run            # default profile, about 7 minutes
-    .venv/bin/python -m bench.run --quick    # about 2 minutes: SQLite only (but the feed), fewer levels
+    .venv/bin/python -m bench.run            # default profile, about 9 minutes
+    .venv/bin/python -m bench.run --quick    # about 3 minutes: SQLite only (but the feed), fewer levels
 
 Starts everything it measures itself (keyturn servers, the bare ASGI ceiling, a resource server,
-a throwaway PostgreSQL with fsync on), measures, stops it all, and writes
+the issue-18 reference server, a throwaway PostgreSQL with fsync on), measures, stops it all, and writes
 ``bench/results/<date>.json``, ``.md`` and ``.png``, plus ``latest.md`` and ``latest.png``.
 """
 
@@ -28,7 +28,7 @@ from typing import Any
 
 from tests.postgres import PostgresServer
 
-from bench import feed, growth, inprocess, overhttp, report
+from bench import feed, growth, inprocess, overhttp, reference, report
 from bench.scale import deadline
 
 RESULTS = overhttp.ROOT / "bench" / "results"
@@ -49,8 +49,8 @@ class Profile:
 
 SIZES = (1_000, 100_000, 1_000_000)
 PROFILES = {
-    "default": Profile("default", (1, 16, 64), 5.0, ("sqlite", "postgresql"), SIZES, True, 1000, 200, 600),
-    "quick": Profile("quick", (1, 64), 3.0, ("sqlite",), SIZES[:2], False, 200, 50, 180),
+    "default": Profile("default", (1, 16, 64), 5.0, ("sqlite", "postgresql"), SIZES, True, 1000, 200, 720),
+    "quick": Profile("quick", (1, 64), 3.0, ("sqlite",), SIZES[:2], False, 200, 50, 240),
 }
 
 
@@ -96,6 +96,7 @@ def environment(pg: PostgresServer | None) -> dict[str, Any]:
                                                   "sqlalchemy", "aiosqlite", "asyncpg", "pyjwt", "cryptography",
                                                   "argon2-cffi")}  # fmt: skip
     versions["wrk"] = overhttp.wrk_version()
+    versions.update(reference.versions())
     if pg is not None:
         versions["postgresql"] = pg.execute("SHOW server_version")[0][0]
     machine = {"cpus": os.cpu_count(), "cpu_model": model, "python": platform.python_version(),
@@ -124,6 +125,8 @@ def run(profile: Profile) -> dict[str, Any]:
             _step(f"over HTTP, growth and storage on {backend}")
             for key, rows in measure_backend(backend, profile, tmp, pg).items():
                 result[key] += rows if isinstance(rows, list) else [rows]
+        _step("the issue-18 reference server (express-seed), default and SEED_KEYOBJECT=1")
+        result["reference"] = reference.run(profile.levels, profile.seconds, tmp)
         _step("revocation feed: propagation (SQLite, PostgreSQL, three instances), verifier throughput")
         result["feed"] = feed.run(profile.feed_logouts, tmp, pg, quick=profile.name == "quick")
         if pg is not None:
@@ -161,12 +164,14 @@ def write(result: dict[str, Any], results: Path = RESULTS) -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="the quick profile (about 2 minutes)")
+    parser.add_argument("--quick", action="store_true", help="the quick profile (about 3 minutes)")
     parser.add_argument("--results", type=Path, default=RESULTS, help="where to write (default bench/results)")
     args = parser.parse_args()
     for tool in ("wrk", "taskset"):
         if shutil.which(tool) is None:
             parser.error(f"{tool} is missing: run scripts/bench, which installs it")
+    if problem := reference.missing():
+        parser.error(f"{problem} (scripts/bench installs it)")
     profile = PROFILES["quick" if args.quick else "default"]
     with deadline(profile.bound_s):
         result = run(profile)

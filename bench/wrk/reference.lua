@@ -1,0 +1,119 @@
+-- wrk script for the issue-18 reference server (bench/reference/express-seed), modelled on
+-- keyturn.lua: wrk -t1 -cN -dS -s bench/wrk/reference.lua URL -- MODE [FILE [OUT]]
+--
+-- MODE get      requests as given on the command line (-H for headers): GET /protected
+-- MODE post     POST the JSON body in FILE: POST /login
+-- MODE refresh  chained rotation: FILE holds one refresh token a line, one chain each. A request
+--               takes the oldest waiting chain's newest token ({"refreshToken": ...}) and the 200
+--               answer's refreshToken continues that chain, so no token is ever sent twice. A
+--               non-200 (the seed answers 403 to a token it no longer holds: a reuse) ends its
+--               chain and counts as non-2xx, and so does a 200 without a refreshToken. At the end
+--               the chains still waiting (their newest token never sent) are written to OUT, one
+--               a line, so the caller can check each is still live.
+--
+-- done() prints one JSON line, with the same fields as keyturn.lua's.
+
+local threads = {}
+
+function setup(thread)
+  table.insert(threads, thread)
+end
+
+local function wall_us()
+  -- wrk's Lua has no sub-second wall clock; this runs twice per run, never per request.
+  local p = io.popen("date +%s%6N")
+  local now = tonumber(p:read("*l"))
+  p:close()
+  return now
+end
+
+local function slurp(path)
+  local f = assert(io.open(path, "r"))
+  local text = f:read("*a")
+  f:close()
+  return text
+end
+
+function init(args)
+  mode = args[1]
+  out = args[3]
+  ok, non2xx, lost = 0, 0, 0
+  started_us, first_us = wall_us(), 0
+  if mode == "post" or mode == "refresh" then
+    wrk.method = "POST"
+    wrk.headers["Content-Type"] = "application/json"
+  end
+  if mode == "post" then
+    wrk.body = slurp(args[2])
+  end
+  chains = {}
+  if mode == "refresh" then
+    for line in io.lines(args[2]) do
+      if #line > 0 then chains[#chains + 1] = line end
+    end
+  end
+  fixed = wrk.format()
+end
+
+function request()
+  if mode ~= "refresh" then
+    return fixed
+  end
+  if not checked then
+    -- wrk calls request() once after init() to check what it returns, and sends nothing: no
+    -- chain is spent on that call (wrk 4: thread 1 only; the benchmark runs one thread).
+    checked = true
+    return wrk.format(nil, nil, nil, '{"refreshToken":"unused"}')
+  end
+  local token = table.remove(chains, 1)
+  if token == nil then
+    lost = lost + 1 -- every chain ended: this request is refused and counted as non-2xx
+    token = "ended"
+  end
+  return wrk.format(nil, nil, nil, '{"refreshToken":"' .. token .. '"}')
+end
+
+function response(status, headers, body)
+  if first_us == 0 then
+    first_us = wall_us() - started_us
+  end
+  if status >= 200 and status < 300 then
+    if mode == "refresh" then
+      -- a JWT: base64url segments joined by dots
+      local token = string.match(body, '"refreshToken"%s*:%s*"([%w_%-%.]+)"')
+      if token == nil then
+        non2xx = non2xx + 1
+        return
+      end
+      chains[#chains + 1] = token
+    end
+    ok = ok + 1
+  else
+    non2xx = non2xx + 1
+  end
+end
+
+function done(summary, latency, requests)
+  local ok_all, bad_all, lost_all, first = 0, 0, 0, 0
+  local waiting = {}
+  for _, thread in ipairs(threads) do
+    ok_all = ok_all + thread:get("ok")
+    bad_all = bad_all + thread:get("non2xx")
+    lost_all = lost_all + thread:get("lost")
+    first = math.max(first, thread:get("first_us"))
+    local path = thread:get("out")
+    if path then
+      for _, token in ipairs(thread:get("chains") or {}) do waiting[#waiting + 1] = token end
+      local f = assert(io.open(path, "w"))
+      f:write(table.concat(waiting, "\n"), "\n")
+      f:close()
+    end
+  end
+  local e = summary.errors
+  io.write(string.format(
+    '{"requests":%d,"ok":%d,"non_2xx":%d,"ended_chains_requests":%d,"socket_errors":%d,' ..
+    '"duration_us":%d,"first_answer_us":%d,"p50_us":%d,"p90_us":%d,"p99_us":%d,"max_us":%d,"mean_us":%.1f}\n',
+    summary.requests, ok_all, bad_all, lost_all, e.connect + e.read + e.write + e.timeout,
+    summary.duration, first, latency:percentile(50), latency:percentile(90), latency:percentile(99),
+    latency.max, latency.mean))
+end
