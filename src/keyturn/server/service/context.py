@@ -93,9 +93,9 @@ class Context:
         self.store = store
         self.clock = clock
         self.keys = KeyManager(store, master, settings)
-        self.verifier = Verifier(
-            settings.issuer, settings.token_audience, keys=self.keys, leeway=settings.leeway, cache_size=0
-        )
+        # Verified tokens are remembered until their `exp`, as every resource server does: a
+        # repeat costs a lookup, not a signature check. The session is still read on every request.
+        self.verifier = Verifier(settings.issuer, settings.token_audience, keys=self.keys, leeway=settings.leeway)
         self.codec = RefreshTokenCodec.from_master(master)
         self.client_secrets = SecretMac(master.derive("keyturn/client-secret"))
         self.email_tokens = SecretMac(master.derive("keyturn/email-token"))
@@ -133,7 +133,7 @@ class Context:
         found = self._verifiers.get(audience)  # one per registered audience: the operator's, so few
         if found is None:
             found = self._verifiers[audience] = Verifier(
-                self.settings.issuer, audience.split(), keys=self.keys, leeway=self.settings.leeway, cache_size=0
+                self.settings.issuer, audience.split(), keys=self.keys, leeway=self.settings.leeway
             )
         return found
 
