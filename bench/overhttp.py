@@ -59,13 +59,12 @@ def wrk(
     file: Path | None = None,
     headers: Sequence[str] = (),
     *,
-    script: Path = LUA,
     extra: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """One wrk run (one thread, on the load core) of ``script`` (``extra``: more script arguments
-    after ``file``); returns the script's JSON report plus req_s."""
+    """One wrk run (one thread, on the load core) of ``bench/wrk/keyturn.lua`` (``extra``: more
+    script arguments after ``file``); returns the script's JSON report plus req_s."""
     cmd = [*pinned(LOAD_CPU), "wrk", "-t1", f"-c{connections}", f"-d{round(seconds)}s", "--timeout", "10s"]
-    cmd += ["-s", str(script)]
+    cmd += ["-s", str(LUA)]
     for header in headers:
         cmd += ["-H", header]
     cmd += [url, "--", mode, *([str(file)] if file else []), *extra]
@@ -127,14 +126,22 @@ def keyturn(
 def asgi_app(workdir: Path, target: str, *, factory: bool = False, env: dict[str, str] | None = None) -> Iterator[str]:
     """Serve ``target`` with uvicorn as ``keyturn serve`` runs it (same loop, parser and logging
     level), pinned to the server core; yields its base URL."""
-    workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     uvicorn = Path(sys.executable).with_name("uvicorn")
-    cmd = [*pinned(SERVER_CPU), str(uvicorn), target, "--host", "127.0.0.1", "--port", str(port)]
+    cmd = [str(uvicorn), target, "--host", "127.0.0.1", "--port", str(port)]
     cmd += ["--log-level", "warning", "--no-server-header", "--no-proxy-headers", *(["--factory"] if factory else [])]
+    with served(cmd, port, workdir, cwd=ROOT, env={**os.environ, **(env or {})}) as url:
+        yield url
+
+
+@contextmanager
+def served(cmd: list[str], port: int, workdir: Path, *, cwd: Path, env: dict[str, str]) -> Iterator[str]:
+    """Run ``cmd`` (a server on ``port``) pinned to the server core, logging to ``workdir``; ready
+    (``/healthz``) on entry, stopped on exit; yields its base URL."""
+    workdir.mkdir(parents=True, exist_ok=True)
     log = workdir / "server.log"
     with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **(env or {})}, stdout=out, stderr=out)
+        proc = subprocess.Popen([*pinned(SERVER_CPU), *cmd], cwd=cwd, env=env, stdout=out, stderr=out)
     server = Server(f"http://127.0.0.1:{port}", port, workdir, log, proc)
     try:
         wait_ready_url(f"{server.url}/healthz", proc, log)

@@ -4,7 +4,7 @@
 jsonwebtoken 9, HS256 access and refresh tokens, refresh tokens kept in an in-memory array (nothing
 durable, no reuse detection), rotation on ``POST /refresh``. It runs as ``node server.js PORT``
 (``NODE_ENV=production``) pinned to the server core, and wrk (``-t1``, on the load core,
-``bench/wrk/reference.lua``) loads ``GET /protected``, ``POST /refresh`` with chained rotation and
+``bench/wrk/keyturn.lua``) loads ``GET /protected``, ``POST /refresh`` with chained rotation and
 ``POST /login`` at keyturn's connection counts and durations. Two variants, as the seed's file
 documents: ``default`` (the secrets passed as strings, the design as written) and ``keyobject``
 (``SEED_KEYOBJECT=1``, prebuilt key objects). A fresh server per connection count, so its array
@@ -28,12 +28,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from tests.servers import Server, free_port, stop, wait_ready_url
+from tests.servers import free_port
 
-from bench.overhttp import ROOT, SERVER_CPU, pinned, row, wrk
+from bench.overhttp import ROOT, SERVER_CPU, row, served, wrk
 
 SEED = ROOT / "bench" / "reference" / "express-seed"
-LUA = ROOT / "bench" / "wrk" / "reference.lua"
 VARIANTS: dict[str, dict[str, str]] = {"default": {}, "keyobject": {"SEED_KEYOBJECT": "1"}}
 # The variant the targets divide by (report.py reads it from the result): the issue's figures for
 # the reference (3,900 refreshes/s, 0.16 ms per protected request) are this variant's; the default
@@ -64,20 +63,11 @@ def versions() -> dict[str, str]:
 @contextmanager
 def seed(workdir: Path, variant: str) -> Iterator[str]:
     """``node server.js PORT`` pinned to the server core, ready on entry, stopped on exit; yields its URL."""
-    workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("SEED_")}
     env.update(NODE_ENV="production", **VARIANTS[variant])
-    log = workdir / "server.log"
-    with log.open("wb") as out:
-        cmd = [*pinned(SERVER_CPU), "node", "server.js", str(port)]
-        proc = subprocess.Popen(cmd, cwd=SEED, env=env, stdout=out, stderr=out)
-    server = Server(f"http://127.0.0.1:{port}", port, workdir, log, proc)
-    try:
-        wait_ready_url(f"{server.url}/healthz", proc, log)
-        yield server.url
-    finally:
-        stop(server)
+    with served(["node", "server.js", str(port)], port, workdir, cwd=SEED, env=env) as url:
+        yield url
 
 
 @dataclass
@@ -124,7 +114,7 @@ def refresh_run(base: str, pairs: list[Pair], seconds: float, tmp: Path) -> dict
     tokens, waiting = tmp / f"reference-chains-{len(pairs)}.txt", tmp / f"reference-waiting-{len(pairs)}.txt"
     tokens.write_text("".join(p.refresh_token + "\n" for p in pairs))
     waiting.unlink(missing_ok=True)
-    report = wrk(f"{base}/refresh", len(pairs), seconds, "refresh", tokens, script=LUA, extra=[str(waiting)])
+    report = wrk(f"{base}/refresh", len(pairs), seconds, "refresh", tokens, extra=["refreshToken", str(waiting)])
     left = [line for line in waiting.read_text().splitlines() if line]
     live = asyncio.run(_live(base, left))
     report["chains_waiting"], report["chains_live"] = len(left), live
@@ -141,10 +131,17 @@ def warm_up(base: str, level: int, tmp: Path) -> None:
     it), so the seed gets ``WARM_UP_S`` of ``/protected`` and of chained refresh first, unrecorded:
     no login, so the array gains only the chains' tokens."""
     pairs = log_in(base, level)
-    wrk(f"{base}/protected", level, WARM_UP_S, headers=[f"Authorization: Bearer {pairs[0].access_token}"], script=LUA)
+    wrk(f"{base}/protected", level, WARM_UP_S, headers=[f"Authorization: Bearer {pairs[0].access_token}"])
     tokens = tmp / f"reference-warm-up-{level}.txt"
     tokens.write_text("".join(p.refresh_token + "\n" for p in pairs))
-    wrk(f"{base}/refresh", level, WARM_UP_S, "refresh", tokens, script=LUA, extra=[str(tmp / "reference-warm-up.out")])
+    wrk(
+        f"{base}/refresh",
+        level,
+        WARM_UP_S,
+        "refresh",
+        tokens,
+        extra=["refreshToken", str(tmp / "reference-warm-up.out")],
+    )
 
 
 def run_variant(variant: str, levels: Sequence[int], seconds: float, tmp: Path) -> list[dict[str, Any]]:
@@ -158,9 +155,9 @@ def run_variant(variant: str, levels: Sequence[int], seconds: float, tmp: Path) 
             warm_up(url, level, tmp)
             pairs = log_in(url, level)
             bearer = f"Authorization: Bearer {pairs[0].access_token}"
-            protected = wrk(f"{url}/protected", level, seconds, headers=[bearer], script=LUA)
+            protected = wrk(f"{url}/protected", level, seconds, headers=[bearer])
             refresh = refresh_run(url, pairs, seconds, tmp)
-            login = wrk(f"{url}/login", level, seconds * (1 if level == 1 else 4), "post", login_body, script=LUA)
+            login = wrk(f"{url}/login", level, seconds * (1 if level == 1 else 4), "post", login_body)
         for endpoint, report in (("protected", protected), ("refresh", refresh), ("login", login)):
             rows.append({"variant": variant, **row("reference", endpoint, level, report)})
     return rows

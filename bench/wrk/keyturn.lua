@@ -1,10 +1,14 @@
--- wrk script for keyturn's benchmark: wrk -t1 -cN -dS -s bench/wrk/keyturn.lua URL -- MODE [FILE]
+-- wrk script for the benchmark's servers: wrk -t1 -cN -dS -s bench/wrk/keyturn.lua URL -- MODE [FILE [FIELD [OUT]]]
 --
 -- MODE get      requests as given on the command line (-H for headers)
 -- MODE post     POST the JSON body in FILE (login)
 -- MODE refresh  chained rotation: FILE holds one refresh token a line, one chain each. A request
---               takes a chain's newest token and the 200 answer's refresh_token continues that
---               chain, so no token is ever sent twice. A non-200 ends its chain.
+--               takes the oldest waiting chain's newest token, sent as {"FIELD": token} (FIELD:
+--               refresh_token for keyturn, refreshToken for the reference server), and the 200
+--               answer's FIELD continues that chain, so no token is ever sent twice. A non-200
+--               ends its chain, and so does a 200 without the field; both count as non-2xx. At
+--               the end the chains still waiting (their newest token never sent) are written to
+--               OUT, one a line, when given, so the caller can check each is still live.
 --
 -- done() prints one JSON line: requests, non-2xx, socket errors, duration, latency percentiles,
 -- and how long the first answer took to come (a login's argon2id hash queue starts empty).
@@ -32,6 +36,8 @@ end
 
 function init(args)
   mode = args[1]
+  field = args[3] or "refresh_token"
+  out = args[4]
   ok, non2xx, lost = 0, 0, 0
   started_us, first_us = wall_us(), 0
   if mode == "post" or mode == "refresh" then
@@ -58,14 +64,14 @@ function request()
     -- wrk calls request() once after init() to check what it returns, and sends nothing: no
     -- chain is spent on that call (wrk 4: thread 1 only; the benchmark runs one thread).
     checked = true
-    return wrk.format(nil, nil, nil, '{"refresh_token":"kt_rt_unused"}')
+    return wrk.format(nil, nil, nil, '{"' .. field .. '":"unused"}')
   end
   local token = table.remove(chains, 1)
   if token == nil then
     lost = lost + 1 -- every chain ended: this request is refused and counted as non-2xx
-    token = "kt_rt_ended"
+    token = "ended"
   end
-  return wrk.format(nil, nil, nil, '{"refresh_token":"' .. token .. '"}')
+  return wrk.format(nil, nil, nil, '{"' .. field .. '":"' .. token .. '"}')
 end
 
 function response(status, headers, body)
@@ -73,11 +79,16 @@ function response(status, headers, body)
     first_us = wall_us() - started_us
   end
   if status >= 200 and status < 300 then
-    ok = ok + 1
     if mode == "refresh" then
-      local token = string.match(body, '"refresh_token"%s*:%s*"([%w_%-]+)"')
+      -- keyturn's kt_rt_ tokens, or the reference's JWTs (base64url segments joined by dots)
+      local token = string.match(body, '"' .. field .. '"%s*:%s*"([%w_%-%.]+)"')
+      if token == nil then
+        non2xx = non2xx + 1
+        return
+      end
       chains[#chains + 1] = token
     end
+    ok = ok + 1
   else
     non2xx = non2xx + 1
   end
@@ -85,11 +96,19 @@ end
 
 function done(summary, latency, requests)
   local ok_all, bad_all, lost_all, first = 0, 0, 0, 0
+  local waiting = {}
   for _, thread in ipairs(threads) do
     ok_all = ok_all + thread:get("ok")
     bad_all = bad_all + thread:get("non2xx")
     lost_all = lost_all + thread:get("lost")
     first = math.max(first, thread:get("first_us"))
+    local path = thread:get("out")
+    if path then
+      for _, token in ipairs(thread:get("chains") or {}) do waiting[#waiting + 1] = token end
+      local f = assert(io.open(path, "w"))
+      f:write(table.concat(waiting, "\n"), "\n")
+      f:close()
+    end
   end
   local e = summary.errors
   io.write(string.format(
