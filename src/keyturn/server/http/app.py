@@ -33,7 +33,7 @@ from .middleware import BodyLimit, HeaderLimit, SecurityHeaders
 from .oauth import router as oauth_router
 from .ratelimit import RateLimits
 from .recovery import router as recovery_router
-from .routes import router
+from .routes import HOT_ROUTES, router
 
 __all__ = ["create_app", "create_app_from_env"]
 
@@ -76,6 +76,7 @@ def create_app(settings: Settings, *, service: Service | None = None) -> FastAPI
     app.state.service = svc
     app.state.limits = RateLimits(settings)
     app.state.browser = BrowserMode(settings)
+    app.router.routes.extend(HOT_ROUTES)  # first: matched before the documented routes
     app.include_router(router)
     app.include_router(admin_router)
     app.include_router(feed_router)
