@@ -5,7 +5,6 @@ OpenAPI document; the routes that end sessions are in test_routes_sessions.py.
 
 from __future__ import annotations
 
-import json
 import uuid
 
 import httpx
@@ -21,9 +20,7 @@ from keyturn.core.errors import (
     TokenExpired,
 )
 from keyturn.core.passwords import Passwords
-from keyturn.server.config import Settings
 from keyturn.server.http import create_app
-from keyturn.server.http.routes import HOT_ROUTES
 from keyturn.server.service import Service
 from tests.conftest import Clock, make_settings
 from tests.helpers import (
@@ -275,65 +272,3 @@ async def test_openapi_lists_bearer_security(database_url: str, clock: Clock, fa
     assert any(s.get("scheme") == "bearer" for s in spec["components"]["securitySchemes"].values())
     assert docs.status_code == 200
     assert "cdn" not in docs.text.lower()
-
-
-# --- the plain /me ahead of the documented route (issue 18) --------------------------------------
-
-Answer = tuple[int, list[tuple[str, str]], bytes]
-
-
-async def me_answers(settings: Settings, clock: Clock, passwords: Passwords, *, plain: bool) -> list[Answer]:
-    """Every kind of answer ``GET /v1/auth/me`` gives, from an app with (``plain``) or without the
-    plain Starlette route ahead of the documented one: 200, no token, a malformed one, a forged
-    one, HEAD, an ended session, and the server-wide ceiling (8 a minute here) reached."""
-    svc = Service(settings, passwords=passwords, clock=clock)
-    await svc.start()
-    app = create_app(settings, service=svc)
-    if not plain:
-        app.router.routes[:] = [r for r in app.router.routes if r not in HOT_ROUTES]
-    assert any(r in HOT_ROUTES for r in app.router.routes) is plain
-    answers: list[Answer] = []
-    try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=settings.issuer) as client:
-            tokens = await signed_in(client, "alice" if plain else "bobby")  # two of the eight: register, login
-            ok = bearer(tokens)
-            forged = {"authorization": ok["authorization"][:-4] + "AAAA"}
-            for headers, method in ((ok, "GET"), ({}, "GET"), ({"authorization": "Bearer"}, "GET"),
-                                    (forged, "GET"), (ok, "HEAD")):  # fmt: skip
-                response = await client.request(method, "/v1/auth/me", headers=headers)
-                answers.append((response.status_code, response.headers.multi_items(), response.content))
-            await client.post("/v1/auth/logout", headers=ok)
-            for _ in range(2):  # the eighth passes the ceiling (the session has ended), the ninth does not
-                response = await client.get("/v1/auth/me", headers=ok)
-                answers.append((response.status_code, response.headers.multi_items(), response.content))
-    finally:
-        await svc.close()
-    return answers
-
-
-async def test_the_plain_me_answers_as_the_documented_route_byte_for_byte(
-    database_url: str, clock: Clock, fast_passwords: Passwords
-) -> None:
-    """Status, every header in order, and the body: the same from both routes, for every answer
-    (only the token's claims differ between the two apps, so bodies are compared with them out)."""
-    settings = make_settings(database_url, rate_limit_global="8/minute")
-    plain = await me_answers(settings, clock, fast_passwords, plain=True)
-    documented = await me_answers(settings, clock, fast_passwords, plain=False)
-    assert [a[0] for a in plain] == [200, 401, 401, 401, 405, 401, 429]
-    for (status, headers, body), (status_d, headers_d, body_d) in zip(plain, documented, strict=True):
-        assert (status, headers) == (status_d, headers_d) if status != 200 else len(body) == len(body_d)
-        if status == 200:
-            mine, theirs = json.loads(body), json.loads(body_d)
-            assert list(mine) == list(theirs)  # the same members in the same order
-            assert {k: v for k, v in mine.items() if k not in VARYING} == {
-                k: v for k, v in theirs.items() if k not in VARYING
-            }
-            assert body == json.dumps(mine, separators=(",", ":"), ensure_ascii=False).encode()
-            assert [h for h in headers if h[0] != "content-length"] == [
-                h for h in headers_d if h[0] != "content-length"
-            ]
-        else:
-            assert body == body_d
-
-
-VARYING = ("sub", "username", "session_id", "exp", "iat", "auth_time")  # of the two apps' own users and sessions

@@ -27,13 +27,14 @@ from .cookies import BrowserMode, CookieFilter
 from .errors import error_response, install_error_handlers
 from .feed import router as feed_router
 from .feed import wake_on_exit
+from .hot import HOT_ROUTES
 from .metadata import add_metadata
 from .metrics import install_metrics
 from .middleware import BodyLimit, HeaderLimit, SecurityHeaders
 from .oauth import router as oauth_router
 from .ratelimit import RateLimits
 from .recovery import router as recovery_router
-from .routes import HOT_ROUTES, router
+from .routes import router
 
 __all__ = ["create_app", "create_app_from_env"]
 

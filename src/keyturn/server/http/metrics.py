@@ -42,7 +42,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ...core.errors import InvalidGrant, InvalidToken, KeyturnError, RateLimited, Unavailable
 from ...verify.bearer import bearer_token
 from ..service import AuditRecord, Service
-from . import routes
+from . import hot, routes
 
 __all__ = [
     "ACTIVE_SESSIONS_TTL", "METRICS_PATH", "ActiveSessions", "HttpMetrics", "Metrics", "install_metrics",
@@ -86,6 +86,7 @@ _AUDITED = {
 _ENDPOINT_FLOWS: dict[Any, str] = {
     routes.login: "logins",
     routes.refresh: "refreshes",
+    hot.refresh_plain: "refreshes",
     routes.register: "registrations",
 }
 _GRANT_REFUSALS = {

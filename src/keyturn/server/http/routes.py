@@ -8,7 +8,6 @@ from typing import Annotated, Any, TypeVar
 from fastapi import APIRouter, Body, Depends, Request, Response
 from fastapi.security import HTTPAuthorizationCredentials
 from starlette.responses import JSONResponse
-from starlette.routing import Route
 
 from ...core.errors import InvalidRequest, MissingToken
 from ...core.refresh import RefreshToken
@@ -31,12 +30,12 @@ from .schemas import (
     UserOut,
 )
 
-__all__ = ["HOT_ROUTES", "router"]
+__all__ = ["router"]
 
 
 T = TypeVar("T")
 router = APIRouter(prefix="/v1/auth", tags=["auth"], route_class=JSONBodyRoute)
-_bearer = BearerToken(auto_error=False, description="An access token from /v1/auth/login or /v1/auth/refresh.")
+bearer_scheme = BearerToken(auto_error=False, description="An access token from /v1/auth/login or /v1/auth/refresh.")
 _ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"description": "Malformed request (`invalid_request`)"},
     401: {"description": "Refused credentials or token"},
@@ -83,7 +82,7 @@ async def ceiling(request: Request) -> None:
 
 
 async def caller(
-    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)]
 ) -> Caller:
     if credentials is None:
         raise MissingToken()
@@ -91,7 +90,7 @@ async def caller(
 
 
 async def optional_caller(
-    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)]
 ) -> Caller | None:
     return None if credentials is None else await caller(request, credentials)
 
@@ -222,27 +221,6 @@ async def whoami(me: Authed) -> Me:
         session_id=c.sid, client_id=c.client_id, scope=" ".join(c.scope),
         exp=c.exp, iat=c.iat, auth_time=c.auth_time,
     )  # fmt: skip
-
-
-async def whoami_plain(request: Request) -> JSONResponse:
-    """``GET /v1/auth/me`` as a plain Starlette endpoint ahead of the documented route (issue 18):
-    the same dependencies in FastAPI's order (the ceiling, the bearer token, the caller) and the
-    same model and JSON, without FastAPI's per-request dependency solving and response validation.
-    Refusals raise the same errors to the same handlers."""
-    await ceiling(request)
-    me = await caller(request, await _bearer(request))
-    return JSONResponse((await whoami(me)).model_dump(mode="json"))
-
-
-def _plain(path: str, endpoint: Callable[[Request], Awaitable[Response]], method: str) -> Route:
-    route = Route(path, endpoint, methods=[method])
-    route.methods = {method}  # Starlette adds HEAD to a GET route; the documented route answers HEAD 405
-    return route
-
-
-# Served ahead of the router's documented routes, which keep the OpenAPI document; a test pins
-# each answer to the documented route's byte for byte (tests/server/http/test_routes.py).
-HOT_ROUTES = [_plain("/v1/auth/me", whoami_plain, "GET")]
 
 
 @router.post("/password", **_TOKENS)
