@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import logging
 from collections.abc import AsyncIterator
@@ -142,8 +143,13 @@ def _add_web_page(app: FastAPI, settings: Settings) -> None:
 
     @app.get("/", include_in_schema=False)
     async def index() -> HTMLResponse:
-        page = (STATIC_DIR / "index.html").read_text(encoding="utf-8").replace("<body>", body, 1)
-        return HTMLResponse(page, headers={"Cache-Control": "no-cache"})
+        return HTMLResponse(_index_page(body), headers={"Cache-Control": "no-cache"})
+
+
+@functools.cache
+def _index_page(body: str) -> str:
+    """``index.html`` with its ``<body>`` tag as the settings have it, read once."""
+    return (STATIC_DIR / "index.html").read_text(encoding="utf-8").replace("<body>", body, 1)
 
 
 def _add_operational_routes(app: FastAPI, svc: Service) -> None:

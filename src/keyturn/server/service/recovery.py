@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from ...core.emails import normalize_email
 from ...core.errors import InvalidGrant, InvalidRequest, Unavailable
@@ -38,9 +38,7 @@ class Recovery:
     async def mail_verification(self, tx: Tx, user_id: uuid.UUID, email: str, email_key: str, now: datetime) -> None:
         """Post a verification link for ``email`` (older unused links for it stop working)."""
         token = await self._new_link(tx, user_id, "verify", email_key, now)
-        ttl = self.ctx.settings.email_token_ttl
-        message = messages.verify_email(self._product, email, self._link("verify-email", token), ttl)
-        await self.ctx.postman.post(tx, "verify", message)
+        await self.ctx.postman.post(tx, "verify", self._message("verify", email, token))
 
     async def verify_email(self, token: object, client: Client) -> UserRecord:
         """Use a verification link: the account's address is verified if it is still the one the
@@ -101,11 +99,7 @@ class Recovery:
                 return None
             token = await self._new_link(tx, user.id, purpose, key, now)
             await self.ctx.audit(tx, now, f"{purpose}_link_sent", _SENDER, user_id=user.id)
-        if purpose == "verify":
-            ttl = self.ctx.settings.email_token_ttl
-            return messages.verify_email(self._product, user.email, self._link("verify-email", token), ttl)
-        ttl = self.ctx.settings.reset_token_ttl
-        return messages.reset_password(self._product, user.email, self._link("reset-password", token), ttl)
+        return self._message(purpose, user.email, token)
 
     async def reset_password(self, token: object, new_password: object, client: Client) -> int:
         """Use a reset link: the new password (the registration policy) replaces the old one,
@@ -123,12 +117,8 @@ class Recovery:
             user = None if used is None else await tx.lock_user(used.user_id)
             if used is None or user is None or user.disabled_at is not None or user.email_key != used.email_key:
                 raise InvalidGrant(LINK_REFUSED, reason="link_refused")
-            await tx.set_password_hash(user.id, new_hash, now, replacing=user.password_hash)
             await tx.mark_email_verified(user.id, used.email_key, now)
-            await tx.retire_email_tokens(user.id, "reset", now)
-            ended = await tx.revoke_sessions(user.id, now, "password_reset", tokens_until=self.ctx.tokens_until(now))
-            await self.ctx.audit(tx, now, "password_reset", client, user_id=user.id, sessions_ended=len(ended))
-        return len(ended)
+            return await self._replace_password(tx, user, new_hash, now, "password_reset", client)
 
     # the operator's tools
 
@@ -163,11 +153,7 @@ class Recovery:
         async with self.ctx.store.write() as tx:
             locked = await tx.lock_user(user.id)
             assert locked is not None
-            await tx.set_password_hash(user.id, new_hash, now, replacing=locked.password_hash)
-            await tx.retire_email_tokens(user.id, "reset", now)
-            ended = await tx.revoke_sessions(user.id, now, "password_reset", tokens_until=self.ctx.tokens_until(now))
-            await self.ctx.audit(tx, now, "password_set", _OPERATOR, user_id=user.id, sessions_ended=len(ended))
-        return len(ended)
+            return await self._replace_password(tx, locked, new_hash, now, "password_set", _OPERATOR)
 
     async def enable_user(self, username: str) -> bool:
         """Enable a disabled account again (its ended sessions stay ended); False if it was enabled."""
@@ -179,11 +165,21 @@ class Recovery:
                 await self.ctx.audit(tx, now, "user_enabled", _OPERATOR, user_id=user.id)
         return changed
 
+    async def _replace_password(
+        self, tx: Tx, user: UserRecord, new_hash: str, now: datetime, event: str, client: Client
+    ) -> int:
+        """A reset's writes (by link or by the operator): the new hash over the locked ``user``'s,
+        reset links retired, every session ended, audited; how many sessions ended."""
+        await tx.set_password_hash(user.id, new_hash, now, replacing=user.password_hash)
+        await tx.retire_email_tokens(user.id, "reset", now)
+        ended = await tx.revoke_sessions(user.id, now, "password_reset", tokens_until=self.ctx.tokens_until(now))
+        await self.ctx.audit(tx, now, event, client, user_id=user.id, sessions_ended=len(ended))
+        return len(ended)
+
     async def _new_link(self, tx: Tx, user_id: uuid.UUID, purpose: str, email_key: str, now: datetime) -> str:
         token = _TOKEN_PREFIX + secrets.token_urlsafe(32)
-        ttl = self.ctx.settings.email_token_ttl if purpose == "verify" else self.ctx.settings.reset_token_ttl
         await tx.retire_email_tokens(user_id, purpose, now)
-        record = EmailTokenRecord(self._mac(token), user_id, purpose, email_key, now, now + ttl)
+        record = EmailTokenRecord(self._mac(token), user_id, purpose, email_key, now, now + self._ttl(purpose))
         await tx.insert_email_token(record)
         return token
 
@@ -194,9 +190,15 @@ class Recovery:
     def _mac(self, token: object) -> str:
         return self.ctx.email_tokens.digest(token if isinstance(token, str) else "")
 
-    def _link(self, action: str, token: str) -> str:
-        return f"{self.ctx.settings.issuer.rstrip('/')}/#{action}={token}"
+    def _ttl(self, purpose: str) -> timedelta:
+        return self.ctx.settings.email_token_ttl if purpose == "verify" else self.ctx.settings.reset_token_ttl
 
-    @property
-    def _product(self) -> str:
-        return self.ctx.settings.product_name
+    def _message(self, purpose: str, email: str, token: str) -> Message:
+        """The mail that carries a ``purpose`` link (``verify`` or ``reset``) to ``email``."""
+        compose, action = (
+            (messages.verify_email, "verify-email")
+            if purpose == "verify"
+            else (messages.reset_password, "reset-password")
+        )
+        link = f"{self.ctx.settings.issuer.rstrip('/')}/#{action}={token}"
+        return compose(self.ctx.settings.product_name, email, link, self._ttl(purpose))
