@@ -68,6 +68,15 @@ def sign_in(page: Page, username: str) -> None:
     expect(page.locator("#app-view")).to_be_visible(timeout=10_000)
 
 
+def two_devices(first: BrowserContext, second: BrowserContext, server: Server, username: str) -> tuple[Page, Page]:
+    """A new account signed up on ``first`` and signed in on ``second``: each one's page."""
+    page = open_app(first, server)
+    sign_up(page, username)
+    other = open_app(second, server)
+    sign_in(other, username)
+    return page, other
+
+
 def me_status(page: Page) -> int:
     status: int = page.evaluate("() => window.keyturn.fetch('/v1/auth/me').then(r => r.status)")
     return status
@@ -301,10 +310,7 @@ def test_sign_out_one_device_and_change_password(browser: Browser, server: Serve
     laptop = browser.new_context()
     phone = browser.new_context(user_agent="Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) Safari/604.1")
     try:
-        page = open_app(laptop, server)
-        sign_up(page, "twodevices")
-        other = open_app(phone, server)
-        sign_in(other, "twodevices")
+        page, other = two_devices(laptop, phone, server, "twodevices")
         page.click("#devices-reload")
         expect(page.locator("#devices .device")).to_have_count(2)
         expect(page.locator("#devices .device-current")).to_have_count(1)

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.browser import chromium_fixture, require_chromium
-from tests.server.http.test_browser import PASSWORD, open_app, shot, sign_in, sign_up
+from tests.server.http.test_browser import PASSWORD, open_app, shot, sign_up, two_devices
 from tests.servers import Server, keyturn_fixture
 
 pytestmark = pytest.mark.browser
@@ -112,10 +112,7 @@ def test_two_alike_devices_are_told_apart_and_one_is_renamed(browser: Browser, s
     change then says the other device was signed out."""
     first, second = browser.new_context(viewport=LAPTOP), browser.new_context(viewport=LAPTOP)
     try:
-        page = open_app(first, server)
-        sign_up(page, "lookalike")
-        other = open_app(second, server)
-        sign_in(other, "lookalike")
+        page, other = two_devices(first, second, server, "lookalike")
         page.click("#devices-reload")
         names = page.locator("#devices .device-name")
         expect(names).to_have_text(["Headless Chrome on Linux #1", "Headless Chrome on Linux #2"])

@@ -70,6 +70,13 @@ def open_link(context: BrowserContext, server: Server, action: str, token: str) 
     return page
 
 
+def choose_password(page: Page, password: str, confirm: str | None = None) -> None:
+    """Type a new password twice (``confirm``: the second time, if different) on the reset page."""
+    page.fill("#reset-password", password)
+    page.fill("#reset-confirm", password if confirm is None else confirm)
+    page.press("#reset-confirm", "Enter")
+
+
 def claims_of(page: Page) -> dict[str, Any]:
     """The claims of the page's access token (signed by the server; read here, not verified)."""
     payload = str(page.evaluate("() => window.keyturn.accessToken")).split(".")[1]
@@ -141,9 +148,7 @@ def test_sign_up_verify_forget_reset_and_every_device_is_signed_out(
         assert not any(referers), referers
         expect(tab.locator("#reset-password")).to_be_focused()
         shot(tab, "11-choose-a-new-password")
-        tab.fill("#reset-password", NEW_PASSWORD)
-        tab.fill("#reset-confirm", NEW_PASSWORD)
-        tab.press("#reset-confirm", "Enter")
+        choose_password(tab, NEW_PASSWORD)
         expect(tab.locator("#auth-notice")).to_have_text(
             "Password changed; every device was signed out. Sign in with your new password.", timeout=SLOW_MS
         )
@@ -180,17 +185,13 @@ def test_a_used_link_and_a_weak_password_are_said_where_the_user_is_looking(
     second = open_link(context, server, "reset-password", token)
     error = first.locator("#auth-error")
 
-    first.fill("#reset-password", "password")
-    first.fill("#reset-confirm", "password")
-    first.press("#reset-confirm", "Enter")
+    choose_password(first, "password")
     expect(error).to_contain_text("password", timeout=SLOW_MS)
     assert error.get_attribute("role") == "alert"
     expect(first.locator("#reset-password")).to_be_focused()
     expect(first.locator("#reset-password")).to_have_attribute("aria-invalid", "true")
 
-    first.fill("#reset-password", NEW_PASSWORD)
-    first.fill("#reset-confirm", NEW_PASSWORD + "!")
-    first.press("#reset-confirm", "Enter")
+    choose_password(first, NEW_PASSWORD, NEW_PASSWORD + "!")
     expect(error).to_have_text("The two passwords are not the same; type the new one twice.")
     expect(first.locator("#reset-confirm")).to_be_focused()
 
@@ -198,9 +199,7 @@ def test_a_used_link_and_a_weak_password_are_said_where_the_user_is_looking(
     first.press("#reset-confirm", "Enter")
     expect(first.locator("#auth-notice")).to_contain_text("Password changed", timeout=SLOW_MS)
 
-    second.fill("#reset-password", NEW_PASSWORD)
-    second.fill("#reset-confirm", NEW_PASSWORD)
-    second.press("#reset-confirm", "Enter")
+    choose_password(second, NEW_PASSWORD)
     expect(second.locator("#auth-error")).to_have_text(
         "This link is invalid or has expired; ask for a new one.", timeout=SLOW_MS
     )

@@ -87,6 +87,14 @@ function clearMessages() {
   for (const input of document.querySelectorAll("[aria-invalid]")) markValid(input);
 }
 
+// Runs `task(form)` as one user action (`act`) whenever `form` is submitted.
+function onSubmit(form, task) {
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    act(form, () => task(form));
+  });
+}
+
 // Runs one user action: clears old messages, marks the control busy, reports any error next to it.
 async function act(control, task) {
   if (control.getAttribute("aria-busy") === "true") return;
@@ -214,23 +222,19 @@ function filled(fields) {
   return null;
 }
 
-$("signin-form").addEventListener("submit", (event) => {
-  event.preventDefault();
-  const form = event.currentTarget;
-  act(form, async () => {
-    const values = filled([$("signin-username"), $("signin-password")]);
-    if (!values) return;
-    const [username, password] = values;
-    try {
-      await session.login(username.trim(), password);
-    } catch (error) {
-      $("signin-password").value = "";
-      $("resend-offer").hidden = error.code !== "email_not_verified";
-      fail($("signin-password"), error, false);
-      return;
-    }
-    form.reset();
-  });
+onSubmit($("signin-form"), async (form) => {
+  const values = filled([$("signin-username"), $("signin-password")]);
+  if (!values) return;
+  const [username, password] = values;
+  try {
+    await session.login(username.trim(), password);
+  } catch (error) {
+    $("signin-password").value = "";
+    $("resend-offer").hidden = error.code !== "email_not_verified";
+    fail($("signin-password"), error, false);
+    return;
+  }
+  form.reset();
 });
 
 // Which sign-up field a refusal is about.
@@ -240,41 +244,37 @@ function signupField(error) {
   return $("signup-password");
 }
 
-$("signup-form").addEventListener("submit", (event) => {
-  event.preventDefault();
-  const form = event.currentTarget;
-  act(form, async () => {
-    const values = filled([$("signup-username"), ...(EMAIL_REQUIRED ? [$("signup-email")] : []), $("signup-password")]);
-    if (!values) return;
-    const [username, password] = [values[0].trim(), values.at(-1)];
-    const email = $("signup-email").value.trim();
-    if (email && !$("signup-email").checkValidity()) {
-      fail($("signup-email"), "Please enter a whole email address (name@example.com), or none.");
+onSubmit($("signup-form"), async (form) => {
+  const values = filled([$("signup-username"), ...(EMAIL_REQUIRED ? [$("signup-email")] : []), $("signup-password")]);
+  if (!values) return;
+  const [username, password] = [values[0].trim(), values.at(-1)];
+  const email = $("signup-email").value.trim();
+  if (email && !$("signup-email").checkValidity()) {
+    fail($("signup-email"), "Please enter a whole email address (name@example.com), or none.");
+    return;
+  }
+  try {
+    await session.register(username, password, email || undefined);
+  } catch (error) {
+    fail(signupField(error), error, ["invalid_request", "username_taken"].includes(error.code));
+    return;
+  }
+  form.reset();
+  const sent = email ? `We sent a link to ${email} to verify it.` : "";
+  try {
+    await session.login(username, password);
+    notify(`Account created. Welcome, ${username}! ${sent}`.trim());
+  } catch (error) {
+    showPanel("signin");
+    $("signin-username").value = username;
+    if (error.code === "email_not_verified") {
+      notify(`Account created. ${sent} Open it, then sign in here.`, form);
+      $("signin-password").focus();
       return;
     }
-    try {
-      await session.register(username, password, email || undefined);
-    } catch (error) {
-      fail(signupField(error), error, ["invalid_request", "username_taken"].includes(error.code));
-      return;
-    }
-    form.reset();
-    const sent = email ? `We sent a link to ${email} to verify it.` : "";
-    try {
-      await session.login(username, password);
-      notify(`Account created. Welcome, ${username}! ${sent}`.trim());
-    } catch (error) {
-      showPanel("signin");
-      $("signin-username").value = username;
-      if (error.code === "email_not_verified") {
-        notify(`Account created. ${sent} Open it, then sign in here.`, form);
-        $("signin-password").focus();
-        return;
-      }
-      notify("Account created. Please sign in.", form);
-      fail($("signin-password"), error, false);
-    }
-  });
+    notify("Account created. Please sign in.", form);
+    fail($("signin-password"), error, false);
+  }
 });
 
 // The forms that ask for an address answer with the server's status text, whatever the address.
@@ -282,52 +282,44 @@ for (const [formId, inputId, ask] of [
   ["forgot-form", "forgot-email", (email) => session.forgotPassword(email)],
   ["resend-form", "resend-email", (email) => session.resendVerification(email)],
 ]) {
-  $(formId).addEventListener("submit", (event) => {
-    event.preventDefault();
-    const form = event.currentTarget;
-    act(form, async () => {
-      const values = filled([$(inputId)]);
-      if (!values) return;
-      try {
-        notify(await ask(values[0].trim()), form);
-      } catch (error) {
-        fail($(inputId), error, error.code === "invalid_request");
-      }
-    });
+  onSubmit($(formId), async (form) => {
+    const values = filled([$(inputId)]);
+    if (!values) return;
+    try {
+      notify(await ask(values[0].trim()), form);
+    } catch (error) {
+      fail($(inputId), error, error.code === "invalid_request");
+    }
   });
 }
 
-$("reset-form").addEventListener("submit", (event) => {
-  event.preventDefault();
-  const form = event.currentTarget;
-  act(form, async () => {
-    const values = filled([$("reset-password"), $("reset-confirm")]);
-    if (!values) return;
-    if (values[0] !== values[1]) {
-      fail($("reset-confirm"), "The two passwords are not the same; type the new one twice.");
-      return;
+onSubmit($("reset-form"), async (form) => {
+  const values = filled([$("reset-password"), $("reset-confirm")]);
+  if (!values) return;
+  if (values[0] !== values[1]) {
+    fail($("reset-confirm"), "The two passwords are not the same; type the new one twice.");
+    return;
+  }
+  try {
+    await session.resetPassword(resetToken, values[0]);
+  } catch (error) {
+    if (error.code === "invalid_grant") {
+      $("reset-again").hidden = false;
+      fail($("reset-ask-again"), error, false);
+    } else {
+      fail($("reset-password"), error, error.code === "invalid_request");
     }
-    try {
-      await session.resetPassword(resetToken, values[0]);
-    } catch (error) {
-      if (error.code === "invalid_grant") {
-        $("reset-again").hidden = false;
-        fail($("reset-ask-again"), error, false);
-      } else {
-        fail($("reset-password"), error, error.code === "invalid_request");
-      }
-      return;
-    }
-    resetToken = null;
-    form.reset();
-    // A tab signed in here learns from the server whether its session was one that ended.
-    if (session.signedIn && !(await session.refresh().catch(() => true))) notify("");
-    if (session.signedIn) enterApp();
-    else showPanel("signin");
-    const done = "Password changed; every device was signed out. Sign in with your new password.";
-    notify(done, session.signedIn ? pageMessages() : $("signin-form"));
-    if (!session.signedIn) $("signin-username").focus();
-  });
+    return;
+  }
+  resetToken = null;
+  form.reset();
+  // A tab signed in here learns from the server whether its session was one that ended.
+  if (session.signedIn && !(await session.refresh().catch(() => true))) notify("");
+  if (session.signedIn) enterApp();
+  else showPanel("signin");
+  const done = "Password changed; every device was signed out. Sign in with your new password.";
+  notify(done, session.signedIn ? pageMessages() : $("signin-form"));
+  if (!session.signedIn) $("signin-username").focus();
 });
 
 // ---- links from mails ---------------------------------------------------------------------
@@ -558,17 +550,14 @@ function startRename(item, device) {
   input.addEventListener("keydown", (event) => {
     if (event.key === "Escape") { event.preventDefault(); endRename(); }
   });
-  form.addEventListener("submit", (event) => {
-    event.preventDefault();
-    act(form, async () => {
-      const renamed = await api(`/v1/auth/sessions/${encodeURIComponent(device.id)}`, {
-        method: "PATCH", body: JSON.stringify({ device_name: input.value.trim() }),
-      });
-      await loadDevices();
-      notify(renamed.device_name ? `Renamed to “${renamed.device_name}”.` : "Name removed.", $("devices"));
-      const again = [...$("devices").children].find((li) => li.dataset.sessionId === device.id);
-      (again?.querySelector(".device-rename") ?? $("devices-reload")).focus();
+  onSubmit(form, async (form) => {
+    const renamed = await api(`/v1/auth/sessions/${encodeURIComponent(device.id)}`, {
+      method: "PATCH", body: JSON.stringify({ device_name: input.value.trim() }),
     });
+    await loadDevices();
+    notify(renamed.device_name ? `Renamed to “${renamed.device_name}”.` : "Name removed.", $("devices"));
+    const again = [...$("devices").children].find((li) => li.dataset.sessionId === device.id);
+    (again?.querySelector(".device-rename") ?? $("devices-reload")).focus();
   });
 }
 
@@ -620,24 +609,20 @@ async function otherDevices() {
   }
 }
 
-$("password-form").addEventListener("submit", (event) => {
-  event.preventDefault();
-  const form = event.currentTarget;
-  act(form, async () => {
-    const values = filled([$("current-password"), $("new-password")]);
-    if (!values) return;
-    const others = await otherDevices();
-    try {
-      await session.changePassword(values[0], values[1]);
-    } catch (error) {
-      const wrong = error.code === "invalid_credentials";
-      fail($(wrong ? "current-password" : "new-password"), error, wrong || error.code === "invalid_request");
-      return;
-    }
-    form.reset();
-    notify(others ? "Password changed; other devices were signed out." : "Password changed.", form);
-    await loadDevices();
-  });
+onSubmit($("password-form"), async (form) => {
+  const values = filled([$("current-password"), $("new-password")]);
+  if (!values) return;
+  const others = await otherDevices();
+  try {
+    await session.changePassword(values[0], values[1]);
+  } catch (error) {
+    const wrong = error.code === "invalid_credentials";
+    fail($(wrong ? "current-password" : "new-password"), error, wrong || error.code === "invalid_request");
+    return;
+  }
+  form.reset();
+  notify(others ? "Password changed; other devices were signed out." : "Password changed.", form);
+  await loadDevices();
 });
 
 // ---- time ---------------------------------------------------------------------------------
