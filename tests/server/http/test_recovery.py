@@ -346,6 +346,7 @@ def comparable(response: httpx.Response) -> tuple[int, dict[str, str], Any]:
 REQUESTS = {"/v1/auth/password/forgot": "reset_request", "/v1/auth/email/resend": "verify_request"}
 
 
+@pytest.mark.serial  # compares median times: alone, not beside another worker's tests
 async def test_no_answer_tells_a_registered_address_from_another(
     database_url: str, clock: Clock, fast_passwords: Passwords, smtp: SmtpServer
 ) -> None:
