@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, bindparam, delete, exists, func, insert, or_, select, update
 
 from ...core.sessions import SessionBounds
+from ._direct import Direct
 from ._queries import Queries, values
 from .records import SessionRecord, Standing, UserRecord
 from .schema import sessions, users
@@ -29,10 +30,9 @@ class SessionQueries(Queries):
 
     async def session_and_user(self, session_id: uuid.UUID) -> tuple[SessionRecord, UserRecord] | None:
         """A session and its user in one query (the check behind every authenticated request)."""
-        row = (await self._conn.execute(_SESSION_AND_USER, {"sid": session_id})).first()
-        if row is None:
+        found = await _SESSION_AND_USER.first(self._conn, {"sid": session_id})
+        if found is None:
             return None
-        found = row._asdict()
         user = UserRecord(**{name: found.pop(label) for name, label in _USER_LABELS})
         return SessionRecord(**found), user
 
@@ -56,10 +56,9 @@ class SessionQueries(Queries):
             "rotated_after": bounds.rotated_after,
             "created_from": bounds.refresh_created_from,
         }
-        row = (await self._conn.execute(_ROTATE_CURRENT, params)).first()
-        if row is None:
+        found = await _ROTATE_CURRENT.first(self._conn, params)
+        if found is None:
             return None
-        found = row._asdict()
         standing = Standing(found.pop("user_roles"), found.pop("user_verified_at") is not None)
         return SessionRecord(**found), standing
 
@@ -154,11 +153,12 @@ def _rotation(session_id: uuid.UUID, generation: int, now: datetime, to: int) ->
 
 
 # The statements behind every sign-in, refresh and authenticated request, built once: building a
-# statement and its cache key costs more than SQLite takes to run it. Values go in as parameters.
+# statement and its cache key costs more than SQLite takes to run it. Values go in as parameters;
+# the two behind every request and refresh run on SQLite's driver directly (``_direct``).
 _INSERT_SESSION = insert(sessions)
 _SESSION = select(sessions).where(sessions.c.id == bindparam("sid"))
 _USER_LABELS = tuple((c.name, f"u_{c.name}") for c in users.c)
-_SESSION_AND_USER = (
+_SESSION_AND_USER = Direct(
     select(sessions, *(users.c[name].label(label) for name, label in _USER_LABELS))
     .join(users, users.c.id == sessions.c.user_id)
     .where(sessions.c.id == bindparam("sid"))
@@ -176,11 +176,13 @@ _USER_VERIFIED = (
     select(users.c.email_verified_at).where(users.c.id == sessions.c.user_id).correlate(sessions).scalar_subquery()
 )
 # SessionBounds' refresh rule, as bound parameters: rotated_after and refresh_created_from.
-_ROTATE_CURRENT = _ROTATE.where(
-    sessions.c.rotated_at > bindparam("rotated_after"),
-    sessions.c.created_at >= bindparam("created_from"),
-    _USER_ENABLED,
-).returning(*sessions.c, _USER_ROLES.label("user_roles"), _USER_VERIFIED.label("user_verified_at"))
+_ROTATE_CURRENT = Direct(
+    _ROTATE.where(
+        sessions.c.rotated_at > bindparam("rotated_after"),
+        sessions.c.created_at >= bindparam("created_from"),
+        _USER_ENABLED,
+    ).returning(*sessions.c, _USER_ROLES.label("user_roles"), _USER_VERIFIED.label("user_verified_at"))
+)
 _CHARGE_PASSWORD_ATTEMPT = (
     update(sessions)
     .where(

@@ -58,6 +58,11 @@ class InlineConnection:
         return self._conn.isolation_level
 
     @property
+    def sqlite(self) -> sqlite3.Connection:
+        """The ``sqlite3`` connection itself, for statements run on the loop's thread (``_direct``)."""
+        return self._conn
+
+    @property
     def in_transaction(self) -> bool:
         return self._conn.in_transaction
 

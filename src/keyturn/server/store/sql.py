@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, insert, select
 
 from ._clients import ClientQueries
+from ._direct import Direct
 from ._emails import EmailQueries
 from ._outbox import OutboxQueries
 from ._queries import values
@@ -82,7 +83,7 @@ class Tx(UserQueries, EmailQueries, SessionQueries, RevocationQueries, ClientQue
     async def audit(self, record: AuditRecord) -> None:
         row = values(record)
         row.pop("id")
-        await self._conn.execute(_INSERT_AUDIT, row)
+        await _INSERT_AUDIT.execute(self._conn, row)
 
     async def audit_events(
         self,
@@ -114,5 +115,6 @@ class Tx(UserQueries, EmailQueries, SessionQueries, RevocationQueries, ClientQue
         return (await self._conn.execute(delete(audit_events).where(audit_events.c.id.in_(batch)))).rowcount
 
 
-# Built once, like the statements of ``_sessions.py``: every sign-in, refresh and logout writes an audit row.
-_INSERT_AUDIT = insert(audit_events)
+# Built once, like the statements of ``_sessions.py``, and run on SQLite's driver directly: every
+# sign-in, refresh and logout writes an audit row.
+_INSERT_AUDIT = Direct(insert(audit_events))
