@@ -27,11 +27,12 @@ from contextlib import asynccontextmanager
 from typing import Protocol, cast
 
 from fastapi import Request
-from limits import RateLimitItem, parse_many
-from limits.aio.storage import MemoryStorage, RedisStorage, Storage
+from limits import RateLimitItem, WindowStats, parse_many
+from limits.aio.storage import RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.errors import StorageError
-from limits.storage import storage_from_string
+from limits.storage import MemoryStorage, storage_from_string
+from limits.strategies import MovingWindowRateLimiter as SyncMovingWindow
 
 from ...core.errors import InvalidCredentials, InvalidRequest, RateLimited, Unavailable
 from ...core.users import normalize_username
@@ -48,16 +49,18 @@ class RateLimits:
 
     def __init__(self, settings: Settings) -> None:
         self.enabled = settings.rate_limit_enabled
+        self._storage: Storage | MemoryStorage
+        self._limiter: MovingWindowRateLimiter | _InMemory
         if settings.redis_url:
             # Bounded waits: an unreachable Redis is an outage answered at once, not a hang.
             storage = storage_from_string(
                 f"async+{settings.redis_url}", wrap_exceptions=True, connect_timeout=1.0, stream_timeout=1.0
             )
+            assert isinstance(storage, Storage)  # an async+ URL makes an asyncio storage
+            self._storage, self._limiter = storage, MovingWindowRateLimiter(storage)
         else:
-            storage = storage_from_string("async+memory://", wrap_exceptions=True)
-        assert isinstance(storage, Storage)  # an async+ URL makes an asyncio storage
-        self._storage = storage
-        self._limiter = MovingWindowRateLimiter(storage)
+            self._limiter = _InMemory()
+            self._storage = self._limiter.storage
         self.login_ip = parse_many(settings.rate_limit_login_ip)
         self.login_failures = parse_many(settings.rate_limit_login_failures)
         self.account_failures = parse_many(settings.rate_limit_account_failures)
@@ -152,7 +155,7 @@ class RateLimits:
         return RateLimited(math.ceil(stats.reset_time - time.time()), limit=str(item), kind=key[0])
 
 
-async def _give_back(storage: Storage, key: str) -> None:
+async def _give_back(storage: Storage | MemoryStorage, key: str) -> None:
     """Remove the newest entry of the moving window ``key`` (a refund of one ``hit``).
 
     ``limits`` has no refund, but both storages keyturn uses keep a moving window the same way, as
@@ -160,7 +163,7 @@ async def _give_back(storage: Storage, key: str) -> None:
     Lua script ``LPUSH``-es): removing its head is the exact inverse of one hit. Tested on both.
     """
     if isinstance(storage, MemoryStorage):
-        async with storage.locks[key]:
+        with storage.locks[key]:
             events = storage.events.get(key)
             if events:
                 del events[0]
@@ -169,6 +172,26 @@ async def _give_back(storage: Storage, key: str) -> None:
         await bridge.get_connection().lpop(bridge.prefixed_key(key))
     else:  # pragma: no cover - keyturn builds only these two
         raise TypeError(f"no refund for {type(storage).__name__}")
+
+
+class _InMemory:
+    """The moving windows in this process's memory: ``limits``' synchronous storage and strategy,
+    called on the event loop's thread. A hit is a few list operations under its key's lock (which
+    the storage's expiry sweep, in a timer thread every 10 ms, takes too), never a wait.
+
+    Not ``limits``' asyncio memory storage: after nearly every hit it starts a sweep that sends
+    every key's expiry to a worker thread, so each request paid a thread round trip or more.
+    """
+
+    def __init__(self) -> None:
+        self.storage = MemoryStorage()
+        self._limiter = SyncMovingWindow(self.storage)
+
+    async def hit(self, item: RateLimitItem, *key: str) -> bool:
+        return self._limiter.hit(item, *key)
+
+    async def get_window_stats(self, item: RateLimitItem, *key: str) -> WindowStats:
+        return self._limiter.get_window_stats(item, *key)
 
 
 class _RedisPool(Protocol):
