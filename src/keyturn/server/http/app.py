@@ -28,7 +28,7 @@ from .cookies import BrowserMode, CookieFilter
 from .errors import error_response, install_error_handlers
 from .feed import router as feed_router
 from .feed import wake_on_exit
-from .hot import HOT_ROUTES
+from .hot import HotPath
 from .metadata import add_metadata
 from .metrics import install_metrics
 from .middleware import BodyLimit, HeaderLimit, SecurityHeaders
@@ -78,7 +78,6 @@ def create_app(settings: Settings, *, service: Service | None = None) -> FastAPI
     app.state.service = svc
     app.state.limits = RateLimits(settings)
     app.state.browser = BrowserMode(settings)
-    app.router.routes.extend(HOT_ROUTES)  # first: matched before the documented routes
     app.include_router(router)
     app.include_router(admin_router)
     app.include_router(feed_router)
@@ -102,7 +101,9 @@ def create_app(settings: Settings, *, service: Service | None = None) -> FastAPI
             max_age=600,
         )
     app.add_middleware(SecurityHeaders, hsts=settings.hsts)
-    install_metrics(app, svc)  # last: its middleware is the outermost, so it times all the others
+    install_metrics(app, svc)  # its middleware is outside the others, so it times them all
+    # Outermost: answers the plain GET /v1/auth/me and refresh itself, hands the rest on.
+    app.add_middleware(HotPath, settings=settings, metrics=app.state.metrics)
     return app
 
 

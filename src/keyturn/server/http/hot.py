@@ -1,49 +1,66 @@
-"""The hot routes as plain Starlette endpoints, served ahead of the documented ones (issue 18).
+"""The hot routes, answered ahead of the framework (issue 18).
 
-``GET /v1/auth/me`` and ``POST /v1/auth/refresh`` are most of a server's traffic. FastAPI solves
-every route's dependencies and validates every response on each request; here the same functions
-run in FastAPI's order (the ceiling, then the route's own dependencies, then the body), and the
-same models and responses come out. The documented routes stay in the router: they make the
-OpenAPI document, and they answer whatever these do not take. A refresh here takes only a JSON
-body that names a refresh token, with no cookie; anything else (browser mode, a body FastAPI would
-refuse) goes to the documented route, untouched, before anything was counted or read.
+``GET /v1/auth/me`` and ``POST /v1/auth/refresh`` are most of a server's traffic. On their way
+through the app a request passes five middleware layers of keyturn's and four of FastAPI's, the
+router, and FastAPI's dependency solving and response validation, which together cost more than
+the work itself. ``HotPath`` is the outermost of keyturn's middleware: it answers the plain form of
+these two requests itself, and hands everything else to the app untouched.
 
-Refusals are raised to the app's exception handlers, as from any route; a test pins every kind of
-answer to the documented route's, byte for byte (``tests/server/http/test_hot.py``).
+It takes a request only when none of the layers it passes over would act on it: no ``Cookie``
+header (browser mode and the cookie filter), no ``Origin`` header when CORS is on, a header block
+and a body within their bounds (``HeaderLimit``, ``BodyLimit``, whose own functions decide), and,
+for a refresh, a JSON body naming a refresh token that the documented route would read from the
+body. Then the endpoint below runs the same functions the route's dependencies are (the ceiling,
+the bearer token, the caller), in FastAPI's order, with the same models; refusals are answered by
+the app's own exception handlers, the response gets the same security headers
+(``SecurityHeaders.headers_for``), and it is counted in the metrics as the metrics layer would
+count it. A bug's exception goes on to Starlette's error middleware, as from any route.
+
+The documented routes stay in the router: they make the OpenAPI document and answer everything
+these do not take. ``tests/server/http/test_hot.py`` runs every kind of request on an app with and
+without this layer and compares the answers byte for byte.
 """
 
 from __future__ import annotations
 
+import inspect
+import time
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
-from starlette.types import Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ...core.errors import InvalidRequest
 from .body import parse_json_body
-from .cookies import refresh_cookie
-from .routes import bearer_scheme, browser, caller, ceiling, client, limits, router, service, whoami
+from .middleware import HeaderLimit, SecurityHeaders, add_headers, declared_too_large
+from .routes import bearer_scheme, browser, caller, ceiling, client, limits, service, whoami
 from .schemas import RefreshRequest
 
-__all__ = ["HOT_ROUTES"]
+if TYPE_CHECKING:
+    from ..config import Settings
+    from .metrics import Metrics
+
+__all__ = ["HotPath", "refresh_plain", "whoami_plain"]
+
+Endpoint = Callable[[Request, bytes], Awaitable[Response | None]]
 
 
-async def whoami_plain(request: Request) -> JSONResponse:
+async def whoami_plain(request: Request, _body: bytes) -> Response:
     """``GET /v1/auth/me``: the ceiling, the bearer token, the caller, the ``Me`` model."""
     await ceiling(request)
     me = await caller(request, await bearer_scheme(request))
     return JSONResponse((await whoami(me)).model_dump(mode="json"))
 
 
-async def refresh_plain(request: Request) -> Response:
-    """``POST /v1/auth/refresh`` with ``{"refresh_token": ...}`` in a JSON body and no cookie."""
-    raw = await request.body()
-    token = _body_token(request, raw)
+async def refresh_plain(request: Request, body: bytes) -> Response | None:
+    """``POST /v1/auth/refresh`` with ``{"refresh_token": ...}`` in a JSON body; None (before
+    anything was counted) for a body the documented route must answer."""
+    token = _body_token(request, body)
     if token is None:
-        return _Documented(_DOCUMENTED_REFRESH, raw)
+        return None
     await ceiling(request)
     svc, who, lim = service(request), client(request), limits(request)
     presented = svc.auth.read_refresh_token(token)
@@ -53,7 +70,7 @@ async def refresh_plain(request: Request) -> Response:
 
 def _body_token(request: Request, raw: bytes) -> str | None:
     """The refresh token of a body the documented route would take from the body, or None."""
-    if request.headers.get("content-type") != "application/json" or refresh_cookie(request) is not None:
+    if request.headers.get("content-type") != "application/json":
         return None
     if service(request).settings.cookie_mode == "always":
         return None
@@ -64,30 +81,109 @@ def _body_token(request: Request, raw: bytes) -> str | None:
     return body.refresh_token
 
 
-class _Documented(Response):
-    """Hands the request, its body replayed, to the documented route."""
+_ENDPOINTS: dict[tuple[str, str], Endpoint] = {
+    ("GET", "/v1/auth/me"): whoami_plain,
+    ("POST", "/v1/auth/refresh"): refresh_plain,
+}
 
-    def __init__(self, route: Route, body: bytes) -> None:
-        self.route, self.body = route, body
+
+class HotPath:
+    """The outermost of keyturn's middleware (see the module docstring)."""
+
+    def __init__(self, app: ASGIApp, *, settings: Settings, metrics: Metrics | None) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.security = SecurityHeaders(app, hsts=settings.hsts)
+        self.header_limit = HeaderLimit(app, max_bytes=settings.max_header_bytes, max_fields=settings.max_header_fields)
+        self.body_limit = settings.max_body_bytes
+        self.cors = bool(settings.cors_origins)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        replayed = False
+        endpoint = _ENDPOINTS.get((scope["method"], scope["path"])) if scope["type"] == "http" else None
+        if endpoint is None or not self._plain(scope):
+            await self.app(scope, receive, send)
+            return
+        read, complete = await _read_body(receive, self.body_limit)
+        replay = _replay(read, receive)
+        if complete:
+            request = Request(scope, replay)
+            scope["endpoint"] = endpoint  # for the metrics of refusals, as the router would set it
+            if await self._answer(request, endpoint, b"".join(m.get("body", b"") for m in read), send):
+                return
+        await self.app(scope, replay, send)
 
-        async def replay() -> Message:
-            nonlocal replayed
-            if replayed:
-                return await receive()
-            replayed = True
-            return {"type": "http.request", "body": self.body, "more_body": False}
+    def _plain(self, scope: Scope) -> bool:
+        """Whether no layer this one passes over would act on the request."""
+        for name, _ in scope["headers"]:
+            if name == b"cookie" or (self.cors and name == b"origin"):
+                return False
+        return not (self.header_limit.too_large(scope) or declared_too_large(scope, self.body_limit))
 
-        await self.route.handle(scope, replay, send)
+    async def _answer(self, request: Request, endpoint: Endpoint, body: bytes, send: Send) -> bool:
+        """Answer the request; False, with nothing sent or counted, when the endpoint does not take it."""
+        scope, started, status = request.scope, time.perf_counter(), None
+        headers = self.security.headers_for(scope["path"])
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                add_headers(message, headers)
+            await send(message)
+
+        taken = True
+        try:
+            try:
+                response = await endpoint(request, body)
+            except Exception as exc:
+                response = await _handled(request, exc)
+            if response is None:
+                taken = False
+                return False
+            await response(scope, request.receive, send_with_headers)
+        except Exception:
+            status = 500 if status is None else status  # Starlette's error middleware answers it
+            raise
+        finally:
+            if taken and self.metrics is not None:
+                self.metrics.observe(scope["method"], scope["path"], status, time.perf_counter() - started)
+        return True
 
 
-def _plain(path: str, endpoint: Callable[[Request], Awaitable[Response]], method: str) -> Route:
-    route = Route(path, endpoint, methods=[method])
-    route.methods = {method}  # Starlette adds HEAD to a GET route; the documented route answers HEAD 405
-    return route
+async def _handled(request: Request, exc: Exception) -> Response | None:
+    """The app's own answer to ``exc`` (its exception handlers, as FastAPI's exception middleware
+    looks them up); a bug's exception is raised on."""
+    handlers: dict[Any, Any] = request.app.exception_handlers
+    for kind in type(exc).__mro__:
+        handler = handlers.get(kind)
+        if handler is not None and kind is not Exception:
+            answer = handler(request, exc)
+            return await answer if inspect.isawaitable(answer) else answer  # type: ignore[no-any-return]
+    raise exc
 
 
-_DOCUMENTED_REFRESH = next(r for r in router.routes if isinstance(r, Route) and r.path == "/v1/auth/refresh")
-HOT_ROUTES = [_plain("/v1/auth/me", whoami_plain, "GET"), _plain("/v1/auth/refresh", refresh_plain, "POST")]
+async def _read_body(receive: Receive, limit: int) -> tuple[list[Message], bool]:
+    """The request's messages up to its whole body; False when the body went over ``limit`` or the
+    client left first (the app's own layers then answer, from the same messages)."""
+    read: list[Message] = []
+    size, more = 0, True
+    while more:
+        message = await receive()
+        read.append(message)
+        if message["type"] != "http.request":
+            return read, False
+        size += len(message.get("body", b""))
+        more = message.get("more_body", False)
+        if size > limit:
+            return read, False
+    return read, True
+
+
+def _replay(read: list[Message], receive: Receive) -> Receive:
+    """``receive`` that gives the messages already read first."""
+    pending = list(read)
+
+    async def replayed() -> Message:
+        return pending.pop(0) if pending else await receive()
+
+    return replayed

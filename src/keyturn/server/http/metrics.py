@@ -142,15 +142,15 @@ class Metrics:
         if flow is not None and outcome is not None:
             self.flows[flow].labels(outcome).inc()
 
-    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
-        """Count a request answered with ``status`` (a response was sent) and time it."""
+    def observe(self, method: str, route: str, status: int | None, seconds: float) -> None:
+        """Count a request answered with ``status`` (a response was sent) and time it; or, when
+        ``status`` is None, one that ended with no response sent (the client left, or its body broke)."""
         method = method if method in _METHODS else "other"
+        if status is None:
+            self.aborted.labels(method, route).inc()
+            return
         self.requests.labels(method, route, str(status)).inc()
         self.duration.labels(method, route).observe(seconds)
-
-    def observe_aborted(self, method: str, route: str) -> None:
-        """Count a request that ended with no response sent (the client left, or its body broke)."""
-        self.aborted.labels(method if method in _METHODS else "other", route).inc()
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
@@ -235,11 +235,7 @@ class HttpMetrics:
             status = 500 if status is None else status  # ServerErrorMiddleware answers it
             raise
         finally:
-            route = self._template(scope, path)
-            if status is None:
-                self.metrics.observe_aborted(scope["method"], route)
-            else:
-                self.metrics.observe_request(scope["method"], route, status, time.perf_counter() - started)
+            self.metrics.observe(scope["method"], self._template(scope, path), status, time.perf_counter() - started)
 
     def _template(self, scope: Scope, path: str) -> str:
         """The route's template, never the raw path (ids in paths would make labels unbounded)."""

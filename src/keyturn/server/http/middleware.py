@@ -8,7 +8,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ...verify.bearer import error_body
 
-__all__ = ["HEADERS_TOO_LARGE", "HEADERS_TOO_LARGE_DESCRIPTION", "HSTS", "BodyLimit", "HeaderLimit", "SecurityHeaders"]
+__all__ = [
+    "HEADERS_TOO_LARGE", "HEADERS_TOO_LARGE_DESCRIPTION", "HSTS", "BodyLimit", "HeaderLimit", "SecurityHeaders",
+    "add_headers", "declared_too_large",
+]  # fmt: skip
 
 HEADERS_TOO_LARGE = "request_headers_too_large"
 HEADERS_TOO_LARGE_DESCRIPTION = "The request's header block is too large."
@@ -48,20 +51,27 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        path = str(scope["path"])
-        csp = _csp(path, self.docs_prefixes)
-        headers = [*self.always, (b"content-security-policy", csp)]
-        if path.startswith("/v1/auth/"):  # tokens and session data must not be cached anywhere
-            headers += [(b"cache-control", b"no-store"), (b"pragma", b"no-cache")]
+        headers = self.headers_for(str(scope["path"]))
 
         async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                present = {name for name, _ in message.get("headers", [])}
-                extra = [(n, v) for n, v in headers if n not in present]
-                message["headers"] = [*message.get("headers", []), *extra]
+            add_headers(message, headers)
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+    def headers_for(self, path: str) -> list[tuple[bytes, bytes]]:
+        """The headers every response to ``path`` carries."""
+        headers = [*self.always, (b"content-security-policy", _csp(path, self.docs_prefixes))]
+        if path.startswith("/v1/auth/"):  # tokens and session data must not be cached anywhere
+            headers += [(b"cache-control", b"no-store"), (b"pragma", b"no-cache")]
+        return headers
+
+
+def add_headers(message: Message, headers: list[tuple[bytes, bytes]]) -> None:
+    """Add to a response's start message each of ``headers`` it does not set itself."""
+    if message["type"] == "http.response.start":
+        present = {name for name, _ in message.get("headers", [])}
+        message["headers"] = [*message.get("headers", []), *((n, v) for n, v in headers if n not in present)]
 
 
 def _csp(path: str, docs_prefixes: tuple[str, ...]) -> bytes:
@@ -81,9 +91,7 @@ class BodyLimit:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = dict(scope.get("headers", [])).get(b"content-length")
-        # More digits than any limit has is too large, without int() (which refuses 4300+ digits).
-        if declared is not None and (not declared.isdigit() or len(declared) > 18 or int(declared) > self.limit):
+        if declared_too_large(scope, self.limit):
             await _too_large(send)
             return
         body, more = bytearray(), True
@@ -123,15 +131,25 @@ class HeaderLimit:
         self.max_fields = max_fields
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            headers = scope.get("headers", [])
-            # The request line and each field's ": " and CRLF count too, as on the wire.
-            size = len(scope.get("raw_path") or b"") + len(scope.get("query_string", b"")) + 16
-            size += sum(len(name) + len(value) + 4 for name, value in headers)
-            if len(headers) > self.max_fields or size > self.max_bytes:
-                await _refuse(send, 431, HEADERS_TOO_LARGE, HEADERS_TOO_LARGE_DESCRIPTION)
-                return
+        if scope["type"] == "http" and self.too_large(scope):
+            await _refuse(send, 431, HEADERS_TOO_LARGE, HEADERS_TOO_LARGE_DESCRIPTION)
+            return
         await self.app(scope, receive, send)
+
+    def too_large(self, scope: Scope) -> bool:
+        """Whether the request's header block is over either bound."""
+        headers = scope.get("headers", [])
+        # The request line and each field's ": " and CRLF count too, as on the wire.
+        size = len(scope.get("raw_path") or b"") + len(scope.get("query_string", b"")) + 16
+        size += sum(len(name) + len(value) + 4 for name, value in headers)
+        return len(headers) > self.max_fields or size > self.max_bytes
+
+
+def declared_too_large(scope: Scope, limit: int) -> bool:
+    """Whether the request's ``Content-Length`` is over ``limit`` bytes, or not a length at all."""
+    declared = dict(scope.get("headers", [])).get(b"content-length")
+    # More digits than any limit has is too large, without int() (which refuses 4300+ digits).
+    return declared is not None and (not declared.isdigit() or len(declared) > 18 or int(declared) > limit)
 
 
 async def _too_large(send: Send) -> None:
