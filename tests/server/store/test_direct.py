@@ -31,7 +31,7 @@ async def test_session_and_user_row_is_sqlalchemys(store: Store) -> None:
         await tx.set_roles(alice.id, "admin")
         await tx.set_email(alice.id, "Alice@Example.org", "alice@example.org")
         assert await tx.mark_email_verified(alice.id, "alice@example.org", NOW)
-    direct = queries._SESSION_AND_USER
+    direct = queries.SESSION_AND_USER
     async with store.read() as tx:
         mine = await direct.first(tx._conn, {"sid": s.id})
         theirs = (await tx._conn.execute(direct.statement, {"sid": s.id})).one()._asdict()

@@ -1,14 +1,19 @@
 """Integration tests of the engine's migration bookkeeping on a real SQLite file and PostgreSQL
-database: what a readiness check reads, and that it logs nothing."""
+database: what a readiness check reads, and that it logs nothing; and of SQLite's readers."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import sqlite3
+import uuid
 from pathlib import Path
 
 import pytest
 from alembic.runtime.migration import MigrationContext
+from sqlalchemy.exc import DBAPIError
 
+from keyturn.core.errors import Unavailable
 from keyturn.server.store import Store
 from keyturn.server.store.engine import _current_revision
 
@@ -58,3 +63,31 @@ async def test_the_revision_readiness_reads_is_alembics(store: Store) -> None:
         ours, alembics = await _both_readings(store)
         assert ours == alembics, change
     assert ours is None
+
+
+# --- the SQLite readers (``_sqlite.Readers``) -----------------------------------------------------
+
+
+@pytest.mark.sqlite_only
+async def test_a_reader_is_one_per_loop_and_cannot_write(store: Store) -> None:
+    """Every point read of one event loop uses one connection, opened once even when the first
+    reads come together; nothing can be written through it."""
+    readers = store.db.readers
+    assert readers is not None
+    first = await asyncio.gather(*(readers.get() for _ in range(5)))
+    assert len({id(conn) for conn in first}) == 1
+    assert await readers.get() is first[0]
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        first[0].execute("DELETE FROM users")
+
+
+@pytest.mark.sqlite_only
+async def test_a_reader_that_cannot_open_is_an_outage(tmp_path: Path) -> None:
+    """A database the reader cannot open answers ``Unavailable``, as every other read does."""
+    s = Store.open(f"sqlite+aiosqlite:///{tmp_path / 'missing-dir' / 'x.db'}")
+    try:
+        with pytest.raises(Unavailable) as raised:
+            await s.session_and_user(uuid.uuid4())
+        assert isinstance(raised.value.__cause__, DBAPIError)
+    finally:
+        await s.close()

@@ -10,12 +10,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import inspect
+from sqlalchemy import event, inspect
 
 from keyturn.core.errors import Unavailable
 from keyturn.core.sessions import Lifetimes
 from keyturn.server.store import AuditRecord, Store
-from tests.server.store.rows import user
+from tests.server.store.rows import seed, user
 from tests.servers import free_port
 
 pytestmark = pytest.mark.anyio
@@ -121,3 +121,26 @@ async def test_a_schema_migrated_by_a_newer_version_is_served_not_touched(store:
         await tx._conn.exec_driver_sql("DELETE FROM alembic_version")
     assert await store.db.migration_state() == "pending"
     assert not await store.db.migrations_current()
+
+
+async def test_session_and_user_read_alone_is_the_transactions_and_takes_no_pooled_connection(store: Store) -> None:
+    """``Store.session_and_user`` gives what a read transaction's gives; on SQLite it checks out no
+    connection from the pool (it reads on the loop's reader), on PostgreSQL one."""
+    alice, s = await seed(store)
+    checkouts: list[object] = []
+
+    def count(*args: object) -> None:
+        checkouts.append(args)
+
+    event.listen(store.db.engine.sync_engine.pool, "checkout", count)
+    try:
+        alone = await store.session_and_user(s.id)
+        none = await store.session_and_user(uuid.uuid4())
+    finally:
+        event.remove(store.db.engine.sync_engine.pool, "checkout", count)
+    async with store.read() as tx:
+        assert alone == await tx.session_and_user(s.id)
+    assert alone is not None
+    assert alone[1].id == alice.id
+    assert none is None
+    assert len(checkouts) == (0 if store.db.is_sqlite else 2)

@@ -47,8 +47,7 @@ class SessionUse:
             SessionEnded, Unavailable.
         """
         sid = parse_uuid(claims.sid)
-        async with self.ctx.store.read() as tx:
-            found = await tx.session_and_user(sid) if sid else None
+        found = await self.ctx.store.session_and_user(sid) if sid else None
         if found is None:
             raise session_ended()
         session, user = found

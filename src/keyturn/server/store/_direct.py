@@ -50,20 +50,26 @@ class Direct:
         if conn.dialect.name != "sqlite":
             row = (await conn.execute(self.statement, dict(params))).first()
             return None if row is None else row._asdict()
-        return self._compiled_for(conn, params).run(_driver(conn), params, conn.dialect)
+        return self.first_on(_driver(conn), conn.dialect, params)
+
+    def first_on(
+        self, driver: sqlite3.Connection, dialect: Dialect, params: Mapping[str, Any]
+    ) -> dict[str, Any] | None:
+        """The first row, read on a ``sqlite3`` connection of its own (``_sqlite.Readers``)."""
+        return self._compiled_for(dialect, params).run(driver, params, dialect)
 
     async def execute(self, conn: AsyncConnection, params: Mapping[str, Any]) -> None:
         """Run it for its effect."""
         if conn.dialect.name != "sqlite":
             await conn.execute(self.statement, dict(params))
             return
-        self._compiled_for(conn, params).run(_driver(conn), params, conn.dialect)
+        self.first_on(_driver(conn), conn.dialect, params)
 
-    def _compiled_for(self, conn: AsyncConnection, params: Mapping[str, Any]) -> _Compiled:
+    def _compiled_for(self, dialect: Dialect, params: Mapping[str, Any]) -> _Compiled:
         keys = tuple(params)
         compiled = self._compiled.get(keys)
         if compiled is None:
-            compiled = self._compiled[keys] = _Compiled(self.statement, keys, conn.dialect)
+            compiled = self._compiled[keys] = _Compiled(self.statement, keys, dialect)
         return compiled
 
 

@@ -17,7 +17,7 @@ from ._queries import Queries, values
 from .records import SessionRecord, Standing, UserRecord
 from .schema import sessions, users
 
-__all__ = ["SessionQueries"]
+__all__ = ["SESSION_AND_USER", "SessionQueries", "session_and_user_of"]
 
 
 class SessionQueries(Queries):
@@ -30,11 +30,7 @@ class SessionQueries(Queries):
 
     async def session_and_user(self, session_id: uuid.UUID) -> tuple[SessionRecord, UserRecord] | None:
         """A session and its user in one query (the check behind every authenticated request)."""
-        found = await _SESSION_AND_USER.first(self._conn, {"sid": session_id})
-        if found is None:
-            return None
-        user = UserRecord(**{name: found.pop(label) for name, label in _USER_LABELS})
-        return SessionRecord(**found), user
+        return session_and_user_of(await SESSION_AND_USER.first(self._conn, {"sid": session_id}))
 
     async def rotate_session(
         self, session_id: uuid.UUID, generation: int, now: datetime, *, to: int | None = None
@@ -136,6 +132,14 @@ class SessionQueries(Queries):
         return (await self._conn.execute(delete(sessions).where(sessions.c.id.in_(batch)))).rowcount
 
 
+def session_and_user_of(found: dict[str, Any] | None) -> tuple[SessionRecord, UserRecord] | None:
+    """The records of a row of ``SESSION_AND_USER``."""
+    if found is None:
+        return None
+    user = UserRecord(**{name: found.pop(label) for name, label in _USER_LABELS})
+    return SessionRecord(**found), user
+
+
 def _live_times(bounds: SessionBounds) -> ColumnElement[bool]:
     """``SessionBounds.is_live``'s lifetime rules as SQL on the row's columns."""
     return and_(sessions.c.rotated_at > bounds.rotated_after, sessions.c.created_at >= bounds.created_from)
@@ -158,7 +162,7 @@ def _rotation(session_id: uuid.UUID, generation: int, now: datetime, to: int) ->
 _INSERT_SESSION = insert(sessions)
 _SESSION = select(sessions).where(sessions.c.id == bindparam("sid"))
 _USER_LABELS = tuple((c.name, f"u_{c.name}") for c in users.c)
-_SESSION_AND_USER = Direct(
+SESSION_AND_USER = Direct(
     select(sessions, *(users.c[name].label(label) for name, label in _USER_LABELS))
     .join(users, users.c.id == sessions.c.user_id)
     .where(sessions.c.id == bindparam("sid"))

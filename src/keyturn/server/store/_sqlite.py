@@ -19,13 +19,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.exc import DBAPIError
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncConnection
 
-__all__ = ["InlineConnection", "connect"]
+__all__ = ["InlineConnection", "Readers", "connect"]
 
 _WAITS = ("BEGIN", "COMMIT")  # as keyturn and SQLAlchemy spell them: no prefix, upper case
 
@@ -42,6 +45,41 @@ async def connect(*args: Any, **kwargs: Any) -> InlineConnection:
     kwargs.update(check_same_thread=False, isolation_level=None)
     conn = await asyncio.to_thread(sqlite3.connect, *args, **kwargs)
     return InlineConnection(conn)
+
+
+class Readers:
+    """Connections for the point reads run on the driver (``_direct``), one per event loop: in
+    autocommit mode, so each statement reads its own snapshot (as ``Database.read`` gives on
+    SQLite), and ``query_only``, so nothing can write through them."""
+
+    def __init__(self, args: Sequence[Any], kwargs: dict[str, Any]) -> None:
+        self._args, self._kwargs = args, kwargs
+        self._open: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, InlineConnection] = weakref.WeakKeyDictionary()
+
+    async def get(self) -> sqlite3.Connection:
+        """This event loop's reader, opened on first use."""
+        loop = asyncio.get_running_loop()
+        found = self._open.get(loop)
+        if found is None:
+            opened = await self._connect()
+            found = self._open.setdefault(loop, opened)
+            if found is not opened:  # another task of this loop opened one meanwhile
+                opened.stop()
+        return found.sqlite
+
+    async def _connect(self) -> InlineConnection:
+        try:
+            opened = await connect(*self._args, **self._kwargs)
+        except sqlite3.Error as exc:
+            # as SQLAlchemy raises a failed connect: the store answers it as an outage
+            raise DBAPIError.instance("connect", None, exc, sqlite3.Error, hide_parameters=True) from exc
+        opened.control("PRAGMA query_only=1")
+        return opened
+
+    def close(self) -> None:
+        for conn in list(self._open.values()):
+            conn.stop()
+        self._open.clear()
 
 
 class InlineConnection:

@@ -64,6 +64,7 @@ class Database:
         self._timeout = timeout.total_seconds()
         self._file_error: OSError | None = None  # creating the SQLite file failed: check() says why
         self._writers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, GroupCommit] = weakref.WeakKeyDictionary()
+        self.readers: _sqlite.Readers | None = None  # SQLite: point reads on the driver (``_direct``)
         # hide_parameters: SQL logs and driver errors never show values (password hashes, IPs).
         options = self._engine_options(pool_size, max_overflow)
         self.engine: AsyncEngine = create_async_engine(url, hide_parameters=True, **options)
@@ -77,6 +78,7 @@ class Database:
             url = make_url(self.url)
             args, kwargs = url.get_dialect()().create_connect_args(url)
             kwargs = {**kwargs, "timeout": self._timeout}
+            self.readers = _sqlite.Readers(args, kwargs)
 
             async def connect() -> Any:
                 return await _sqlite.connect(*args, **kwargs)
@@ -112,6 +114,8 @@ class Database:
             raise
 
     async def dispose(self) -> None:
+        if self.readers is not None:
+            self.readers.close()
         await self.engine.dispose()
 
     @asynccontextmanager
@@ -119,7 +123,7 @@ class Database:
         """A read-only unit of work. On SQLite each statement reads its own snapshot (no BEGIN);
         use ``write`` where several reads must agree. ``scan``: the statements may read many rows
         (a count over every session), so on SQLite they run in a worker thread, not on the loop."""
-        async with self._guard(), self.engine.begin() as conn:
+        async with self.guard(), self.engine.begin() as conn:
             if not (scan and self.is_sqlite):
                 yield conn
                 return
@@ -133,7 +137,7 @@ class Database:
         SQLite: this process's writers queue for the file's one write lock here (instead of each
         sleeping in SQLite's busy handler), and those queued together share a commit
         (``_groupcommit``); each still returns only once its work is durable."""
-        async with self._guard():
+        async with self.guard():
             if self.is_sqlite:
                 async with self._group_commit().write() as conn:
                     yield conn
@@ -160,7 +164,8 @@ class Database:
             raise
 
     @asynccontextmanager
-    async def _guard(self) -> AsyncIterator[None]:
+    async def guard(self) -> AsyncIterator[None]:
+        """Database failures inside become ``Unavailable`` (logged by their type only)."""
         try:
             yield
         except KeyturnError:
@@ -197,7 +202,7 @@ class Database:
         lock = _MIGRATION_LOCKS.setdefault(asyncio.get_running_loop(), asyncio.Lock())
         engine = self._migration_engine()
         try:
-            async with lock, self._guard(), engine.begin() as conn:
+            async with lock, self.guard(), engine.begin() as conn:
                 await advisory_lock(conn, "migrate")  # instances starting together migrate one by one
                 await conn.run_sync(_upgrade)
         finally:
@@ -249,8 +254,7 @@ async def advisory_lock(conn: AsyncConnection, name: str) -> None:
 
 
 def _create_private_file(path: str | None) -> OSError | None:
-    """Create a new SQLite file readable by its owner only (it holds password hashes and
-    sealed keys); SQLite gives its -wal and -shm files the same mode."""
+    """Create a new SQLite file readable by its owner only (SQLite gives its -wal and -shm that mode)."""
     if not path or path == ":memory:" or path.startswith("file:"):
         return None
     try:

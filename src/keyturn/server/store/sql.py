@@ -15,10 +15,10 @@ from ._emails import EmailQueries
 from ._outbox import OutboxQueries
 from ._queries import values
 from ._revocations import RevocationQueries
-from ._sessions import SessionQueries
+from ._sessions import SESSION_AND_USER, SessionQueries, session_and_user_of
 from ._users import UserQueries
 from .engine import Database, advisory_lock
-from .records import AuditRecord, KeyRecord
+from .records import AuditRecord, KeyRecord, SessionRecord, UserRecord
 from .schema import audit_events, signing_keys
 
 __all__ = ["Store", "Tx"]
@@ -43,6 +43,17 @@ class Store:
         """A read-only transaction; ``scan`` for statements that read many rows (see ``Database.read``)."""
         async with self.db.read(scan=scan) as conn:
             yield Tx(conn)
+
+    async def session_and_user(self, session_id: uuid.UUID) -> tuple[SessionRecord, UserRecord] | None:
+        """A session and its user, read on their own (the check behind every authenticated
+        request): on SQLite on this event loop's reader (``_sqlite.Readers``), with no connection
+        from the pool and no transaction to open; on PostgreSQL in a read transaction."""
+        if self.db.readers is None:
+            async with self.read() as tx:
+                return await tx.session_and_user(session_id)
+        async with self.db.guard():
+            reader = await self.db.readers.get()
+            return session_and_user_of(SESSION_AND_USER.first_on(reader, self.db.engine.dialect, {"sid": session_id}))
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[Tx]:
