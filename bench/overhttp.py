@@ -60,10 +60,12 @@ def wrk(
     headers: Sequence[str] = (),
     *,
     extra: Sequence[str] = (),
+    cpu: str | None = LOAD_CPU,
 ) -> dict[str, Any]:
-    """One wrk run (one thread, on the load core) of ``bench/wrk/keyturn.lua`` (``extra``: more
-    script arguments after ``file``); returns the script's JSON report plus req_s."""
-    cmd = [*pinned(LOAD_CPU), "wrk", "-t1", f"-c{connections}", f"-d{round(seconds)}s", "--timeout", "10s"]
+    """One wrk run (one thread, on the load core, or ``cpu=None``: on any) of
+    ``bench/wrk/keyturn.lua`` (``extra``: more script arguments after ``file``); returns the
+    script's JSON report plus req_s."""
+    cmd = [*(pinned(cpu) if cpu else []), "wrk", "-t1", f"-c{connections}", f"-d{round(seconds)}s", "--timeout", "10s"]
     cmd += ["-s", str(LUA)]
     for header in headers:
         cmd += ["-H", header]
@@ -106,13 +108,21 @@ class Keyturn:
 
 @contextmanager
 def keyturn(
-    workdir: Path, database_url: str, secret: str, *, cpu: str | None = SERVER_CPU, **extra: str
+    workdir: Path,
+    database_url: str,
+    secret: str,
+    *,
+    cpu: str | None = SERVER_CPU,
+    serve_args: Sequence[str] = (),
+    **extra: str,
 ) -> Iterator[Keyturn]:
-    """``keyturn serve`` on ``database_url``, pinned to ``cpu``, ready on entry, stopped on exit."""
+    """``keyturn serve <serve_args>`` on ``database_url``, pinned to ``cpu`` (None: not pinned),
+    ready on entry, stopped on exit."""
     workdir.mkdir(parents=True, exist_ok=True)
     with keyturn_server(
         workdir,
         launcher=pinned(cpu) if cpu else [],
+        serve_args=serve_args,
         database_url=database_url,
         secret=secret,
         log_level="warning",  # uvicorn's access log is off at warning, as it is in the examples
@@ -181,14 +191,16 @@ async def _generations(database_url: str, ids: list[str]) -> dict[str, int]:
     return {str(r[0]).replace("-", ""): int(r[1]) for r in rows if str(r[0]).replace("-", "") in wanted}
 
 
-def refresh_run(kt: Keyturn, chains: list[Chain], seconds: float, tmp: Path) -> dict[str, Any]:
+def refresh_run(
+    kt: Keyturn, chains: list[Chain], seconds: float, tmp: Path, *, cpu: str | None = LOAD_CPU
+) -> dict[str, Any]:
     """Chained rotation with one chain per connection; checks the database afterwards: the
     generations moved by at least the 200s wrk counted, and by at most one more per connection
     (requests still in flight when wrk stopped)."""
     start = dict(kt.generation(c.refresh_token) for c in chains)
     tokens = tmp / f"chains-{len(chains)}.txt"
     tokens.write_text("".join(c.refresh_token + "\n" for c in chains))
-    report = wrk(f"{kt.url}/v1/auth/refresh", len(chains), seconds, "refresh", tokens)
+    report = wrk(f"{kt.url}/v1/auth/refresh", len(chains), seconds, "refresh", tokens, cpu=cpu)
     after = asyncio.run(_generations(kt.database_url, list(start)))
     moved = sum(after[sid.replace("-", "")] - gen for sid, gen in start.items())
     report["generations_moved"] = moved

@@ -219,11 +219,12 @@ def evaluate(result: dict[str, Any]) -> list[dict[str, Any]]:
     targets += _reference_targets(result)
     targets += _feed_targets(result)
     reference = (result.get("reference") or {}).get("rows") or []
-    rows = [*http, *reference, *(result.get("scale") or {}).get("rows", []), *growth]
+    rows = [*http, *reference, *(result.get("scale") or {}).get("rows", []), *growth, *(result.get("workers") or [])]
     errors = sum(r.get("non_2xx", 0) + r.get("socket_errors", 0) for r in rows)
-    unverified = [r for r in [*http, *reference] if r["endpoint"] == "refresh" and r.get("verified") is not True]
-    bad = [r for r in [*http, *reference] if r["non_2xx"] + r.get("socket_errors", 0)] + unverified
-    detail = f"{errors} non-2xx/socket errors in {len(rows)} rows (http, reference, scale, growth), "
+    checked = [*http, *reference, *(result.get("workers") or [])]
+    unverified = [r for r in checked if r["endpoint"] == "refresh" and r.get("verified") is not True]
+    bad = [r for r in checked if r["non_2xx"] + r.get("socket_errors", 0)] + unverified
+    detail = f"{errors} non-2xx/socket errors in {len(rows)} rows (http, reference, scale, growth, workers), "
     detail += f"{len(unverified)} unverified"
     detail += "; rows: " + ", ".join(_row_name(r) for r in bad) if bad else ""
     measured = float(errors + len(unverified)) if rows else None
@@ -304,6 +305,11 @@ def markdown(result: dict[str, Any]) -> str:
     out += _section("## Scale: refresh on one PostgreSQL, one instance vs two", scale.get("rows"), cols)
     if scale:
         out += [f"Two instances ÷ one at 64 connections: {_num(scale.get('ratio_64'))}.", ""]
+    cols = "backend | workers | req/s | server cores: server_cores | req/s per core: req_s_per_core"
+    cols += " | 2 ÷ 1 req/s: req_s_ratio | 2 ÷ 1 per core: req_s_per_core_ratio | p99 ms | non-2xx"
+    out += _section(
+        "## Refresh with `--workers 2` against one worker, @64, nothing pinned", result.get("workers"), cols
+    )
     cols = (
         "backend | sessions | req/s | p99 ms | non-2xx | bytes/session: session_bytes_per_session | db bytes: db_bytes"
     )

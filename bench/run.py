@@ -28,7 +28,7 @@ from typing import Any
 
 from tests.postgres import PostgresServer
 
-from bench import feed, growth, inprocess, overhttp, reference, report
+from bench import feed, growth, inprocess, overhttp, reference, report, workers
 from bench.scale import deadline
 
 RESULTS = overhttp.ROOT / "bench" / "results"
@@ -42,6 +42,7 @@ class Profile:
     backends: tuple[str, ...]
     sizes: tuple[int, ...]
     scale: bool
+    workers: bool  # the --workers 2 rows (bench/workers.py)
     refreshes: int
     feed_logouts: int  # per setup of the revocation feed's propagation
     bound_s: int
@@ -49,8 +50,8 @@ class Profile:
 
 SIZES = (1_000, 100_000, 1_000_000)
 PROFILES = {
-    "default": Profile("default", (1, 16, 64), 5.0, ("sqlite", "postgresql"), SIZES, True, 1000, 200, 720),
-    "quick": Profile("quick", (1, 64), 3.0, ("sqlite",), SIZES[:2], False, 200, 50, 240),
+    "default": Profile("default", (1, 16, 64), 5.0, ("sqlite", "postgresql"), SIZES, True, True, 1000, 200, 720),
+    "quick": Profile("quick", (1, 64), 3.0, ("sqlite",), SIZES[:2], False, False, 200, 50, 240),
 }
 
 
@@ -70,6 +71,8 @@ def measure_backend(backend: str, profile: Profile, tmp: Path, pg: PostgresServe
         out["one_session"] = growth.one_session(backend, kt, profile.refreshes)
     with overhttp.keyturn(tmp / f"{backend}-growth", database(backend, tmp, pg, "growth"), secret) as kt:
         out["growth"] = growth.growth(backend, kt, list(profile.sizes), profile.seconds, max(profile.levels), tmp)
+    if profile.workers:
+        out["workers"] = workers.run(backend, lambda n: database(backend, tmp, pg, n), secret, 2 * profile.seconds, tmp)
     return out
 
 
@@ -119,7 +122,7 @@ def run(profile: Profile) -> dict[str, Any]:
         if pg is not None:
             pg.start()
         result.update(environment(pg))
-        for key in ("http", "one_session", "growth"):
+        for key in ("http", "one_session", "growth", "workers"):
             result[key] = []
         for backend in profile.backends:
             _step(f"over HTTP, growth and storage on {backend}")

@@ -93,7 +93,7 @@ class Instance:
 # processes and CPU time
 
 
-def _proc_table() -> dict[int, tuple[int, float]]:
+def proc_table() -> dict[int, tuple[int, float]]:
     """pid -> (ppid, CPU seconds of the process and of its reaped children)."""
     table = {}
     for entry in Path("/proc").iterdir():
@@ -129,7 +129,7 @@ def machine_ticks() -> dict[str, float]:
 
 
 def cpu_snapshot(groups: dict[str, int]) -> dict[str, Any]:
-    table = _proc_table()
+    table = proc_table()
     return {"groups": {name: tree_cpu(table, pid) for name, pid in groups.items()}, "machine": machine_ticks()}
 
 
