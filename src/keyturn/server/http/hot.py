@@ -1,10 +1,11 @@
 """The hot routes, answered ahead of the framework (issue 18).
 
 ``GET /v1/auth/me`` and ``POST /v1/auth/refresh`` are most of a server's traffic. On their way
-through the app a request passes five middleware layers of keyturn's and four of FastAPI's, the
+through the app a request passes five middleware layers of keyturn's, two of FastAPI's, the
 router, and FastAPI's dependency solving and response validation, which together cost more than
-the work itself. ``HotPath`` is the outermost of keyturn's middleware: it answers the plain form of
-these two requests itself, and hands everything else to the app untouched.
+the work itself. ``HotPath`` is the outermost of keyturn's middleware (inside only FastAPI's error,
+telemetry and body-size layers): it answers the plain form of these two requests itself, and
+hands everything else to the app untouched.
 
 It takes a request only when none of the layers it passes over would act on it: no ``Cookie``
 header (browser mode and the cookie filter), no ``Origin`` header when CORS is on, a header block
