@@ -244,7 +244,7 @@ def _cell(key: str, v: Any) -> str:
         return _num(v, 1)
     if key.endswith("_s"):
         return _rate(v)
-    return _num(v, 2 if key in ("ratio", "x") else 0)
+    return _num(v, 2 if key in ("ratio", "x") or key.endswith(("_ratio", "_cores")) else 0)
 
 
 def _section(heading: str, rows: list[Row] | None, cols: str) -> list[str]:
