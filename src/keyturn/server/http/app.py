@@ -102,8 +102,7 @@ def create_app(settings: Settings, *, service: Service | None = None) -> FastAPI
         )
     app.add_middleware(SecurityHeaders, hsts=settings.hsts)
     install_metrics(app, svc)  # its middleware is outside the others, so it times them all
-    # Outermost: answers the plain GET /v1/auth/me and refresh itself, hands the rest on.
-    app.add_middleware(HotPath, settings=settings, metrics=app.state.metrics)
+    app.add_middleware(HotPath, settings=settings, metrics=app.state.metrics)  # outermost: the plain hot requests
     return app
 
 
