@@ -1,6 +1,6 @@
 """keyturn's benchmark suite: one command, bounded in time, loopback only (``make bench``).
 
-    .venv/bin/python -m bench.run            # default profile, about 9 minutes
+    .venv/bin/python -m bench.run            # default profile, about 10 minutes
     .venv/bin/python -m bench.run --quick    # about 3 minutes: SQLite only (but the feed), fewer levels
 
 Starts everything it measures itself (keyturn servers, the bare ASGI ceiling, a resource server,
