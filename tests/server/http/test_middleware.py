@@ -13,7 +13,7 @@ import pytest
 from starlette.types import Message, Receive, Scope, Send
 
 from keyturn.server.http import create_app
-from keyturn.server.http.middleware import BodyLimit, HeaderLimit
+from keyturn.server.http.middleware import BodyLimit, HeaderLimit, read_body, replay
 from tests.conftest import ISSUER, make_settings
 from tests.helpers import body_size, signed_in
 from tests.hostile import BENIGN_BODY, MAX_BODY, WORST_BODIES
@@ -66,6 +66,31 @@ def test_body_limit_reads_a_worst_case_body_in_linear_time(runner: asyncio.Runne
         assert start["status"] == 200
 
     assert cost_ratio(through, WORST_BODIES[worst], BENIGN_BODY, bound=10) < 10
+
+
+def test_a_body_in_one_byte_messages_is_replayed_in_linear_time(runner: asyncio.Runner) -> None:
+    """What ``HotPath`` hands on when it does not answer: a client may send its body a byte per
+    message (64 Ki of them); replaying every message read costs about what reading them did."""
+    one_byte: list[Message] = [{"type": "http.request", "body": b"x", "more_body": True} for _ in range(MAX_BODY)]
+    one_byte[-1] = {"type": "http.request", "body": b"x", "more_body": False}
+
+    async def read_then(replayed: bool) -> int:
+        pending = iter(one_byte)
+
+        async def receive() -> Message:
+            return next(pending, None) or {"type": "http.disconnect"}
+
+        read, complete = await read_body(receive, MAX_BODY)
+        assert complete
+        if not replayed:
+            return sum(len(m["body"]) for m in read)
+        again = replay(read, receive)
+        return sum([len((await again())["body"]) for _ in read])
+
+    def through(replayed: bool) -> None:
+        assert runner.run(read_then(replayed)) == MAX_BODY
+
+    assert cost_ratio(through, True, False, bound=10) < 10
 
 
 def test_body_limit_refuses_a_content_length_of_thousands_of_digits_with_413(runner: asyncio.Runner) -> None:

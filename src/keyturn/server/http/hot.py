@@ -36,7 +36,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ...core.errors import InvalidRequest
 from .body import parse_json_body
-from .middleware import HeaderLimit, SecurityHeaders, add_headers, declared_too_large
+from .middleware import HeaderLimit, SecurityHeaders, add_headers, declared_too_large, read_body, replay
 from .routes import bearer_scheme, browser, caller, ceiling, client, limits, service, whoami
 from .schemas import RefreshRequest
 
@@ -104,14 +104,14 @@ class HotPath:
         if endpoint is None or not self._plain(scope):
             await self.app(scope, receive, send)
             return
-        read, complete = await _read_body(receive, self.body_limit)
-        replay = _replay(read, receive)
+        read, complete = await read_body(receive, self.body_limit)
+        replayed = replay(read, receive)
         if complete:
-            request = Request(scope, replay)
+            request = Request(scope, replayed)
             scope["endpoint"] = endpoint  # for the metrics of refusals, as the router would set it
             if await self._answer(request, endpoint, b"".join(m.get("body", b"") for m in read), send):
                 return
-        await self.app(scope, replay, send)
+        await self.app(scope, replayed, send)
 
     def _plain(self, scope: Scope) -> bool:
         """Whether no layer this one passes over would act on the request."""
@@ -161,30 +161,3 @@ async def _handled(request: Request, exc: Exception) -> Response | None:
             answer = handler(request, exc)
             return await answer if inspect.isawaitable(answer) else answer  # type: ignore[no-any-return]
     raise exc
-
-
-async def _read_body(receive: Receive, limit: int) -> tuple[list[Message], bool]:
-    """The request's messages up to its whole body; False when the body went over ``limit`` or the
-    client left first (the app's own layers then answer, from the same messages)."""
-    read: list[Message] = []
-    size, more = 0, True
-    while more:
-        message = await receive()
-        read.append(message)
-        if message["type"] != "http.request":
-            return read, False
-        size += len(message.get("body", b""))
-        more = message.get("more_body", False)
-        if size > limit:
-            return read, False
-    return read, True
-
-
-def _replay(read: list[Message], receive: Receive) -> Receive:
-    """``receive`` that gives the messages already read first."""
-    pending = list(read)
-
-    async def replayed() -> Message:
-        return pending.pop(0) if pending else await receive()
-
-    return replayed

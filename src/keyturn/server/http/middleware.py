@@ -10,7 +10,7 @@ from ...verify.bearer import error_body
 
 __all__ = [
     "HEADERS_TOO_LARGE", "HEADERS_TOO_LARGE_DESCRIPTION", "HSTS", "BodyLimit", "HeaderLimit", "SecurityHeaders",
-    "add_headers", "declared_too_large",
+    "add_headers", "declared_too_large", "read_body", "replay",
 ]  # fmt: skip
 
 HEADERS_TOO_LARGE = "request_headers_too_large"
@@ -94,26 +94,44 @@ class BodyLimit:
         if declared_too_large(scope, self.limit):
             await _too_large(send)
             return
-        body, more = bytearray(), True
-        while more:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            body.extend(message.get("body", b""))
-            more = message.get("more_body", False)
-            if len(body) > self.limit:
+        read, complete = await read_body(receive, self.limit)
+        if not complete:
+            if read[-1]["type"] == "http.request":  # over the limit; otherwise the client left
                 await _too_large(send)
-                return
-        replayed = False
+            return
+        whole: Message = {
+            "type": "http.request",
+            "body": b"".join(m.get("body", b"") for m in read),
+            "more_body": False,
+        }
+        await self.app(scope, replay([whole], receive), send)
 
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": bytes(body), "more_body": False}
-            return await receive()
 
-        await self.app(scope, replay, send)
+async def read_body(receive: Receive, limit: int) -> tuple[list[Message], bool]:
+    """A request's messages up to its whole body; False when the body went over ``limit`` bytes or
+    the client left (or sent anything but body) first."""
+    read: list[Message] = []
+    size, more = 0, True
+    while more:
+        message = await receive()
+        read.append(message)
+        if message["type"] != "http.request":
+            return read, False
+        size += len(message.get("body", b""))
+        more = message.get("more_body", False)
+        if size > limit:
+            return read, False
+    return read, True
+
+
+def replay(messages: list[Message], receive: Receive) -> Receive:
+    """``receive`` that gives ``messages`` (already read) first, in order, then the rest."""
+    pending = iter(messages)
+
+    async def replayed() -> Message:
+        return next(pending, None) or await receive()
+
+    return replayed
 
 
 class HeaderLimit:
