@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.dml import UpdateBase
 from sqlalchemy.sql.selectable import Select
 
-from ._sqlite import InlineConnection
+from ._sqlite import inline
 
 __all__ = ["Direct"]
 
@@ -50,7 +50,7 @@ class Direct:
         if conn.dialect.name != "sqlite":
             row = (await conn.execute(self.statement, dict(params))).first()
             return None if row is None else row._asdict()
-        return self.first_on(_driver(conn), conn.dialect, params)
+        return self.first_on(inline(conn).sqlite, conn.dialect, params)
 
     def first_on(
         self, driver: sqlite3.Connection, dialect: Dialect, params: Mapping[str, Any]
@@ -63,7 +63,7 @@ class Direct:
         if conn.dialect.name != "sqlite":
             await conn.execute(self.statement, dict(params))
             return
-        self.first_on(_driver(conn), conn.dialect, params)
+        self.first_on(inline(conn).sqlite, conn.dialect, params)
 
     def _compiled_for(self, dialect: Dialect, params: Mapping[str, Any]) -> _Compiled:
         keys = tuple(params)
@@ -103,10 +103,3 @@ def _processor(type_: Any, dialect: Dialect, kind: str) -> Processor:
     impl = type_.dialect_impl(dialect)
     found: Processor = impl.bind_processor(dialect) if kind == "bind" else impl.result_processor(dialect, None)
     return found
-
-
-def _driver(conn: AsyncConnection) -> sqlite3.Connection:
-    """The ``sqlite3`` connection under an open SQLAlchemy connection (checked out, so no I/O)."""
-    inline = conn.sync_connection.connection.driver_connection if conn.sync_connection else None
-    assert isinstance(inline, InlineConnection), "a Direct statement needs an open SQLite connection"
-    return inline.sqlite

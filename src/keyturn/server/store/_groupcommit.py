@@ -55,7 +55,7 @@ class _Group:
     @classmethod
     async def open(cls, opener: Opener) -> _Group:
         conn, transaction = await opener()
-        return cls(conn, transaction, await inline(conn))
+        return cls(conn, transaction, inline(conn))
 
     @asynccontextmanager
     async def member(self) -> AsyncIterator[AsyncConnection]:

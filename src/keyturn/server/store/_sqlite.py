@@ -33,10 +33,11 @@ __all__ = ["InlineConnection", "Readers", "connect"]
 _WAITS = ("BEGIN", "COMMIT")  # as keyturn and SQLAlchemy spell them: no prefix, upper case
 
 
-async def inline(conn: AsyncConnection) -> InlineConnection:
-    """The ``InlineConnection`` under a SQLAlchemy connection of a SQLite engine."""
-    driver = (await conn.get_raw_connection()).driver_connection
-    assert isinstance(driver, InlineConnection)
+def inline(conn: AsyncConnection) -> InlineConnection:
+    """The ``InlineConnection`` under an open SQLAlchemy connection of a SQLite engine (checked
+    out, so reaching it is attribute lookups, no I/O)."""
+    driver = conn.sync_connection.connection.driver_connection if conn.sync_connection else None
+    assert isinstance(driver, InlineConnection), "not an open connection of a SQLite engine"
     return driver
 
 

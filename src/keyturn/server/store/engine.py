@@ -127,7 +127,7 @@ class Database:
             if not (scan and self.is_sqlite):
                 yield conn
                 return
-            with (await _sqlite.inline(conn)).offloaded():
+            with _sqlite.inline(conn).offloaded():
                 yield conn
 
     @asynccontextmanager
