@@ -14,6 +14,7 @@ core used; per backend: two workers ÷ one, of both req/s and req/s per core.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ CONNECTIONS = 64
 WORKERS = (1, 2)
 
 
-def run(backend: str, database: Any, secret: str, seconds: float, tmp: Path) -> list[dict[str, Any]]:
+def run(backend: str, database: Callable[[str], str], secret: str, seconds: float, tmp: Path) -> list[dict[str, Any]]:
     """One row per setup on ``backend``; ``database(name)`` gives a fresh database's URL."""
     rows = []
     for workers in WORKERS:
