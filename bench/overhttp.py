@@ -61,20 +61,23 @@ def wrk(
     *,
     extra: Sequence[str] = (),
     cpu: str | None = LOAD_CPU,
+    limited: bool = False,
 ) -> dict[str, Any]:
     """One wrk run (one thread, on the load core, or ``cpu=None``: on any) of
-    ``bench/wrk/keyturn.lua`` (``extra``: more script arguments after ``file``); returns the
-    script's JSON report plus req_s."""
+    ``bench/wrk/keyturn.lua`` (``extra``: more script arguments after ``file``; ``limited``: a 429
+    is counted apart, not as non-2xx); returns the script's JSON report plus req_s and limited_s."""
     cmd = [*(pinned(cpu) if cpu else []), "wrk", "-t1", f"-c{connections}", f"-d{round(seconds)}s", "--timeout", "10s"]
     cmd += ["-s", str(LUA)]
     for header in headers:
         cmd += ["-H", header]
     cmd += [url, "--", mode, *([str(file)] if file else []), *extra]
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60, check=True).stdout
+    env = {**os.environ, "WRK_LIMITED": "1" if limited else "0"}
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 60, check=True, env=env).stdout
     report: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
     # Counted from the first answer: a login's first answers wait for a queue of argon2id hashes.
     steady = max(report["duration_us"] - report["first_answer_us"], report["duration_us"] // 2)
     report["req_s"] = report["ok"] / (steady / 1e6)
+    report["limited_s"] = report["limited"] / (steady / 1e6)
     report["p50_ms"], report["p99_ms"] = report["p50_us"] / 1000, report["p99_us"] / 1000
     return report
 
@@ -114,10 +117,12 @@ def keyturn(
     *,
     cpu: str | None = SERVER_CPU,
     serve_args: Sequence[str] = (),
+    real_limits: bool = False,
     **extra: str,
 ) -> Iterator[Keyturn]:
     """``keyturn serve <serve_args>`` on ``database_url``, pinned to ``cpu`` (None: not pinned),
-    ready on entry, stopped on exit."""
+    ready on entry, stopped on exit; the rate limits set out of reach, or (``real_limits``) at
+    their defaults."""
     workdir.mkdir(parents=True, exist_ok=True)
     with keyturn_server(
         workdir,
@@ -127,7 +132,7 @@ def keyturn(
         secret=secret,
         log_level="warning",  # uvicorn's access log is off at warning, as it is in the examples
         prune_interval="0",
-        **{**HIGH_LIMITS, **METRICS, "rate_limit_enabled": "true", **extra},
+        **{**({} if real_limits else HIGH_LIMITS), **METRICS, "rate_limit_enabled": "true", **extra},
     ) as server:
         yield Keyturn(server, database_url, secret)
 
@@ -192,19 +197,28 @@ async def _generations(database_url: str, ids: list[str]) -> dict[str, int]:
 
 
 def refresh_run(
-    kt: Keyturn, chains: list[Chain], seconds: float, tmp: Path, *, cpu: str | None = LOAD_CPU
+    kt: Keyturn,
+    chains: list[Chain],
+    seconds: float,
+    tmp: Path,
+    *,
+    cpu: str | None = LOAD_CPU,
+    connections: int | None = None,
+    limited: bool = False,
 ) -> dict[str, Any]:
-    """Chained rotation with one chain per connection; checks the database afterwards: the
-    generations moved by at least the 200s wrk counted, and by at most one more per connection
-    (requests still in flight when wrk stopped)."""
+    """Chained rotation, one chain per connection unless ``connections`` says fewer (``limited``:
+    a 429 drops its chain, counted apart); checks the database afterwards: the generations moved
+    by at least the 200s wrk counted, and by at most one more per connection (requests still in
+    flight when wrk stopped)."""
+    connections = connections or len(chains)
     start = dict(kt.generation(c.refresh_token) for c in chains)
     tokens = tmp / f"chains-{len(chains)}.txt"
     tokens.write_text("".join(c.refresh_token + "\n" for c in chains))
-    report = wrk(f"{kt.url}/v1/auth/refresh", len(chains), seconds, "refresh", tokens, cpu=cpu)
+    report = wrk(f"{kt.url}/v1/auth/refresh", connections, seconds, "refresh", tokens, cpu=cpu, limited=limited)
     after = asyncio.run(_generations(kt.database_url, list(start)))
     moved = sum(after[sid.replace("-", "")] - gen for sid, gen in start.items())
     report["generations_moved"] = moved
-    report["verified"] = report["ok"] <= moved <= report["ok"] + len(chains) and report["non_2xx"] == 0
+    report["verified"] = report["ok"] <= moved <= report["ok"] + connections and report["non_2xx"] == 0
     return report
 
 

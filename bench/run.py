@@ -28,7 +28,7 @@ from typing import Any
 
 from tests.postgres import PostgresServer
 
-from bench import feed, growth, inprocess, overhttp, reference, report, workers
+from bench import feed, growth, inprocess, limits, overhttp, reference, report, workers
 from bench.scale import deadline
 
 RESULTS = overhttp.ROOT / "bench" / "results"
@@ -71,6 +71,7 @@ def measure_backend(backend: str, profile: Profile, tmp: Path, pg: PostgresServe
         out["one_session"] = growth.one_session(backend, kt, profile.refreshes)
     with overhttp.keyturn(tmp / f"{backend}-growth", database(backend, tmp, pg, "growth"), secret) as kt:
         out["growth"] = growth.growth(backend, kt, list(profile.sizes), profile.seconds, max(profile.levels), tmp)
+    out["limits"] = limits.run(backend, database(backend, tmp, pg, "limits"), secret, profile.seconds, tmp)
     if profile.workers:
         out["workers"] = workers.run(backend, lambda n: database(backend, tmp, pg, n), secret, 2 * profile.seconds, tmp)
     return out
@@ -122,7 +123,7 @@ def run(profile: Profile) -> dict[str, Any]:
         if pg is not None:
             pg.start()
         result.update(environment(pg))
-        for key in ("http", "one_session", "growth", "workers"):
+        for key in ("http", "one_session", "growth", "limits", "workers"):
             result[key] = []
         for backend in profile.backends:
             _step(f"over HTTP, growth and storage on {backend}")

@@ -10,8 +10,13 @@
 --               the end the chains still waiting (their newest token never sent) are written to
 --               OUT, one a line, when given, so the caller can check each is still live.
 --
--- done() prints one JSON line: requests, non-2xx, socket errors, duration, latency percentiles,
--- and how long the first answer took to come (a login's argon2id hash queue starts empty).
+-- With WRK_LIMITED=1 in the environment a 429 (keyturn's rate limit) is counted as "limited", not
+-- as non-2xx; in refresh mode its chain is dropped (wrk does not say which request an answer is
+-- for), so the token file then holds more chains than connections.
+--
+-- done() prints one JSON line: requests, non-2xx, limited, socket errors, duration, latency
+-- percentiles, and how long the first answer took to come (a login's argon2id hash queue starts
+-- empty).
 
 local threads = {}
 
@@ -38,7 +43,8 @@ function init(args)
   mode = args[1]
   field = args[3] or "refresh_token"
   out = args[4]
-  ok, non2xx, lost = 0, 0, 0
+  ok, non2xx, lost, limited = 0, 0, 0, 0
+  limited_ok = os.getenv("WRK_LIMITED") == "1"
   started_us, first_us = wall_us(), 0
   if mode == "post" or mode == "refresh" then
     wrk.method = "POST"
@@ -89,18 +95,21 @@ function response(status, headers, body)
       chains[#chains + 1] = token
     end
     ok = ok + 1
+  elseif status == 429 and limited_ok then
+    limited = limited + 1
   else
     non2xx = non2xx + 1
   end
 end
 
 function done(summary, latency, requests)
-  local ok_all, bad_all, lost_all, first = 0, 0, 0, 0
+  local ok_all, bad_all, lost_all, limited_all, first = 0, 0, 0, 0, 0
   local waiting = {}
   for _, thread in ipairs(threads) do
     ok_all = ok_all + thread:get("ok")
     bad_all = bad_all + thread:get("non2xx")
     lost_all = lost_all + thread:get("lost")
+    limited_all = limited_all + thread:get("limited")
     first = math.max(first, thread:get("first_us"))
     local path = thread:get("out")
     if path then
@@ -112,9 +121,9 @@ function done(summary, latency, requests)
   end
   local e = summary.errors
   io.write(string.format(
-    '{"requests":%d,"ok":%d,"non_2xx":%d,"ended_chains_requests":%d,"socket_errors":%d,' ..
+    '{"requests":%d,"ok":%d,"non_2xx":%d,"limited":%d,"ended_chains_requests":%d,"socket_errors":%d,' ..
     '"duration_us":%d,"first_answer_us":%d,"p50_us":%d,"p90_us":%d,"p99_us":%d,"max_us":%d,"mean_us":%.1f}\n',
-    summary.requests, ok_all, bad_all, lost_all, e.connect + e.read + e.write + e.timeout,
+    summary.requests, ok_all, bad_all, limited_all, lost_all, e.connect + e.read + e.write + e.timeout,
     summary.duration, first, latency:percentile(50), latency:percentile(90), latency:percentile(99),
     latency.max, latency.mean))
 end
