@@ -16,6 +16,7 @@ from sqlalchemy.exc import DBAPIError
 from keyturn.core.errors import Unavailable
 from keyturn.server.store import AuditRecord, Store
 from keyturn.server.store import _sessions as queries
+from keyturn.server.store import _users as users
 from keyturn.server.store._direct import Direct
 from keyturn.server.store._queries import values
 from keyturn.server.store.schema import audit_events
@@ -41,6 +42,25 @@ async def test_session_and_user_row_is_sqlalchemys(store: Store) -> None:
     assert mine["id"] == s.id
     assert mine["u_roles"] == "admin"
     assert mine["u_email_verified_at"] == NOW
+    assert mine["created_at"].utcoffset() == timedelta(0)
+    assert missing is None
+
+
+async def test_user_row_is_sqlalchemys(store: Store) -> None:
+    """The user by name (a sign-in's first read): every column, its value and its type."""
+    alice, _ = await seed(store)
+    async with store.write() as tx:
+        await tx.set_roles(alice.id, "admin")
+        await tx.set_email(alice.id, "Alice@Example.org", "alice@example.org")
+    direct = users.USER_BY_KEY
+    async with store.read() as tx:
+        mine = await direct.first(tx._conn, {"key": alice.username_key})
+        theirs = (await tx._conn.execute(direct.statement, {"key": alice.username_key})).one()._asdict()
+        missing = await direct.first(tx._conn, {"key": "nobody"})
+    assert mine == theirs
+    assert [type(v) for v in mine.values()] == [type(v) for v in theirs.values()]
+    assert mine["id"] == alice.id
+    assert mine["roles"] == "admin"
     assert mine["created_at"].utcoffset() == timedelta(0)
     assert missing is None
 

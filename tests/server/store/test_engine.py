@@ -1,5 +1,6 @@
 """Integration tests of the engine's migration bookkeeping on a real SQLite file and PostgreSQL
-database: what a readiness check reads, and that it logs nothing; and of SQLite's readers."""
+database: what a readiness check reads, and that it logs nothing; and of SQLite's readers and its
+write lock, taken on the loop when free and waited for in a thread when held."""
 
 from __future__ import annotations
 
@@ -8,14 +9,16 @@ import logging
 import sqlite3
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy.exc import DBAPIError
 
 from keyturn.core.errors import Unavailable
-from keyturn.server.store import Store
+from keyturn.server.store import Store, _sqlite
 from keyturn.server.store.engine import _current_revision
+from tests.server.store.rows import seed
 
 pytestmark = pytest.mark.anyio
 
@@ -91,3 +94,70 @@ async def test_a_reader_that_cannot_open_is_an_outage(tmp_path: Path) -> None:
         assert isinstance(raised.value.__cause__, DBAPIError)
     finally:
         await s.close()
+
+
+async def test_begin_takes_a_free_write_lock_at_once_and_not_a_held_one(db_path: Path) -> None:
+    """``BEGIN IMMEDIATE`` on the loop: with the lock free it begins; with another connection
+    holding it, it gives up at once (no busy wait on the loop's thread) and begins nothing; either
+    way the connection's busy timeout is the configured one afterwards."""
+    conn = await _sqlite.connect(str(db_path), timeout=2.5)
+    other = sqlite3.connect(db_path, isolation_level=None)
+    try:
+        conn.control("PRAGMA journal_mode=WAL")
+        assert conn.begin_at_once(conn.sqlite.cursor(), "BEGIN IMMEDIATE", ())
+        assert conn.in_transaction
+        await conn.rollback()
+        other.execute("BEGIN IMMEDIATE")
+        assert not conn.begin_at_once(conn.sqlite.cursor(), "BEGIN IMMEDIATE", ())
+        assert not conn.in_transaction
+        assert conn.sqlite.execute("PRAGMA busy_timeout").fetchone() == (2500,)
+    finally:
+        other.close()
+        conn.stop()
+
+
+@pytest.mark.sqlite_only
+async def test_a_write_waits_for_a_held_lock_in_a_thread_while_the_loop_serves(
+    store: Store, db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write whose lock is free begins on the loop (only its commit goes to a thread); one whose
+    lock another connection holds waits in a thread, the loop serving reads meanwhile, and writes
+    once the lock is released."""
+    alice, s = await seed(store)
+    assert await store.session_and_user(s.id) is not None  # the loop's reader is open
+    offloaded: list[str] = []
+    real = asyncio.to_thread
+
+    async def spy(fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+        offloaded.append(args[0] if args else fn.__name__)
+        return await real(fn, *args, **kwargs)
+
+    monkeypatch.setattr(asyncio, "to_thread", spy)
+    async with store.write() as tx:
+        await tx.set_roles(alice.id, "admin")
+    assert offloaded == ["commit"]
+    offloaded.clear()
+    other = sqlite3.connect(db_path, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        write = asyncio.create_task(_set_roles(store, alice.id, "auditor"))
+        for _ in range(500):
+            if offloaded:
+                break
+            await asyncio.sleep(0.01)
+        assert offloaded == ["BEGIN IMMEDIATE"]
+        assert await store.session_and_user(s.id) is not None  # the loop serves meanwhile
+        assert not write.done()
+        other.rollback()
+        await write
+    finally:
+        other.close()
+    assert offloaded == ["BEGIN IMMEDIATE", "commit"]
+    user = await store.user_by_key(alice.username_key)
+    assert user is not None
+    assert user.roles == "auditor"
+
+
+async def _set_roles(store: Store, user_id: uuid.UUID, roles: str) -> None:
+    async with store.write() as tx:
+        await tx.set_roles(user_id, roles)

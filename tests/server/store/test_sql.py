@@ -123,9 +123,10 @@ async def test_a_schema_migrated_by_a_newer_version_is_served_not_touched(store:
     assert not await store.db.migrations_current()
 
 
-async def test_session_and_user_read_alone_is_the_transactions_and_takes_no_pooled_connection(store: Store) -> None:
-    """``Store.session_and_user`` gives what a read transaction's gives; on SQLite it checks out no
-    connection from the pool (it reads on the loop's reader), on PostgreSQL one."""
+async def test_point_reads_alone_are_the_transactions_and_take_no_pooled_connection(store: Store) -> None:
+    """``Store.session_and_user`` and ``Store.user_by_key`` give what a read transaction's give; on
+    SQLite they check out no connection from the pool (they read on the loop's reader), on
+    PostgreSQL one each."""
     alice, s = await seed(store)
     checkouts: list[object] = []
 
@@ -136,11 +137,16 @@ async def test_session_and_user_read_alone_is_the_transactions_and_takes_no_pool
     try:
         alone = await store.session_and_user(s.id)
         none = await store.session_and_user(uuid.uuid4())
+        user = await store.user_by_key(alice.username_key)
+        nobody = await store.user_by_key("nobody")
     finally:
         event.remove(store.db.engine.sync_engine.pool, "checkout", count)
     async with store.read() as tx:
         assert alone == await tx.session_and_user(s.id)
+        assert user == await tx.user_by_key(alice.username_key)
     assert alone is not None
     assert alone[1].id == alice.id
     assert none is None
-    assert len(checkouts) == (0 if store.db.is_sqlite else 2)
+    assert user == alice
+    assert nobody is None
+    assert len(checkouts) == (0 if store.db.is_sqlite else 4)

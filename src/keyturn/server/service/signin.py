@@ -83,8 +83,7 @@ class SignIn:
         """
         _, key = normalize_username(username)
         normalized = self.ctx.passwords.normalize(password)
-        async with self.ctx.store.read() as tx:
-            user = await tx.user_by_key(key)
+        user = await self.ctx.store.user_by_key(key)
         try:
             await self.ctx.verify_password(user.password_hash if user else None, normalized)
             if user is None or user.disabled_at is not None:

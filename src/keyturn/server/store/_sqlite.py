@@ -6,10 +6,11 @@ twenty thread round trips for one refresh, each handing the GIL back and forth, 
 that take microseconds (an indexed read or write on a WAL database, pages in the cache).
 
 ``connect`` gives the dialect an object with the same interface whose statements run inline,
-on the event loop's thread. What can wait does not: ``BEGIN IMMEDIATE`` (it may wait for
-another process's write lock, up to the busy timeout) and ``COMMIT`` (it waits for the fsync that
-makes the transaction durable, and for a WAL checkpoint now and then) run in a worker thread,
-so the loop serves other requests meanwhile, and so do reads that may scan many rows
+on the event loop's thread. What can wait does not: ``BEGIN IMMEDIATE`` when the write lock is
+taken (it waits for another connection's write, up to the busy timeout; a free lock is taken at
+once, on the loop) and ``COMMIT`` (it waits for the fsync that makes the transaction durable,
+and for a WAL checkpoint now and then) run in a worker thread, so the loop serves other
+requests meanwhile, and so do reads that may scan many rows
 (``Database.read(scan=True)``: the active-sessions count). A connection is only ever used by
 one task at a time (the pool hands it out), so it never runs in two threads at once.
 """
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 __all__ = ["InlineConnection", "Readers", "connect"]
 
 _WAITS = ("BEGIN", "COMMIT")  # as keyturn and SQLAlchemy spell them: no prefix, upper case
+_BEGIN = "BEGIN"
 
 
 def inline(conn: AsyncConnection) -> InlineConnection:
@@ -45,7 +47,7 @@ async def connect(*args: Any, **kwargs: Any) -> InlineConnection:
     """``sqlite3.connect(*args, **kwargs)``, for use from the loop (and, for waits, a thread)."""
     kwargs.update(check_same_thread=False, isolation_level=None)
     conn = await asyncio.to_thread(sqlite3.connect, *args, **kwargs)
-    return InlineConnection(conn)
+    return InlineConnection(conn, busy_timeout=kwargs.get("timeout", 5.0))
 
 
 class Readers:
@@ -86,8 +88,9 @@ class Readers:
 class InlineConnection:
     """The part of ``aiosqlite.Connection`` that SQLAlchemy's aiosqlite dialect uses."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, *, busy_timeout: float = 5.0) -> None:
         self._conn = conn
+        self._busy_ms = int(busy_timeout * 1000)
         self.offload = False  # run every statement in a worker thread (see ``offloaded``)
         self._connection: sqlite3.Connection | None = conn  # the dialect checks it before commit/rollback
         self._tx = _Inline()  # the dialect's isolation-level setter queues a function here
@@ -109,6 +112,20 @@ class InlineConnection:
         """Run a transaction-control statement (``SAVEPOINT``, ``RELEASE``, ``ROLLBACK TO``) at
         once: a couple of microseconds, against about a hundred through SQLAlchemy's execution."""
         self._conn.execute(sql)
+
+    def begin_at_once(self, cursor: sqlite3.Cursor, sql: str, parameters: Any) -> bool:
+        """Run a ``BEGIN`` on the loop if the write lock is free (no busy wait); False, and no
+        transaction begun, if another connection holds it: the caller waits for it in a thread."""
+        self._conn.execute("PRAGMA busy_timeout=0")
+        try:
+            cursor.execute(sql, parameters)
+        except sqlite3.OperationalError as exc:
+            if exc.sqlite_errorcode & 0xFF != sqlite3.SQLITE_BUSY:
+                raise
+            return False
+        finally:
+            self._conn.execute(f"PRAGMA busy_timeout={self._busy_ms}")
+        return True
 
     @contextlib.contextmanager
     def offloaded(self) -> Iterator[None]:
@@ -155,6 +172,12 @@ class InlineCursor:
         self._cursor.close()
 
     async def execute(self, sql: str, parameters: Sequence[Any] | dict[str, Any] = ()) -> InlineCursor:
+        if (
+            sql.startswith(_BEGIN)
+            and not self._owner.offload
+            and self._owner.begin_at_once(self._cursor, sql, parameters)
+        ):
+            return self  # the write lock was free
         if self._owner.offload or sql.startswith(_WAITS):
             await asyncio.to_thread(self._cursor.execute, sql, parameters)
         else:

@@ -10,11 +10,12 @@ from sqlalchemy import Row, bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ...core.errors import UsernameTaken
+from ._direct import Direct
 from ._queries import Queries, values
 from .records import UserRecord
 from .schema import users
 
-__all__ = ["UserQueries"]
+__all__ = ["USER_BY_KEY", "UserQueries", "user_of"]
 
 
 class UserQueries(Queries):
@@ -34,7 +35,7 @@ class UserQueries(Queries):
         return True
 
     async def user_by_key(self, username_key: str) -> UserRecord | None:
-        return _user((await self._conn.execute(_USER_BY_KEY, {"key": username_key})).first())
+        return user_of(await USER_BY_KEY.first(self._conn, {"key": username_key}))
 
     async def lock_user(self, user_id: uuid.UUID) -> UserRecord | None:
         """The user's row, locked until this transaction ends (``FOR UPDATE``; on SQLite the write
@@ -70,9 +71,14 @@ class UserQueries(Queries):
 
 
 def _user(row: Row[Any] | None) -> UserRecord | None:
-    return None if row is None else UserRecord(**row._asdict())
+    return user_of(None if row is None else row._asdict())
+
+
+def user_of(found: dict[str, Any] | None) -> UserRecord | None:
+    """The record of a row of ``USER_BY_KEY``."""
+    return None if found is None else UserRecord(**found)
 
 
 # Built once: building a statement and its cache key costs more than SQLite takes to run it.
-_USER_BY_KEY = select(users).where(users.c.username_key == bindparam("key"))
+USER_BY_KEY = Direct(select(users).where(users.c.username_key == bindparam("key")))  # a sign-in's first read
 _LOCK_USER = select(users).where(users.c.id == bindparam("uid")).with_for_update()

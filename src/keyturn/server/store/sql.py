@@ -6,6 +6,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import delete, insert, select
 
@@ -16,7 +17,7 @@ from ._outbox import OutboxQueries
 from ._queries import values
 from ._revocations import RevocationQueries
 from ._sessions import SESSION_AND_USER, SessionQueries, session_and_user_of
-from ._users import UserQueries
+from ._users import USER_BY_KEY, UserQueries, user_of
 from .engine import Database, advisory_lock
 from .records import AuditRecord, KeyRecord, SessionRecord, UserRecord
 from .schema import audit_events, signing_keys
@@ -48,12 +49,20 @@ class Store:
         """A session and its user, read on their own (the check behind every authenticated
         request): on SQLite on this event loop's reader (``_sqlite.Readers``), with no connection
         from the pool and no transaction to open; on PostgreSQL in a read transaction."""
+        return session_and_user_of(await self._point_read(SESSION_AND_USER, {"sid": session_id}))
+
+    async def user_by_key(self, username_key: str) -> UserRecord | None:
+        """A user by normalized name, read on its own (a sign-in's first step), as
+        ``session_and_user`` reads."""
+        return user_of(await self._point_read(USER_BY_KEY, {"key": username_key}))
+
+    async def _point_read(self, statement: Direct, params: dict[str, Any]) -> dict[str, Any] | None:
         if self.db.readers is None:
-            async with self.read() as tx:
-                return await tx.session_and_user(session_id)
+            async with self.db.read() as conn:
+                return await statement.first(conn, params)
         async with self.db.guard():
             reader = await self.db.readers.get()
-            return session_and_user_of(SESSION_AND_USER.first_on(reader, self.db.engine.dialect, {"sid": session_id}))
+            return statement.first_on(reader, self.db.engine.dialect, params)
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[Tx]:
