@@ -46,6 +46,10 @@ EXEMPT: dict[str, tuple[str | None, str]] = {
         "server/store/test_engine.py",
         "the inline SQLite connection is what every SQLite store test runs on; engine's pin its waits",
     ),
+    "server/store/_postgres.py": (
+        "server/store/test_engine.py",
+        "the pool's check on checkout is the engine's: every PostgreSQL store test runs through it",
+    ),
     "server/store/records.py": (
         "server/store/test_sessions.py",
         "frozen dataclasses; the one derived value (UserRecord.standing) is pinned with the refresh fast path",

@@ -1,6 +1,7 @@
 """Integration tests of the engine's migration bookkeeping on a real SQLite file and PostgreSQL
 database: what a readiness check reads, and that it logs nothing; and of SQLite's readers and its
-write lock, taken on the loop when free and waited for in a thread when held."""
+write lock, taken on the loop when free and waited for in a thread when held; and of PostgreSQL's
+pooled connections, checked in one round trip and replaced when the server dropped them."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from sqlalchemy.exc import DBAPIError
 from keyturn.core.errors import Unavailable
 from keyturn.server.store import Store, _sqlite
 from keyturn.server.store.engine import _current_revision
+from tests.helpers import execute
 from tests.server.store.rows import seed
 
 pytestmark = pytest.mark.anyio
@@ -161,3 +163,35 @@ async def test_a_write_waits_for_a_held_lock_in_a_thread_while_the_loop_serves(
 async def _set_roles(store: Store, user_id: uuid.UUID, roles: str) -> None:
     async with store.write() as tx:
         await tx.set_roles(user_id, roles)
+
+
+async def test_a_pooled_postgresql_connection_is_checked_in_one_round_trip(store: Store) -> None:
+    """Taking a pooled connection sends ``;`` alone (SQLAlchemy's pre-ping wraps it in BEGIN and
+    ROLLBACK: three round trips before every transaction)."""
+    if store.db.is_sqlite:
+        pytest.skip("SQLite's connections are files: nothing to ping")
+    sent: list[str] = []
+    async with store.db.engine.connect() as conn:
+        raw = await conn.get_raw_connection()
+        raw.driver_connection.add_query_logger(lambda query: sent.append(query.query))  # type: ignore[union-attr]
+    async with store.db.engine.connect():
+        pass
+    assert sent == [";"]
+
+
+async def test_a_postgresql_connection_dropped_while_pooled_is_replaced_without_an_error(store: Store) -> None:
+    """A database that dropped the pool's connections (a restart, a failover) costs no request an
+    error: the check on checkout finds the dead connection, and every pooled one is replaced."""
+    if store.db.is_sqlite:
+        pytest.skip("SQLite's connections are files: nothing to drop")
+    alice, s = await seed(store)
+    async with store.db.engine.connect() as conn:
+        raw = await conn.get_raw_connection()
+        pid = raw.driver_connection.get_server_pid()  # type: ignore[union-attr]
+    await execute(store.db.url, "SELECT pg_terminate_backend(:pid)", pid=pid)  # from a connection of its own
+    found = await store.session_and_user(s.id)
+    assert found is not None
+    assert found[1].id == alice.id
+    async with store.db.engine.connect() as conn:
+        raw = await conn.get_raw_connection()
+        assert raw.driver_connection.get_server_pid() != pid  # type: ignore[union-attr]

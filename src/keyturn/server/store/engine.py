@@ -3,12 +3,12 @@
 SQLite runs in WAL mode with ``synchronous=FULL`` (a committed rotation survives a
 power cut). Write transactions there start with ``BEGIN IMMEDIATE`` so that two
 writers queue on the lock instead of failing when one upgrades a read snapshot;
-reads run in autocommit mode. Statements run on the event loop's thread and only the
-waits (``BEGIN IMMEDIATE``, ``COMMIT``) in a worker thread (``_sqlite``); a process's
-writers queue together and share commits (``_groupcommit``).
+reads run in autocommit mode. Statements run on the event loop's thread and only the waits
+(a held write lock, ``COMMIT``) in a worker thread (``_sqlite``); a process's writers queue
+together and share commits (``_groupcommit``).
 
-PostgreSQL connections come from a pool that pings each connection as it is checked out, so a
-restarted server is picked up without restarting keyturn; connecting and every statement are
+PostgreSQL connections come from a pool that pings each one as it is checked out (``_postgres``),
+so a restarted server is picked up without restarting keyturn; connecting and every statement are
 bounded by the configured timeout. Work that must happen once across processes (migrations, the
 first signing key) takes a transaction-scoped advisory lock.
 """
@@ -37,15 +37,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransactio
 from sqlalchemy.pool import ConnectionPoolEntry, NullPool
 
 from ...core.errors import KeyturnError, Unavailable
-from . import _diagnosis, _sqlite
+from . import _diagnosis, _postgres, _sqlite
 from ._groupcommit import GroupCommit
 from .url import redacted
 
 __all__ = ["Database", "advisory_lock"]
 
 _log = logging.getLogger("keyturn.store")
-# aiosqlite logs every statement *with its parameters* (password hashes among them) at DEBUG;
-# keep it quiet even when an application turns the root logger to DEBUG.
+# aiosqlite logs statements *with their parameters* at DEBUG: quiet even under a DEBUG root logger.
 logging.getLogger("aiosqlite").setLevel(logging.INFO)
 _OUTAGE = (DBAPIError, InterfaceError, PoolTimeout, OSError, asyncio.TimeoutError)
 _WRITE = "keyturn_write"
@@ -72,6 +71,8 @@ class Database:
             self._file_error = _create_private_file(make_url(url).database)
             event.listen(self.engine.sync_engine, "connect", self._sqlite_connect)
             event.listen(self.engine.sync_engine, "begin", _sqlite_begin)
+        else:  # pool_pre_ping's check in one round trip, not three
+            event.listen(self.engine.sync_engine.pool, "checkout", _postgres.ping_on_checkout)
 
     def _engine_options(self, pool_size: int, max_overflow: int) -> dict[str, Any]:
         if self.is_sqlite:
@@ -85,7 +86,6 @@ class Database:
 
             return {"async_creator": connect, "pool_size": pool_size, "max_overflow": 0}
         return {
-            "pool_pre_ping": True,
             "pool_size": pool_size,
             "max_overflow": max_overflow,
             "pool_timeout": self._timeout,
