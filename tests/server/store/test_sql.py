@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import threading
 import uuid
-from datetime import UTC, datetime, timedelta
+from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -15,12 +16,11 @@ from sqlalchemy import event, inspect
 from keyturn.core.errors import Unavailable
 from keyturn.core.sessions import Lifetimes
 from keyturn.server.store import AuditRecord, Store
-from tests.server.store.rows import seed, user
+from tests.server.store.rows import NOW, UNTIL, bounds, seed, session, user
 from tests.servers import free_port
 
 pytestmark = pytest.mark.anyio
 
-NOW = datetime(2026, 3, 1, 9, 30, tzinfo=UTC)
 LIFETIMES = Lifetimes(idle=timedelta(days=7), absolute=timedelta(days=30), grace=timedelta(seconds=10))
 
 
@@ -150,3 +150,54 @@ async def test_point_reads_alone_are_the_transactions_and_take_no_pooled_connect
     assert user == alice
     assert nobody is None
     assert len(checkouts) == (0 if store.db.is_sqlite else 4)
+
+
+async def test_a_rotation_alone_is_a_transactions_rotation_and_audit_row_in_one_statement(store: Store) -> None:
+    """PostgreSQL's fast path, ``Store.rotate_alone``: for two like sessions, the same returned
+    records, stored row and audit row as ``Tx.rotate_current`` and ``Tx.audit`` in a transaction;
+    one statement, with no transaction around it; and when the session cannot rotate (a stale
+    generation, a revoked session) None, with nothing written."""
+    if not store.rotates_alone:
+        pytest.skip("SQLite's writers share a group commit")
+    alice, one = await seed(store)
+    other = replace(session(alice.id), created_at=one.created_at)
+    async with store.write() as tx:
+        await tx.insert_session(other)
+    inside = bounds(NOW + timedelta(minutes=1), rotated_after=NOW - timedelta(seconds=1), created_from=NOW)
+    audit = AuditRecord(
+        at=inside.now, event="refresh", outcome="ok", ip="10.0.0.1", user_agent="ua", detail={"generation": 1}
+    )
+    statements: list[str] = []
+
+    def count(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        statements.append(statement)
+
+    event.listen(store.db.engine.sync_engine, "before_cursor_execute", count)
+    try:
+        mine = await store.rotate_alone(one.id, 0, inside, audit)
+    finally:
+        event.remove(store.db.engine.sync_engine, "before_cursor_execute", count)
+    async with store.write() as tx:
+        theirs = await tx.rotate_current(other.id, 0, inside)
+        assert theirs is not None
+        await tx.audit(replace(audit, user_id=alice.id, session_id=other.id))
+    assert len(statements) == 1
+    assert statements[0].lstrip().upper().startswith("WITH")
+    assert mine is not None
+    assert (replace(mine[0], id=other.id), mine[1]) == theirs
+    async with store.read() as tx:
+        stored = [await tx.session(sid) for sid in (one.id, other.id)]
+        rows = await tx.audit_events(user_id=alice.id)
+    assert stored[0] is not None
+    assert replace(stored[0], id=other.id) == stored[1]
+    written = {r.session_id: replace(r, id=None, session_id=None) for r in rows}
+    assert set(written) == {one.id, other.id}
+    assert written[one.id] == written[other.id]
+    assert written[one.id].detail == {"generation": 1}
+    async with store.write() as tx:
+        await tx.revoke_sessions(alice.id, inside.now, "logout", only=other.id, tokens_until=UNTIL)
+    assert await store.rotate_alone(one.id, 0, inside, audit) is None  # stale: it is at 1 now
+    assert await store.rotate_alone(other.id, 1, inside, audit) is None  # revoked
+    async with store.read() as tx:
+        assert len(await tx.audit_events(user_id=alice.id)) == 2
+        assert [(await tx.session(sid)).generation for sid in (one.id, other.id)] == [1, 1]  # type: ignore[union-attr]

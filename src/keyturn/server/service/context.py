@@ -217,8 +217,28 @@ class Context:
         """Record a security event in the same transaction as the change it describes; the audit
         observers are told once that transaction has committed (a refusal that rolls it back,
         after a rotation in the same transaction, is never counted as the rotation)."""
+        record = self.audit_record(
+            now, event, client, outcome=outcome, user_id=user_id, session_id=session_id, **detail
+        )
+        await tx.audit(record)
+        if self.audit_observers:
+            tx.committed.append(lambda: self.observe(record))
+
+    def audit_record(
+        self,
+        now: datetime,
+        event: str,
+        client: Client,
+        *,
+        outcome: str = "ok",
+        user_id: uuid.UUID | None = None,
+        session_id: uuid.UUID | None = None,
+        **detail: Any,
+    ) -> AuditRecord:
+        """The audit row of a security event (``audit`` writes it; a statement that writes its
+        own, ``Store.rotate_alone``, takes it)."""
         clipped = client.clipped()
-        record = AuditRecord(
+        return AuditRecord(
             at=now,
             event=event,
             outcome=outcome,
@@ -228,11 +248,9 @@ class Context:
             user_agent=clipped.user_agent or None,
             detail=detail or None,
         )
-        await tx.audit(record)
-        if self.audit_observers:
-            tx.committed.append(lambda: self._observe(record))
 
-    def _observe(self, record: AuditRecord) -> None:
+    def observe(self, record: AuditRecord) -> None:
+        """Tell the audit observers of a committed event."""
         for observe in self.audit_observers:
             try:
                 observe(record)

@@ -3,7 +3,8 @@
 The rule lives in the core (``keyturn.core.sessions``: ``decide_refresh`` and ``SessionBounds``);
 this module carries its outcome out, in one transaction and in one place (``_carry_out``). Most
 refreshes present the current token of a live session, which the store rotates in one statement
-built from the same bounds; anything else is read and decided.
+built from the same bounds (on PostgreSQL, with its audit row, committed on its own: one round
+trip); anything else is read and decided.
 """
 
 from __future__ import annotations
@@ -69,10 +70,16 @@ class Refresh:
         presented = self.ctx.presented(refresh_token)
         now = self.ctx.clock()
         bounds = SessionBounds.at(now, self.ctx.lifetimes)
+        alone = client_id is None and scope is None and self.ctx.store.rotates_alone
+        if alone and (rotated := await self._rotate_alone(presented, bounds, client)) is not None:
+            record, standing = rotated
+            granted = token_scope(record.scope, parse_roles(standing.roles))
+            return await self.ctx.issue(record, state_of(record), now, standing, scope=granted)
         for attempt in range(CAS_ATTEMPTS):
             try:
                 async with self.ctx.store.write() as tx:
-                    found = await self._rotate_current(tx, presented, bounds, client) if attempt == 0 else None
+                    fast = attempt == 0 and not alone
+                    found = await self._rotate_current(tx, presented, bounds, client) if fast else None
                     if found is None:
                         outcome, found = await self._decide(tx, presented, now, client)
                     else:
@@ -98,6 +105,18 @@ class Refresh:
         found = await tx.rotate_current(presented.session_id, presented.generation, bounds)
         if found is not None:
             await self._audit_rotation(tx, bounds.now, client, found[0])
+        return found
+
+    async def _rotate_alone(
+        self, presented: RefreshToken, bounds: SessionBounds, client: Client
+    ) -> tuple[SessionRecord, Standing] | None:
+        """The fast path as one statement that commits on its own, with its audit row (on
+        PostgreSQL: one round trip). Only where nothing after the rotation can refuse (no
+        client to match, no scope to narrow): such a refusal must roll the rotation back."""
+        audit = self.ctx.audit_record(bounds.now, "refresh", client, generation=presented.generation + 1)
+        found = await self.ctx.store.rotate_alone(presented.session_id, presented.generation, bounds, audit)
+        if found is not None and self.ctx.audit_observers:
+            self.ctx.observe(replace(audit, user_id=found[0].user_id, session_id=found[0].id))
         return found
 
     async def _decide(

@@ -15,9 +15,17 @@ from ...core.sessions import SessionBounds
 from ._direct import Direct
 from ._queries import Queries, values
 from .records import SessionRecord, Standing, UserRecord
-from .schema import sessions, users
+from .schema import audit_events, sessions, users
 
-__all__ = ["SESSION_AND_USER", "SessionQueries", "session_and_user_of"]
+__all__ = [
+    "AUDITED",
+    "ROTATE_AND_AUDIT",
+    "SESSION_AND_USER",
+    "SessionQueries",
+    "current_rotation",
+    "rotated_of",
+    "session_and_user_of",
+]
 
 
 class SessionQueries(Queries):
@@ -47,16 +55,7 @@ class SessionQueries(Queries):
         if the refresh rule lets its current token rotate: unrevoked, user enabled, within both
         lifetimes with a whole second left. Returns the new row and the user's standing as it is
         now, or None when the session is not in that state (the caller then reads it and decides)."""
-        params = {
-            **_rotation(session_id, generation, bounds.now, generation + 1),
-            "rotated_after": bounds.rotated_after,
-            "created_from": bounds.refresh_created_from,
-        }
-        found = await _ROTATE_CURRENT.first(self._conn, params)
-        if found is None:
-            return None
-        standing = Standing(found.pop("user_roles"), found.pop("user_verified_at") is not None)
-        return SessionRecord(**found), standing
+        return rotated_of(await _ROTATE_CURRENT.first(self._conn, current_rotation(session_id, generation, bounds)))
 
     async def charge_password_attempt(self, session_id: uuid.UUID, limit: int) -> bool:
         """Count one password check against a live session, atomically, unless it has been charged
@@ -151,6 +150,23 @@ def _live(bounds: SessionBounds) -> ColumnElement[bool]:
     return and_(sessions.c.revoked_at.is_(None), _live_times(bounds))
 
 
+def current_rotation(session_id: uuid.UUID, generation: int, bounds: SessionBounds) -> dict[str, Any]:
+    """The parameters of ``_ROTATE_CURRENT`` (and ``ROTATE_AND_AUDIT``)."""
+    return {
+        **_rotation(session_id, generation, bounds.now, generation + 1),
+        "rotated_after": bounds.rotated_after,
+        "created_from": bounds.refresh_created_from,
+    }
+
+
+def rotated_of(found: dict[str, Any] | None) -> tuple[SessionRecord, Standing] | None:
+    """The records of a row of ``_ROTATE_CURRENT`` (or ``ROTATE_AND_AUDIT``)."""
+    if found is None:
+        return None
+    standing = Standing(found.pop("user_roles"), found.pop("user_verified_at") is not None)
+    return SessionRecord(**found), standing
+
+
 def _rotation(session_id: uuid.UUID, generation: int, now: datetime, to: int) -> dict[str, Any]:
     """The parameters of ``_ROTATE``: ``generation`` to ``to`` at ``now``."""
     return {"sid": session_id, "gen": generation, "next": to, "at": now}
@@ -186,6 +202,23 @@ _ROTATE_CURRENT = Direct(
         sessions.c.created_at >= bindparam("created_from"),
         _USER_ENABLED,
     ).returning(*sessions.c, _USER_ROLES.label("user_roles"), _USER_VERIFIED.label("user_verified_at"))
+)
+_ROTATED = _ROTATE_CURRENT.statement.cte("rotated")
+AUDITED = ("at", "event", "outcome", "ip", "user_agent", "detail")
+"""The audit row's columns that ``ROTATE_AND_AUDIT`` takes as parameters (``audit_<column>``)."""
+# PostgreSQL: the rotation and its audit row in one statement, which commits on its own (one round
+# trip, where a transaction takes four); the row is written only if the session rotated.
+ROTATE_AND_AUDIT = select(_ROTATED).add_cte(
+    insert(audit_events)
+    .from_select(
+        [*AUDITED, "user_id", "session_id"],
+        select(
+            *(bindparam(f"audit_{name}", type_=audit_events.c[name].type) for name in AUDITED),
+            _ROTATED.c.user_id,
+            _ROTATED.c.id,
+        ),
+    )
+    .cte("audited")
 )
 _CHARGE_PASSWORD_ATTEMPT = (
     update(sessions)

@@ -10,16 +10,25 @@ from typing import Any
 
 from sqlalchemy import delete, insert, select
 
+from ...core.sessions import SessionBounds
 from ._clients import ClientQueries
 from ._direct import Direct
 from ._emails import EmailQueries
 from ._outbox import OutboxQueries
 from ._queries import values
 from ._revocations import RevocationQueries
-from ._sessions import SESSION_AND_USER, SessionQueries, session_and_user_of
+from ._sessions import (
+    AUDITED,
+    ROTATE_AND_AUDIT,
+    SESSION_AND_USER,
+    SessionQueries,
+    current_rotation,
+    rotated_of,
+    session_and_user_of,
+)
 from ._users import USER_BY_KEY, UserQueries, user_of
 from .engine import Database, advisory_lock
-from .records import AuditRecord, KeyRecord, SessionRecord, UserRecord
+from .records import AuditRecord, KeyRecord, SessionRecord, Standing, UserRecord
 from .schema import audit_events, signing_keys
 
 __all__ = ["Store", "Tx"]
@@ -55,6 +64,24 @@ class Store:
         """A user by normalized name, read on its own (a sign-in's first step), as
         ``session_and_user`` reads."""
         return user_of(await self._point_read(USER_BY_KEY, {"key": username_key}))
+
+    @property
+    def rotates_alone(self) -> bool:
+        """Whether ``rotate_alone`` is here: on PostgreSQL. SQLite's writers share a group commit."""
+        return not self.db.is_sqlite
+
+    async def rotate_alone(
+        self, session_id: uuid.UUID, generation: int, bounds: SessionBounds, audit: AuditRecord
+    ) -> tuple[SessionRecord, Standing] | None:
+        """``Tx.rotate_current`` and the rotation's audit row (``audit``, with the user and session
+        of the row rotated) in one statement that commits on its own: one round trip. None, and
+        nothing written, when the session is not in the state to rotate."""
+        row = values(audit)
+        params = {**current_rotation(session_id, generation, bounds), **{f"audit_{c}": row[c] for c in AUDITED}}
+        async with self.db.guard(), self.db.engine.connect() as conn:
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
+            found = (await conn.execute(ROTATE_AND_AUDIT, params)).first()
+        return rotated_of(None if found is None else found._asdict())
 
     async def _point_read(self, statement: Direct, params: dict[str, Any]) -> dict[str, Any] | None:
         if self.db.readers is None:
