@@ -201,3 +201,18 @@ async def test_a_rotation_alone_is_a_transactions_rotation_and_audit_row_in_one_
     async with store.read() as tx:
         assert len(await tx.audit_events(user_id=alice.id)) == 2
         assert [(await tx.session(sid)).generation for sid in (one.id, other.id)] == [1, 1]  # type: ignore[union-attr]
+
+
+async def test_point_reads_on_postgresql_are_one_statement_each_with_no_transaction(store: Store) -> None:
+    """Each read alone is its statement and the pool's check, no BEGIN and no COMMIT around it
+    (what the connection sends outside prepared statements: the checks only)."""
+    if store.db.is_sqlite:
+        pytest.skip("SQLite reads these on the loop's reader")
+    alice, s = await seed(store)
+    sent: list[str] = []
+    async with store.db.engine.connect() as conn:
+        raw = await conn.get_raw_connection()
+        raw.driver_connection.add_query_logger(lambda query: sent.append(query.query))  # type: ignore[union-attr]
+    assert await store.session_and_user(s.id) is not None
+    assert await store.user_by_key(alice.username_key) is not None
+    assert sent == [";", ";"]

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, insert, select
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ...core.sessions import SessionBounds
 from ._clients import ClientQueries
@@ -57,7 +58,7 @@ class Store:
     async def session_and_user(self, session_id: uuid.UUID) -> tuple[SessionRecord, UserRecord] | None:
         """A session and its user, read on their own (the check behind every authenticated
         request): on SQLite on this event loop's reader (``_sqlite.Readers``), with no connection
-        from the pool and no transaction to open; on PostgreSQL in a read transaction."""
+        from the pool and no transaction to open; on PostgreSQL as one statement in autocommit."""
         return session_and_user_of(await self._point_read(SESSION_AND_USER, {"sid": session_id}))
 
     async def user_by_key(self, username_key: str) -> UserRecord | None:
@@ -78,14 +79,13 @@ class Store:
         nothing written, when the session is not in the state to rotate."""
         row = values(audit)
         params = {**current_rotation(session_id, generation, bounds), **{f"audit_{c}": row[c] for c in AUDITED}}
-        async with self.db.guard(), self.db.engine.connect() as conn:
-            await conn.execution_options(isolation_level="AUTOCOMMIT")
+        async with self._alone() as conn:
             found = (await conn.execute(ROTATE_AND_AUDIT, params)).first()
         return rotated_of(None if found is None else found._asdict())
 
     async def _point_read(self, statement: Direct, params: dict[str, Any]) -> dict[str, Any] | None:
         if self.db.readers is None:
-            async with self.db.read() as conn:
+            async with self._alone() as conn:
                 return await statement.first(conn, params)
         async with self.db.guard():
             reader = await self.db.readers.get()
@@ -100,6 +100,14 @@ class Store:
                 tx.committed.append(self.on_publish)  # readers of the feed may be told at once
         for then in tx.committed:  # committed: what waited for the commit runs
             then()
+
+    @asynccontextmanager
+    async def _alone(self) -> AsyncIterator[AsyncConnection]:
+        """PostgreSQL: a pooled connection whose statements each commit as they run, so one
+        statement is one round trip, with no ``BEGIN`` and ``COMMIT`` around it."""
+        async with self.db.guard(), self.db.engine.connect() as conn:
+            await conn.execution_options(isolation_level="AUTOCOMMIT")
+            yield conn
 
     async def close(self) -> None:
         await self.db.dispose()
