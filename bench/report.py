@@ -137,8 +137,8 @@ def _feed_targets(result: Row) -> list[Row]:
 
 
 def _rate(v: float | None) -> str:
-    """Rates: thousands separators, one decimal below 100."""
-    return "—" if v is None else f"{v:,.0f}" if abs(v) >= 100 else f"{v:.1f}"
+    """Rates: thousands separators, one decimal below 100 (none for nothing at all)."""
+    return "—" if v is None else f"{v:,.0f}" if abs(v) >= 100 or v == 0 else f"{v:.1f}"
 
 
 def _num(v: float | None, digits: int = 2) -> str:
