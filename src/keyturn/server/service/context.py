@@ -202,24 +202,12 @@ class Context:
             scope=scope,
         )
 
-    async def audit(
-        self,
-        tx: Tx,
-        now: datetime,
-        event: str,
-        client: Client,
-        *,
-        outcome: str = "ok",
-        user_id: uuid.UUID | None = None,
-        session_id: uuid.UUID | None = None,
-        **detail: Any,
-    ) -> None:
-        """Record a security event in the same transaction as the change it describes; the audit
-        observers are told once that transaction has committed (a refusal that rolls it back,
-        after a rotation in the same transaction, is never counted as the rotation)."""
-        record = self.audit_record(
-            now, event, client, outcome=outcome, user_id=user_id, session_id=session_id, **detail
-        )
+    async def audit(self, tx: Tx, now: datetime, event: str, client: Client, **fields: Any) -> None:
+        """Record a security event (``fields``: as ``audit_record`` takes them) in the same
+        transaction as the change it describes; the audit observers are told once that transaction
+        has committed (a refusal that rolls it back, after a rotation in the same transaction, is
+        never counted as the rotation)."""
+        record = self.audit_record(now, event, client, **fields)
         await tx.audit(record)
         if self.audit_observers:
             tx.committed.append(lambda: self.observe(record))
