@@ -3,8 +3,8 @@
 The rule lives in the core (``keyturn.core.sessions``: ``decide_refresh`` and ``SessionBounds``);
 this module carries its outcome out, in one transaction and in one place (``_carry_out``). Most
 refreshes present the current token of a live session, which the store rotates in one statement
-built from the same bounds (on PostgreSQL, with its audit row, committed on its own: one round
-trip); anything else is read and decided.
+built from the same bounds, with its audit row, as a unit of work of its own (on PostgreSQL one
+statement: one round trip); anything else is read and decided.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ class Refresh:
         presented = self.ctx.presented(refresh_token)
         now = self.ctx.clock()
         bounds = SessionBounds.at(now, self.ctx.lifetimes)
-        alone = client_id is None and scope is None and self.ctx.store.rotates_alone
+        alone = client_id is None and scope is None  # nothing after the rotation can refuse it
         if alone and (rotated := await self._rotate_alone(presented, bounds, client)) is not None:
             record, standing = rotated
             granted = token_scope(record.scope, parse_roles(standing.roles))
@@ -110,9 +110,10 @@ class Refresh:
     async def _rotate_alone(
         self, presented: RefreshToken, bounds: SessionBounds, client: Client
     ) -> tuple[SessionRecord, Standing] | None:
-        """The fast path as one statement that commits on its own, with its audit row (on
-        PostgreSQL: one round trip). Only where nothing after the rotation can refuse (no
-        client to match, no scope to narrow): such a refusal must roll the rotation back."""
+        """The fast path, with its audit row, committed on its own (on PostgreSQL one statement:
+        one round trip). Only where nothing after the rotation can refuse (no client to match, no
+        scope to narrow): such a refusal must roll the rotation back, so it rotates in the
+        transaction that decides."""
         audit = self.ctx.audit_record(bounds.now, "refresh", client, generation=presented.generation + 1)
         found = await self.ctx.store.rotate_alone(presented.session_id, presented.generation, bounds, audit)
         if found is not None and self.ctx.audit_observers:

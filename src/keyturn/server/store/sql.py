@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -66,22 +67,24 @@ class Store:
         ``session_and_user`` reads."""
         return user_of(await self._point_read(USER_BY_KEY, {"key": username_key}))
 
-    @property
-    def rotates_alone(self) -> bool:
-        """Whether ``rotate_alone`` is here: on PostgreSQL. SQLite's writers share a group commit."""
-        return not self.db.is_sqlite
-
     async def rotate_alone(
         self, session_id: uuid.UUID, generation: int, bounds: SessionBounds, audit: AuditRecord
     ) -> tuple[SessionRecord, Standing] | None:
         """``Tx.rotate_current`` and the rotation's audit row (``audit``, with the user and session
-        of the row rotated) in one statement that commits on its own: one round trip. None, and
+        of the row rotated) as a unit of work of their own: on PostgreSQL one statement that
+        commits as it runs (one round trip), on SQLite a writer of the group commit. None, and
         nothing written, when the session is not in the state to rotate."""
+        if self.db.is_sqlite:
+            async with self.write() as tx:
+                found = await tx.rotate_current(session_id, generation, bounds)
+                if found is not None:
+                    await tx.audit(replace(audit, user_id=found[0].user_id, session_id=found[0].id))
+            return found
         row = values(audit)
         params = {**current_rotation(session_id, generation, bounds), **{f"audit_{c}": row[c] for c in AUDITED}}
         async with self._alone() as conn:
-            found = (await conn.execute(ROTATE_AND_AUDIT, params)).first()
-        return rotated_of(None if found is None else found._asdict())
+            found_row = (await conn.execute(ROTATE_AND_AUDIT, params)).first()
+        return rotated_of(None if found_row is None else found_row._asdict())
 
     async def _point_read(self, statement: Direct, params: dict[str, Any]) -> dict[str, Any] | None:
         if self.db.readers is None:
