@@ -27,6 +27,7 @@ class Transport:
 
     def __init__(self) -> None:
         self.written = bytearray()
+        self.writes = 0
         self.closed = False
         self.protocol: object = None
 
@@ -34,7 +35,12 @@ class Transport:
         return {"sockname": ("127.0.0.1", 8000), "peername": ("127.0.0.1", 50000)}.get(name, default)
 
     def write(self, data: bytes) -> None:
+        assert not self.closed, "written after the close"
         self.written += data
+        self.writes += 1
+
+    def abort(self) -> None:
+        self.closed = True
 
     def close(self) -> None:
         self.closed = True
@@ -82,6 +88,7 @@ async def exchange(*chunks: bytes) -> tuple[Transport, list[bytes]]:
         protocol.data_received(chunk)
         while state.tasks:
             await asyncio.gather(*state.tasks)
+        await asyncio.sleep(0)  # the loop's turn ends: what it wrote is sent
     responses = [b"HTTP/1.1" + r for r in bytes(transport.written).split(b"HTTP/1.1")[1:]]
     return transport, responses
 
@@ -155,6 +162,42 @@ async def test_every_request_on_a_kept_alive_connection_gets_its_own_bound() -> 
     near = head(LIMIT - 10)
     _, responses = await exchange(near, near, near, head(LIMIT + 10))
     assert [status(r) for r in responses] == [200, 200, 200, 431]
+
+
+async def test_a_response_leaves_in_one_write() -> None:
+    """uvicorn writes a response's head and body apart; the connection sends them as one write, and
+    each response on a kept-alive connection as its own."""
+    transport, responses = await exchange(head(200), head(300), head(400))
+    assert [status(r) for r in responses] == [200, 200, 200]
+    assert transport.writes == 3
+    assert transport.written == b"".join(responses)
+
+
+async def test_a_refusal_is_written_before_the_connection_closes() -> None:
+    """A 431 and its close in the same turn: the held bytes go first (the transport refuses a write
+    after its close), then the close."""
+    transport, (response,) = await exchange(head(LIMIT + 1))
+    assert refused(response)
+    assert (transport.writes, transport.closed) == (1, True)
+
+
+async def test_what_is_held_for_a_client_that_left_is_dropped() -> None:
+    """Bytes held when the connection is aborted, or closed by the other side, are never written."""
+    for end in ("abort", "gone"):
+        config = Config(app=app, lifespan="off", log_config=None, access_log=False)
+        config.load()
+        protocol = HeadLimitedHttpToolsProtocol(
+            config=config, server_state=ServerState(), app_state={}, max_head_bytes=LIMIT, max_head_fields=FIELDS
+        )
+        transport = Transport()
+        protocol.connection_made(transport)  # type: ignore[arg-type]
+        protocol.transport.write(b"held")
+        if end == "abort":
+            protocol.transport.abort()
+        else:
+            transport.closed = True
+        await asyncio.sleep(0)
+        assert (transport.writes, transport.closed) == (0, True)
 
 
 def test_serve_builds_the_protocol_from_the_settings(tmp_path: Any) -> None:

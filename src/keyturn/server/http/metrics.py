@@ -122,6 +122,9 @@ class Metrics:
             for value in values:
                 counter.labels(value)
             self.flows[flow] = counter
+        # Labelled children looked up once each (prometheus_client's ``labels`` costs several µs a call).
+        self._audited = {key: self.flows[flow].labels(value) for key, (flow, value) in _AUDITED.items()}
+        self._answered: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self.active_sessions = ActiveSessions(svc, cache_ttl)
         self.registry.register(self.active_sessions)
         ProcessCollector(registry=self.registry)
@@ -130,9 +133,9 @@ class Metrics:
 
     def observe_audit(self, record: AuditRecord) -> None:
         """Count a committed audit row (an ``AuditObserver``); events that are not outcomes are ignored."""
-        found = _AUDITED.get((record.event, record.outcome))
-        if found is not None:
-            self.flows[found[0]].labels(found[1]).inc()
+        counter = self._audited.get((record.event, record.outcome))
+        if counter is not None:
+            counter.inc()
 
     def observe_refusal(self, endpoint: object, exc: KeyturnError, flow: str | None = None) -> None:
         """Count an error that a sign-in, refresh or registration route answers with (``flow``:
@@ -149,8 +152,12 @@ class Metrics:
         if status is None:
             self.aborted.labels(method, route).inc()
             return
-        self.requests.labels(method, route, str(status)).inc()
-        self.duration.labels(method, route).observe(seconds)
+        children = self._answered.get((method, route, status))
+        if children is None:  # one entry per method, route template and status, as the metrics have
+            children = self.requests.labels(method, route, str(status)), self.duration.labels(method, route)
+            self._answered[method, route, status] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

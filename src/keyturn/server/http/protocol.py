@@ -10,13 +10,20 @@ one before it may run past the byte bound by at most that one read; its fields a
 
 ``HeaderLimit`` (``keyturn.server.http.middleware``) keeps the same bounds inside the app, for
 deployments that run it under another server.
+
+The protocol also sends what one turn of the event loop writes to a connection as one write
+(``_Coalesced``): uvicorn writes a response's head and its body separately, and each write is a
+system call that, on loopback, also runs the receiving side's TCP. Joined, a small answer costs
+one (issue 18: ``GET /v1/auth/me`` +22 % req/s). Nothing is reordered: a close or an end of
+writing sends what is held first.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
@@ -57,6 +64,10 @@ class HeadLimitedHttpToolsProtocol(HttpToolsProtocol):
         self._in_head = True  # between requests, or reading a request line and its fields
         self._head_bytes = 0
         self._head_fields = 0
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self.transport = _Coalesced(transport, self.loop)  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
         if not self._in_head:
@@ -111,3 +122,43 @@ class HeadLimitedHttpToolsProtocol(HttpToolsProtocol):
         ]
         self.transport.write(b"".join(content))
         self.transport.close()
+
+
+class _Coalesced:
+    """A connection's transport whose writes of one loop turn leave as one write, at the end of
+    that turn (or before a close or an end of writing); everything else goes to the transport."""
+
+    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport = transport
+        self._loop = loop
+        self._held: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        if not self._held:
+            self._loop.call_soon(self._flush)
+        self._held.append(data)
+
+    def writelines(self, lines: Iterable[bytes]) -> None:
+        for data in lines:
+            self.write(data)
+
+    def _flush(self) -> None:
+        if self._held:
+            data, self._held = b"".join(self._held), []
+            if not self._transport.is_closing():  # the client has gone: nothing to send it
+                self._transport.write(data)
+
+    def write_eof(self) -> None:
+        self._flush()
+        self._transport.write_eof()
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def abort(self) -> None:
+        self._held = []
+        self._transport.abort()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
