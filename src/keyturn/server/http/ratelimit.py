@@ -1,4 +1,4 @@
-"""Rate limits (the ``limits`` library): per client IP, per account, per session, and a ceiling.
+"""Rate limits (``limits``' moving windows): per client IP, per account, per session, and a ceiling.
 
 Login counts every attempt per IP, and *failures* per (account, IP) and per account, each over
 several windows, so repeated guessing slows down step by step; an attacker spreading guesses over
@@ -6,9 +6,9 @@ many IPs can hold one account back for at most the longest account window (15 mi
 never lock it for good. A password check (a sign-in, or the current password of a password
 change) is charged to the failure windows *before* it runs, atomically (one moving-window
 ``hit`` per window), and refunded when it succeeds: concurrent guesses cannot all pass a check
-that their own failures have not yet reached. Counters live in memory, or in Redis
-(``KEYTURN_REDIS_URL``) so that every instance shares them. The client IP comes from the socket
-unless the peer is a trusted proxy.
+that their own failures have not yet reached. Counters live in memory (``_windows``), or in Redis
+(``KEYTURN_REDIS_URL``, ``limits``' storage) so that every instance shares them. The client IP
+comes from the socket unless the peer is a trusted proxy.
 
 If Redis cannot be reached (within one second), the request answers 503: without its counters
 keyturn would let brute force through, so it fails closed, like a database outage.
@@ -28,15 +28,15 @@ from typing import Protocol, cast
 
 from fastapi import Request
 from limits import RateLimitItem, WindowStats, parse_many
-from limits.aio.storage import RedisStorage, Storage
+from limits.aio.storage import RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 from limits.errors import StorageError
-from limits.storage import MemoryStorage, storage_from_string
-from limits.strategies import MovingWindowRateLimiter as SyncMovingWindow
+from limits.storage import storage_from_string
 
 from ...core.errors import InvalidCredentials, InvalidRequest, RateLimited, Unavailable
 from ...core.users import normalize_username
 from ..config import Settings
+from ._windows import MovingWindows
 
 __all__ = ["RateLimits", "client_ip"]
 
@@ -49,18 +49,16 @@ class RateLimits:
 
     def __init__(self, settings: Settings) -> None:
         self.enabled = settings.rate_limit_enabled
-        self._storage: Storage | MemoryStorage
-        self._limiter: MovingWindowRateLimiter | _InMemory
+        self._limiter: _InRedis | MovingWindows
         if settings.redis_url:
             # Bounded waits: an unreachable Redis is an outage answered at once, not a hang.
             storage = storage_from_string(
                 f"async+{settings.redis_url}", wrap_exceptions=True, connect_timeout=1.0, stream_timeout=1.0
             )
-            assert isinstance(storage, Storage)  # an async+ URL makes an asyncio storage
-            self._storage, self._limiter = storage, MovingWindowRateLimiter(storage)
+            assert isinstance(storage, RedisStorage)  # the settings take only redis URLs
+            self._limiter = _InRedis(storage)
         else:
-            self._limiter = _InMemory()
-            self._storage = self._limiter.storage
+            self._limiter = MovingWindows()
         self.login_ip = parse_many(settings.rate_limit_login_ip)
         self.login_failures = parse_many(settings.rate_limit_login_failures)
         self.account_failures = parse_many(settings.rate_limit_account_failures)
@@ -73,11 +71,8 @@ class RateLimits:
 
     async def close(self) -> None:
         """Let go of the connections to Redis (the app's shutdown); the memory storage holds none."""
-        if isinstance(self._storage, RedisStorage):
-            client = cast(_RedisBridge, self._storage.bridge).get_connection()
-            closing = client.connection_pool.disconnect()  # coredis: at once; redis-py: awaitable
-            if inspect.isawaitable(closing):
-                await closing
+        if isinstance(self._limiter, _InRedis):
+            await self._limiter.close()
 
     async def hit(self, items: Sequence[RateLimitItem], *key: str) -> None:
         """Count one request against every window; raise when one of them is full.
@@ -142,7 +137,7 @@ class RateLimits:
         """Give back one entry of each charged moving window."""
         async with _storage():
             for key in keys:
-                await _give_back(self._storage, key)
+                await self._limiter.give_back(key)
 
     async def first_refusal(self, error: RateLimited, ip: str) -> bool:
         """Whether this refusal is the first of its kind from ``ip`` this minute (worth an audit row:
@@ -155,43 +150,34 @@ class RateLimits:
         return RateLimited(math.ceil(stats.reset_time - time.time()), limit=str(item), kind=key[0])
 
 
-async def _give_back(storage: Storage | MemoryStorage, key: str) -> None:
-    """Remove the newest entry of the moving window ``key`` (a refund of one ``hit``).
+class _InRedis:
+    """The moving windows in Redis, shared by every instance: ``limits``' strategy on its storage."""
 
-    ``limits`` has no refund, but both storages keyturn uses keep a moving window the same way, as
-    a newest-first list of timestamps (memory: ``events[key]``; Redis: a list that the library's
-    Lua script ``LPUSH``-es): removing its head is the exact inverse of one hit. Tested on both.
-    """
-    if isinstance(storage, MemoryStorage):
-        with storage.locks[key]:
-            events = storage.events.get(key)
-            if events:
-                del events[0]
-    elif isinstance(storage, RedisStorage):
-        bridge = cast(_RedisBridge, storage.bridge)  # every bridge of the library has both methods
-        await bridge.get_connection().lpop(bridge.prefixed_key(key))
-    else:  # pragma: no cover - keyturn builds only these two
-        raise TypeError(f"no refund for {type(storage).__name__}")
-
-
-class _InMemory:
-    """The moving windows in this process's memory: ``limits``' synchronous storage and strategy,
-    called on the event loop's thread. A hit is a few list operations under its key's lock (which
-    the storage's expiry sweep, in a timer thread every 10 ms, takes too), never a wait.
-
-    Not ``limits``' asyncio memory storage: after nearly every hit it starts a sweep that sends
-    every key's expiry to a worker thread, so each request paid a thread round trip or more.
-    """
-
-    def __init__(self) -> None:
-        self.storage = MemoryStorage()
-        self._limiter = SyncMovingWindow(self.storage)
+    def __init__(self, storage: RedisStorage) -> None:
+        self._storage = storage
+        self._limiter = MovingWindowRateLimiter(storage)
 
     async def hit(self, item: RateLimitItem, *key: str) -> bool:
-        return self._limiter.hit(item, *key)
+        return await self._limiter.hit(item, *key)
 
     async def get_window_stats(self, item: RateLimitItem, *key: str) -> WindowStats:
-        return self._limiter.get_window_stats(item, *key)
+        return await self._limiter.get_window_stats(item, *key)
+
+    async def give_back(self, key: str) -> None:
+        """Remove the newest entry of the moving window ``key`` (a refund of one ``hit``).
+
+        ``limits`` has no refund, but its Redis moving window is a newest-first list of timestamps
+        that the library's Lua script ``LPUSH``-es: removing its head is the exact inverse of one
+        hit. Tested against a real Redis.
+        """
+        bridge = cast(_RedisBridge, self._storage.bridge)  # every bridge of the library has both methods
+        await bridge.get_connection().lpop(bridge.prefixed_key(key))
+
+    async def close(self) -> None:
+        client = cast(_RedisBridge, self._storage.bridge).get_connection()
+        closing = client.connection_pool.disconnect()  # coredis: at once; redis-py: awaitable
+        if inspect.isawaitable(closing):
+            await closing
 
 
 class _RedisPool(Protocol):
