@@ -1,19 +1,22 @@
 """Unit tests of keyturn.server.store._diagnosis: the one line an operator reads when the database
-cannot be used at start-up (``Database.check``). Exceptions built here, and paths in pytest's
-temporary directory; no database.
+cannot be used at start-up (``Database.check``), and the guard that makes any database failure
+``Unavailable`` once serving. Exceptions built here, and paths in pytest's temporary directory; no
+database.
 """
 
 from __future__ import annotations
 
 import errno
 import socket
+import sqlite3
 from pathlib import Path
 
 import pytest
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from keyturn.server.store._diagnosis import cause, sqlite_problem
+from keyturn.core.errors import SessionEnded, Unavailable
+from keyturn.server.store._diagnosis import Guard, cause, sqlite_problem
 
 
 @pytest.mark.parametrize(
@@ -72,3 +75,22 @@ def test_no_path_is_no_problem_of_sqlites_file(database: str | None) -> None:
 
 def test_a_usable_directory_is_no_problem(tmp_path: Path) -> None:
     assert sqlite_problem(str(tmp_path / "keyturn.db"), None) is None
+
+
+@pytest.mark.anyio
+async def test_the_guard_turns_a_database_failure_into_unavailable_and_lets_the_rest_pass() -> None:
+    """A driver's failure inside ``Guard`` is ``Unavailable`` caused by it; a keyturn error (already
+    an answer) and a bug's exception pass unchanged."""
+    guard = Guard()
+    failure = DBAPIError("SELECT 1", None, sqlite3.OperationalError("disk I/O error"))
+    with pytest.raises(Unavailable) as caught:
+        async with guard:
+            raise failure
+    assert caught.value.__cause__ is failure
+    for passing in (SessionEnded(), ZeroDivisionError()):
+        with pytest.raises(type(passing)) as kept:
+            async with guard:
+                raise passing
+        assert kept.value is passing
+    async with guard:
+        pass

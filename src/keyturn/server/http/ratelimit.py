@@ -82,7 +82,7 @@ class RateLimits:
         """
         if not self.enabled:
             return
-        async with _storage():
+        async with _STORAGE_ERRORS:
             for item in items:
                 if not await self._limiter.hit(item, *key):
                     raise await self._refusal(item, key)
@@ -125,7 +125,7 @@ class RateLimits:
         charged: list[str] = []
         if not self.enabled:
             return charged
-        async with _storage():
+        async with _STORAGE_ERRORS:
             for item, key in windows:
                 if not await self._limiter.hit(item, *key):
                     await self._refund(charged)
@@ -135,14 +135,14 @@ class RateLimits:
 
     async def _refund(self, keys: Sequence[str]) -> None:
         """Give back one entry of each charged moving window."""
-        async with _storage():
+        async with _STORAGE_ERRORS:
             for key in keys:
                 await self._limiter.give_back(key)
 
     async def first_refusal(self, error: RateLimited, ip: str) -> bool:
         """Whether this refusal is the first of its kind from ``ip`` this minute (worth an audit row:
         a flood of 429s must not become a flood of database writes)."""
-        async with _storage():
+        async with _STORAGE_ERRORS:
             return await self._limiter.hit(_AUDIT_ONCE, "audited", error.kind, ip)
 
     async def _refusal(self, item: RateLimitItem, key: tuple[str, ...]) -> RateLimited:
@@ -196,14 +196,20 @@ class _RedisBridge(Protocol):
     def prefixed_key(self, key: str) -> str: ...
 
 
-@asynccontextmanager
-async def _storage() -> AsyncIterator[None]:
-    """Turn a counter-storage failure into ``Unavailable`` (503), never a 500."""
-    try:
-        yield
-    except StorageError as exc:
-        _log.warning("rate-limit storage unavailable: %s", type(exc.storage_error).__name__)
-        raise Unavailable() from exc
+class _StorageErrors:
+    """Turn a counter-storage failure into ``Unavailable`` (503), never a 500. A class rather than a
+    generator function, as it runs around every rate-limited request's counting."""
+
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, _kind: object, exc: BaseException | None, _tb: object) -> None:
+        if isinstance(exc, StorageError):
+            _log.warning("rate-limit storage unavailable: %s", type(exc.storage_error).__name__)
+            raise Unavailable() from exc
+
+
+_STORAGE_ERRORS = _StorageErrors()
 
 
 def client_ip(request: Request, trusted: Sequence[str]) -> str:

@@ -1,20 +1,41 @@
 """Why a database cannot be used, in words an operator can act on (``Database.check``).
 
-Once serving, every database failure is ``Unavailable`` with a generic description: clients learn
-nothing about the database. At start-up the operator is the reader, so the driver's own reason
-is shown instead, never the password.
+Once serving, every database failure is ``Unavailable`` with a generic description (``Guard``):
+clients learn nothing about the database. At start-up the operator is the reader, so the driver's
+own reason is shown instead, never the password.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import socket
 from pathlib import Path
 
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, InterfaceError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-__all__ = ["cause", "sqlite_problem"]
+from ...core.errors import KeyturnError, Unavailable
+
+__all__ = ["OUTAGE", "Guard", "cause", "sqlite_problem"]
+
+OUTAGE = (DBAPIError, InterfaceError, PoolTimeout, OSError, asyncio.TimeoutError)
+_log = logging.getLogger("keyturn.store")
+
+
+class Guard:
+    """``Database.guard``: a database failure inside (one of ``OUTAGE``, not already a keyturn
+    error) becomes ``Unavailable``, logged by its type only. A class rather than a generator
+    function, as it runs around every point read and every write."""
+
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, _kind: object, exc: BaseException | None, _tb: object) -> None:
+        if isinstance(exc, OUTAGE) and not isinstance(exc, KeyturnError):
+            _log.warning("database unavailable: %s", type(exc).__name__)
+            raise Unavailable() from exc
 
 
 def cause(exc: BaseException, timeout: float) -> str:

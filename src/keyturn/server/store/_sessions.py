@@ -135,7 +135,7 @@ def session_and_user_of(found: dict[str, Any] | None) -> tuple[SessionRecord, Us
     """The records of a row of ``SESSION_AND_USER``."""
     if found is None:
         return None
-    user = UserRecord(**{name: found.pop(label) for name, label in _USER_LABELS})
+    user = UserRecord(id=found["user_id"], **{name: found.pop(label) for name, label in _USER_LABELS})
     return SessionRecord(**found), user
 
 
@@ -177,7 +177,8 @@ def _rotation(session_id: uuid.UUID, generation: int, now: datetime, to: int) ->
 # the two behind every request and refresh run on SQLite's driver directly (``_direct``).
 _INSERT_SESSION = insert(sessions)
 _SESSION = select(sessions).where(sessions.c.id == bindparam("sid"))
-_USER_LABELS = tuple((c.name, f"u_{c.name}") for c in users.c)
+# The user's columns but its id, which is the session's user_id (the join's condition).
+_USER_LABELS = tuple((c.name, f"u_{c.name}") for c in users.c if c is not users.c.id)
 SESSION_AND_USER = Direct(
     select(sessions, *(users.c[name].label(label) for name, label in _USER_LABELS))
     .join(users, users.c.id == sessions.c.user_id)

@@ -31,12 +31,10 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 from alembic.util.exc import CommandError
 from sqlalchemy import Connection, event, inspect, make_url, text
-from sqlalchemy.exc import DBAPIError, InterfaceError
-from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransaction, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry, NullPool
 
-from ...core.errors import KeyturnError, Unavailable
+from ...core.errors import Unavailable
 from . import _diagnosis, _postgres, _sqlite
 from ._groupcommit import GroupCommit
 from .url import redacted
@@ -46,7 +44,7 @@ __all__ = ["Database", "advisory_lock"]
 _log = logging.getLogger("keyturn.store")
 # aiosqlite logs statements *with their parameters* at DEBUG: quiet even under a DEBUG root logger.
 logging.getLogger("aiosqlite").setLevel(logging.INFO)
-_OUTAGE = (DBAPIError, InterfaceError, PoolTimeout, OSError, asyncio.TimeoutError)
+_OUTAGE, _GUARD = _diagnosis.OUTAGE, _diagnosis.Guard()
 _WRITE = "keyturn_write"
 MIGRATION_TIMEOUT_S = 600.0
 _MIGRATION_LOCKS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
@@ -163,16 +161,9 @@ class Database:
             await conn.close()
             raise
 
-    @asynccontextmanager
-    async def guard(self) -> AsyncIterator[None]:
+    def guard(self) -> _diagnosis.Guard:
         """Database failures inside become ``Unavailable`` (logged by their type only)."""
-        try:
-            yield
-        except KeyturnError:
-            raise
-        except _OUTAGE as exc:
-            _log.warning("database unavailable: %s", type(exc).__name__)
-            raise Unavailable() from exc
+        return _GUARD
 
     async def check(self) -> None:
         """Connect once, at start-up: raise ``Unavailable`` saying what is wrong with the database
