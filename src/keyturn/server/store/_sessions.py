@@ -30,7 +30,7 @@ __all__ = [
 
 class SessionQueries(Queries):
     async def insert_session(self, session: SessionRecord) -> None:
-        await self._conn.execute(_INSERT_SESSION, values(session))
+        await _INSERT_SESSION.execute(self._conn, values(session))
 
     async def session(self, session_id: uuid.UUID) -> SessionRecord | None:
         row = (await self._conn.execute(_SESSION, {"sid": session_id})).first()
@@ -175,7 +175,7 @@ def _rotation(session_id: uuid.UUID, generation: int, now: datetime, to: int) ->
 # The statements behind every sign-in, refresh and authenticated request, built once: building a
 # statement and its cache key costs more than SQLite takes to run it. Values go in as parameters;
 # the two behind every request and refresh run on SQLite's driver directly (``_direct``).
-_INSERT_SESSION = insert(sessions)
+_INSERT_SESSION = Direct(insert(sessions))
 _SESSION = select(sessions).where(sessions.c.id == bindparam("sid"))
 # The user's columns but its id, which is the session's user_id (the join's condition).
 _USER_LABELS = tuple((c.name, f"u_{c.name}") for c in users.c if c is not users.c.id)

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, bindparam, insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from ...core.errors import UsernameTaken
@@ -41,7 +41,7 @@ class UserQueries(Queries):
         """The user's row, locked until this transaction ends (``FOR UPDATE``; on SQLite the write
         transaction already excludes every other writer). Every write that depends on the user's
         password, roles or enabled state takes this lock first, so such writes are serialised."""
-        return _user((await self._conn.execute(_LOCK_USER, {"uid": user_id})).first())
+        return user_of(await _LOCK_USER.first(self._conn, {"uid": user_id}))
 
     async def list_users(self, limit: int = 1000) -> list[UserRecord]:
         rows = await self._conn.execute(select(users).order_by(users.c.created_at).limit(limit))
@@ -70,10 +70,6 @@ class UserQueries(Queries):
         return (await self._conn.execute(stmt)).rowcount == 1
 
 
-def _user(row: Row[Any] | None) -> UserRecord | None:
-    return user_of(None if row is None else row._asdict())
-
-
 def user_of(found: dict[str, Any] | None) -> UserRecord | None:
     """The record of a row of ``USER_BY_KEY``."""
     return None if found is None else UserRecord(**found)
@@ -81,4 +77,4 @@ def user_of(found: dict[str, Any] | None) -> UserRecord | None:
 
 # Built once: building a statement and its cache key costs more than SQLite takes to run it.
 USER_BY_KEY = Direct(select(users).where(users.c.username_key == bindparam("key")))  # a sign-in's first read
-_LOCK_USER = select(users).where(users.c.id == bindparam("uid")).with_for_update()
+_LOCK_USER = Direct(select(users).where(users.c.id == bindparam("uid")).with_for_update())  # and a sign-in's write
