@@ -10,9 +10,11 @@ non-2xx, or a refresh chain that does not check out in the database, is still an
 
 The refresh chains: a 429 drops its chain (wrk does not say which request an answer is for), and
 the per-session limit must not be what the row measures, so there are many more chains than
-connections. They are copies of one real login's session row (a new id each), written straight
-into the database, with their first tokens minted from the deployment's secret: thousands of
-logins would cost minutes of argon2id and trip the login limits themselves.
+connections: enough that the run cannot use them up even if every answer were a 429 (a server
+faster than the ceiling refuses thousands a second, and each refusal costs a chain). They are
+copies of one real login's session row (a new id each), written straight into the database, with
+their first tokens minted from the deployment's secret: thousands of logins would cost minutes of
+argon2id and trip the login limits themselves.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from keyturn.core.refresh import RefreshTokenCodec
 __all__ = ["run"]
 
 CONNECTIONS = 64
-CHAINS = 4096  # at 2,000 refreshes a second, each chain is used about every two seconds
+CHAINS_PER_SECOND = 16_000  # above the answers a second of a server refusing everything with 429
 
 
 async def _copies(database_url: str, template: str, count: int) -> list[uuid.UUID]:
@@ -62,7 +64,7 @@ def chains(kt: overhttp.Keyturn, count: int) -> list[overhttp.Chain]:
 def run(backend: str, database_url: str, secret: str, seconds: float, tmp: Path) -> list[dict[str, Any]]:
     """The ``/me`` and refresh rows at 64 connections, on a server of their own with the default limits."""
     with overhttp.keyturn(tmp / f"{backend}-limits", database_url, secret, real_limits=True) as kt:
-        lines = chains(kt, CHAINS)
+        lines = chains(kt, max(4096, round(seconds * CHAINS_PER_SECOND)))
         bearer = f"Authorization: Bearer {lines[0].access_token}"
         me = overhttp.wrk(f"{kt.url}/v1/auth/me", CONNECTIONS, seconds, headers=[bearer], limited=True)
         refresh = overhttp.refresh_run(kt, lines, seconds, tmp, connections=CONNECTIONS, limited=True)

@@ -329,8 +329,9 @@ LIMITS_HEADING = "## With the rate limits at their defaults, @64"
 LIMITS_NOTE = (
     "The HTTP rows set every limit out of the load's reach; here none is set (bench/limits.py), on SQLite "
     "and PostgreSQL alike. req/s counts 200s, 429/s the answers a limit refused (above all the instance's "
-    "ceiling, 2,000 requests a second by default); any other non-2xx is an error. Refresh rotates 4,096 "
-    "chains over the 64 connections, so no session nears its 60 a minute; every chain is checked in the database."
+    "ceiling, 2,000 requests a second by default); any other non-2xx is an error. Refresh rotates 16,000 "
+    "chains per second of the run over the 64 connections (a 429 drops its chain), so neither the chains run "
+    "out nor a session nears its 60 a minute; every chain is checked in the database."
 )
 
 

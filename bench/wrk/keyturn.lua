@@ -53,10 +53,14 @@ function init(args)
   if mode == "post" then
     wrk.body = slurp(args[2])
   end
-  chains = {}
+  -- The waiting chains, a queue: chains[head .. tail] (taking one is O(1) however many there are).
+  chains, head, tail = {}, 1, 0
   if mode == "refresh" then
     for line in io.lines(args[2]) do
-      if #line > 0 then chains[#chains + 1] = line end
+      if #line > 0 then
+        tail = tail + 1
+        chains[tail] = line
+      end
     end
   end
   fixed = wrk.format()
@@ -72,7 +76,12 @@ function request()
     checked = true
     return wrk.format(nil, nil, nil, '{"' .. field .. '":"unused"}')
   end
-  local token = table.remove(chains, 1)
+  local token = nil
+  if head <= tail then
+    token = chains[head]
+    chains[head] = nil
+    head = head + 1
+  end
   if token == nil then
     lost = lost + 1 -- every chain ended: this request is refused and counted as non-2xx
     token = "ended"
@@ -92,7 +101,8 @@ function response(status, headers, body)
         non2xx = non2xx + 1
         return
       end
-      chains[#chains + 1] = token
+      tail = tail + 1
+      chains[tail] = token
     end
     ok = ok + 1
   elseif status == 429 and limited_ok then
@@ -113,7 +123,8 @@ function done(summary, latency, requests)
     first = math.max(first, thread:get("first_us"))
     local path = thread:get("out")
     if path then
-      for _, token in ipairs(thread:get("chains") or {}) do waiting[#waiting + 1] = token end
+      local queue = thread:get("chains") or {}
+      for i = thread:get("head"), thread:get("tail") do waiting[#waiting + 1] = queue[i] end
       local f = assert(io.open(path, "w"))
       f:write(table.concat(waiting, "\n"), "\n")
       f:close()
