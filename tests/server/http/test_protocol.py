@@ -200,6 +200,25 @@ async def test_what_is_held_for_a_client_that_left_is_dropped() -> None:
         assert (transport.writes, transport.closed) == (0, True)
 
 
+async def test_writelines_and_an_end_of_writing_keep_the_order() -> None:
+    """``writelines`` is held with the turn's other writes (not sent ahead of them), and
+    ``write_eof`` sends what is held before it ends the writing."""
+    config = Config(app=app, lifespan="off", log_config=None, access_log=False)
+    config.load()
+    protocol = HeadLimitedHttpToolsProtocol(
+        config=config, server_state=ServerState(), app_state={}, max_head_bytes=LIMIT, max_head_fields=FIELDS
+    )
+    transport = Transport()
+    ended: list[bytes] = []
+    transport.write_eof = lambda: ended.append(bytes(transport.written))  # type: ignore[attr-defined]
+    protocol.connection_made(transport)  # type: ignore[arg-type]
+    protocol.transport.write(b"a")
+    protocol.transport.writelines([b"b", b"c"])
+    protocol.transport.write_eof()
+    await asyncio.sleep(0)
+    assert (bytes(transport.written), transport.writes, ended) == (b"abc", 1, [b"abc"])
+
+
 def test_serve_builds_the_protocol_from_the_settings(tmp_path: Any) -> None:
     """What `keyturn serve` passes to uvicorn carries KEYTURN_MAX_HEADER_BYTES and _FIELDS, and pickles
     (worker processes are spawned with it)."""
