@@ -154,7 +154,7 @@ class _InRedis:
     """The moving windows in Redis, shared by every instance: ``limits``' strategy on its storage."""
 
     def __init__(self, storage: RedisStorage) -> None:
-        self._storage = storage
+        self._bridge = cast(_RedisBridge, storage.bridge)  # every bridge of the library has both methods
         self._limiter = MovingWindowRateLimiter(storage)
 
     async def hit(self, item: RateLimitItem, *key: str) -> bool:
@@ -170,11 +170,10 @@ class _InRedis:
         that the library's Lua script ``LPUSH``-es: removing its head is the exact inverse of one
         hit. Tested against a real Redis.
         """
-        bridge = cast(_RedisBridge, self._storage.bridge)  # every bridge of the library has both methods
-        await bridge.get_connection().lpop(bridge.prefixed_key(key))
+        await self._bridge.get_connection().lpop(self._bridge.prefixed_key(key))
 
     async def close(self) -> None:
-        client = cast(_RedisBridge, self._storage.bridge).get_connection()
+        client = self._bridge.get_connection()
         closing = client.connection_pool.disconnect()  # coredis: at once; redis-py: awaitable
         if inspect.isawaitable(closing):
             await closing

@@ -116,9 +116,12 @@ class Refresh:
         transaction that decides."""
         audit = self.ctx.audit_record(bounds.now, "refresh", client, generation=presented.generation + 1)
         found = await self.ctx.store.rotate_alone(presented.session_id, presented.generation, bounds, audit)
-        if found is not None and self.ctx.audit_observers:
-            self.ctx.observe(replace(audit, user_id=found[0].user_id, session_id=found[0].id))
-        return found
+        if found is None:
+            return None
+        record, standing, written = found
+        if self.ctx.audit_observers:
+            self.ctx.observe(written)
+        return record, standing
 
     async def _decide(
         self, tx: Tx, presented: RefreshToken, now: datetime, client: Client

@@ -69,22 +69,26 @@ class Store:
 
     async def rotate_alone(
         self, session_id: uuid.UUID, generation: int, bounds: SessionBounds, audit: AuditRecord
-    ) -> tuple[SessionRecord, Standing] | None:
+    ) -> tuple[SessionRecord, Standing, AuditRecord] | None:
         """``Tx.rotate_current`` and the rotation's audit row (``audit``, with the user and session
         of the row rotated) as a unit of work of their own: on PostgreSQL one statement that
-        commits as it runs (one round trip), on SQLite a writer of the group commit. None, and
-        nothing written, when the session is not in the state to rotate."""
+        commits as it runs (one round trip), on SQLite a writer of the group commit. Returns the
+        rotated row, the user's standing and the audit row as written; None, and nothing written,
+        when the session is not in the state to rotate."""
         if self.db.is_sqlite:
             async with self.write() as tx:
                 found = await tx.rotate_current(session_id, generation, bounds)
-                if found is not None:
-                    await tx.audit(replace(audit, user_id=found[0].user_id, session_id=found[0].id))
-            return found
+                if found is None:
+                    return None
+                written = _as_written(audit, found[0])
+                await tx.audit(written)
+            return found[0], found[1], written
         row = values(audit)
         params = {**current_rotation(session_id, generation, bounds), **{f"audit_{c}": row[c] for c in AUDITED}}
         async with self._alone() as conn:
             found_row = (await conn.execute(ROTATE_AND_AUDIT, params)).first()
-        return rotated_of(None if found_row is None else found_row._asdict())
+        rotated = rotated_of(None if found_row is None else found_row._asdict())
+        return None if rotated is None else (rotated[0], rotated[1], _as_written(audit, rotated[0]))
 
     async def _point_read(self, statement: Direct, params: dict[str, Any]) -> dict[str, Any] | None:
         if self.db.readers is None:
@@ -176,3 +180,8 @@ class Tx(UserQueries, EmailQueries, SessionQueries, RevocationQueries, ClientQue
 # Built once, like the statements of ``_sessions.py``, and run on SQLite's driver directly: every
 # sign-in, refresh and logout writes an audit row.
 _INSERT_AUDIT = Direct(insert(audit_events))
+
+
+def _as_written(audit: AuditRecord, session: SessionRecord) -> AuditRecord:
+    """``audit`` as a rotation writes it: of the rotated session and its user."""
+    return replace(audit, user_id=session.user_id, session_id=session.id)
