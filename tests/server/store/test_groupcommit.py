@@ -149,6 +149,39 @@ async def test_a_cancelled_committer_does_not_stop_the_commit(store: Store, db_p
     assert {f"c{i}" for i in range(4)} | {"then"} <= committed_users(db_path)
 
 
+async def test_a_writer_that_leaves_the_queue_does_not_strand_the_group(store: Store, db_path: Path) -> None:
+    """A writer ends its turn without committing because another is queued; that one gives up its
+    place (cancelled, or its wait timed out) before it runs. The group it would have joined is
+    committed all the same, and its writer returns."""
+    entered, proceed = asyncio.Event(), asyncio.Event()
+
+    async def first() -> None:
+        async with store.write() as tx:
+            await tx.insert_user(user("first"))
+            entered.set()
+            await proceed.wait()
+
+    writing = asyncio.create_task(first())
+    await entered.wait()
+    queued = asyncio.create_task(add_user(store, "second"))
+    await asyncio.sleep(0)  # "second" now waits for the turn "first" holds
+    turn = store.db._group_commit()._lock
+    hand_on = turn.release
+
+    def hand_on_then_give_up() -> None:  # "second" leaves the queue as "first" hands the turn to it
+        hand_on()
+        queued.cancel()
+
+    turn.release = hand_on_then_give_up  # type: ignore[method-assign]
+    proceed.set()
+    await asyncio.wait_for(writing, timeout=10)
+    assert queued.cancelled()
+    assert committed_users(db_path) == {"first"}
+    turn.release = hand_on  # type: ignore[method-assign]
+    await add_user(store, "next")  # the queue works on afterwards
+    assert committed_users(db_path) == {"first", "next"}
+
+
 async def test_groups_are_bounded(store: Store) -> None:
     """More writers than fit one group: they are split into several commits."""
     commits = count_commits(store)

@@ -15,7 +15,9 @@ once that commit is durable, and if it fails every one of them gets the error. S
   statements fail is rolled back to its savepoint and gets the error at once, the others are
   untouched;
 - nothing is answered before it is on disk (the same durability as one commit per write);
-- while a group commits, the next one gathers: the fsync cost is shared by everyone waiting.
+- while a group commits, the next one gathers: the fsync cost is shared by everyone waiting;
+- a writer that leaves the queue (cancelled, or its wait timed out) just as the turn is handed to
+  it never strands the group it would have joined: that group is committed without it.
 """
 
 from __future__ import annotations
@@ -109,6 +111,7 @@ class GroupCommit:
         self._lock = asyncio.Lock()
         self._queued = 0
         self._group: _Group | None = None
+        self._closing: set[asyncio.Task[None]] = set()  # commits of groups their next writer left
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
@@ -131,8 +134,23 @@ class GroupCommit:
         try:
             async with asyncio.timeout(self._timeout):
                 await self._lock.acquire()
-        finally:
+        except BaseException:
             self._queued -= 1
+            if self._group is not None and not self._queued and not self._lock.locked():
+                # The last writer of the open group handed the turn on to this one, which leaves
+                # (cancelled, or its wait timed out): nobody else will end that group.
+                closing = asyncio.ensure_future(self._commit_left_group())
+                self._closing.add(closing)
+                closing.add_done_callback(self._closing.discard)
+            raise
+        self._queued -= 1
+
+    async def _commit_left_group(self) -> None:
+        """Take the turn and commit the open group, if no writer has joined and ended it meanwhile."""
+        async with self._lock:
+            group, self._group = self._group, None
+            if group is not None:
+                await group.commit()
 
     async def _end_turn(self, group: _Group | None) -> None:
         """Hand the turn on; the last writer of a group (nobody waiting, or the group full)
